@@ -1,0 +1,169 @@
+//! The change event: one row change (or truncate) with where it came from.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::Value;
+
+/// What happened to the row. The letters are Debezium's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Op {
+    /// `r`: a row read by the snapshot.
+    Read,
+    /// `c`: an insert.
+    Create,
+    /// `u`: an update.
+    Update,
+    /// `d`: a delete (followed by a tombstone on sinks that keep them).
+    Delete,
+    /// `t`: a truncate of the whole table.
+    Truncate,
+}
+
+impl Op {
+    pub fn code(self) -> &'static str {
+        match self {
+            Op::Read => "r",
+            Op::Create => "c",
+            Op::Update => "u",
+            Op::Delete => "d",
+            Op::Truncate => "t",
+        }
+    }
+}
+
+/// A schema-qualified table name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TableRef {
+    pub schema: String,
+    pub table: String,
+}
+
+impl TableRef {
+    pub fn new(schema: impl Into<String>, table: impl Into<String>) -> Self {
+        Self {
+            schema: schema.into(),
+            table: table.into(),
+        }
+    }
+}
+
+impl fmt::Display for TableRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.schema, self.table)
+    }
+}
+
+/// A row image: column names shared by every row of a relation, values owned.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    columns: Arc<[String]>,
+    values: Vec<Value>,
+}
+
+impl Row {
+    /// `values` must have one entry per column.
+    pub fn new(columns: Arc<[String]>, values: Vec<Value>) -> Self {
+        debug_assert_eq!(columns.len(), values.len());
+        Self { columns, values }
+    }
+
+    pub fn columns(&self) -> &[String] {
+        &self.columns
+    }
+
+    pub fn values(&self) -> &[Value] {
+        &self.values
+    }
+
+    pub fn get(&self, column: &str) -> Option<&Value> {
+        let i = self.columns.iter().position(|c| c == column)?;
+        self.values.get(i)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
+        self.columns
+            .iter()
+            .map(String::as_str)
+            .zip(self.values.iter())
+    }
+}
+
+/// Where a snapshot row stands in the snapshot (Debezium's `source.snapshot`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SnapshotMarker {
+    /// A streamed change.
+    False,
+    First,
+    True,
+    Last,
+}
+
+impl SnapshotMarker {
+    pub fn code(self) -> &'static str {
+        match self {
+            SnapshotMarker::False => "false",
+            SnapshotMarker::First => "first",
+            SnapshotMarker::True => "true",
+            SnapshotMarker::Last => "last",
+        }
+    }
+}
+
+/// The `source` block: provenance of a change in the source's own terms.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceInfo {
+    /// Source name from the config; the topic prefix.
+    pub name: Arc<str>,
+    /// `"postgresql"`, later `"mysql"`.
+    pub connector: &'static str,
+    pub db: Arc<str>,
+    /// Commit time in milliseconds since the epoch.
+    pub ts_ms: i64,
+    pub snapshot: SnapshotMarker,
+    pub tx_id: Option<u64>,
+    /// Commit position of the change's transaction (PostgreSQL: the commit LSN).
+    pub lsn: Option<u64>,
+    /// Debezium's `sequence`: last committed position, position of this change.
+    pub sequence: Option<(u64, u64)>,
+    /// Columns whose unchanged TOASTed value was never seen (omitted from `after`).
+    pub unchanged_toast: Vec<String>,
+}
+
+/// Stable identity of an event: `<source>:<commit position>:<ordinal>`.
+///
+/// Identical on redelivery, so sinks can drop duplicates by it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct EventId {
+    pub source: Arc<str>,
+    /// Commit position; rendered as a PostgreSQL LSN (`16/B374D848`).
+    pub commit: u64,
+    /// Position of the event inside its transaction (or snapshot), from 0.
+    pub ordinal: u64,
+}
+
+impl fmt::Display for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{:X}/{:X}:{}",
+            self.source,
+            self.commit >> 32,
+            self.commit & 0xFFFF_FFFF,
+            self.ordinal
+        )
+    }
+}
+
+/// One change, as every sink and transform sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChangeEvent {
+    pub id: EventId,
+    pub table: Arc<TableRef>,
+    pub op: Op,
+    /// Primary-key (or replica-identity) columns; `None` without one and for truncates.
+    pub key: Option<Row>,
+    pub before: Option<Row>,
+    pub after: Option<Row>,
+    pub source: SourceInfo,
+}

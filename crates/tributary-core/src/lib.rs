@@ -1,0 +1,12 @@
+//! Tributary's one change model, shared by every source, sink and transform.
+//!
+//! A source turns its log into [`ChangeEvent`]s; a sink encodes them at the edge
+//! (today: Debezium-compatible JSON, see [`debezium`]). Keeping the model free of
+//! any wire format is what lets one pipeline serve brokers, files and databases.
+
+pub mod debezium;
+mod event;
+mod value;
+
+pub use event::{ChangeEvent, EventId, Op, Row, SnapshotMarker, SourceInfo, TableRef};
+pub use value::Value;
