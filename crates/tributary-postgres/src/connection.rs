@@ -1,0 +1,124 @@
+//! Connection settings of one PostgreSQL source, shared by the query
+//! connection (tokio-postgres) and the replication connection
+//! (pgwire-replication).
+
+use std::str::FromStr;
+
+use tokio_postgres::config::Host;
+use tokio_postgres::{Client, NoTls};
+
+use crate::value_mapping::SESSION_OPTIONS;
+use crate::Error;
+
+/// A parsed `postgres://` URL, with the password kept out of `Debug` output.
+#[derive(Clone)]
+pub struct ConnectionConfig {
+    pg: tokio_postgres::Config,
+    host: String,
+    port: u16,
+    user: String,
+    password: String,
+    dbname: String,
+}
+
+impl std::fmt::Debug for ConnectionConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ConnectionConfig({})", self.target())
+    }
+}
+
+impl ConnectionConfig {
+    /// Parses a URL; `password` (from `password_env` or a file) overrides the URL's.
+    pub fn parse(url: &str, password: Option<String>) -> Result<Self, Error> {
+        let invalid = |reason: String| Error::InvalidUrl { reason };
+        let mut pg = tokio_postgres::Config::from_str(url).map_err(|e| invalid(e.to_string()))?;
+        let host = match pg.get_hosts().first() {
+            Some(Host::Tcp(h)) => h.clone(),
+            Some(Host::Unix(p)) => p.display().to_string(),
+            None => return Err(invalid("no host".into())),
+        };
+        let port = pg.get_ports().first().copied().unwrap_or(5432);
+        let user = pg
+            .get_user()
+            .ok_or_else(|| invalid("no user".into()))?
+            .to_owned();
+        let dbname = pg.get_dbname().unwrap_or(&user).to_owned();
+        if let Some(p) = password {
+            pg.password(p);
+        }
+        let password = pg
+            .get_password()
+            .map(|p| String::from_utf8_lossy(p).into_owned())
+            .unwrap_or_default();
+        pg.options(SESSION_OPTIONS);
+        pg.application_name("tributary");
+        Ok(Self {
+            pg,
+            host,
+            port,
+            user,
+            password,
+            dbname,
+        })
+    }
+
+    pub fn dbname(&self) -> &str {
+        &self.dbname
+    }
+
+    /// `user@host:port/db`, for messages; never includes the password.
+    pub fn target(&self) -> String {
+        format!("{}@{}:{}/{}", self.user, self.host, self.port, self.dbname)
+    }
+
+    /// Opens a query connection; its driver task runs in the background.
+    pub async fn connect(&self) -> Result<Client, Error> {
+        let (client, connection) =
+            self.pg
+                .connect(NoTls)
+                .await
+                .map_err(|source| Error::Connect {
+                    target: self.target(),
+                    source,
+                })?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "query connection closed");
+            }
+        });
+        Ok(client)
+    }
+
+    /// Settings for a replication session on `slot` with `publication`.
+    pub fn replication(
+        &self,
+        slot: &str,
+        publication: &str,
+        start_lsn: u64,
+    ) -> pgwire_replication::ReplicationConfig {
+        pgwire_replication::ReplicationConfig::new(
+            self.host.clone(),
+            self.user.clone(),
+            self.password.clone(),
+            self.dbname.clone(),
+            slot.to_owned(),
+            publication.to_owned(),
+        )
+        .with_port(self.port)
+        .with_options(SESSION_OPTIONS)
+        .with_application_name("tributary")
+        .with_start_lsn(pgwire_replication::Lsn::from_u64(start_lsn))
+        .with_tls(pgwire_replication::TlsConfig::disabled())
+        .with_status_interval(std::time::Duration::from_secs(1))
+    }
+}
+
+/// Quotes an identifier for SQL (`"my ""odd"" name"`).
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Quotes a string literal for SQL.
+pub fn quote_literal(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''"))
+}

@@ -1,0 +1,133 @@
+//! Errors of the PostgreSQL source, each with what the user can do about it.
+
+/// What went wrong in the PostgreSQL source. `Display` is the primary message;
+/// [`Error::detail`] and [`Error::hint`] follow PostgreSQL's error style.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid PostgreSQL URL: {reason}")]
+    InvalidUrl { reason: String },
+
+    #[error("could not connect to PostgreSQL at {target}")]
+    Connect {
+        target: String,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+
+    #[error("could not open a replication connection to {target}")]
+    ReplicationConnect {
+        target: String,
+        #[source]
+        source: pgwire_replication::PgWireError,
+    },
+
+    #[error("query failed while {doing}")]
+    Query {
+        doing: &'static str,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+
+    #[error("table {table} does not exist or has no columns")]
+    TableMissing { table: String },
+
+    #[error("publication \"{publication}\" does not exist and could not be created")]
+    PublicationMissing {
+        publication: String,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+
+    #[error("publication \"{publication}\" does not publish {tables}")]
+    PublicationIncomplete { publication: String, tables: String },
+
+    #[error("replication slot \"{slot}\" was invalidated by the server")]
+    SlotInvalidated { slot: String },
+
+    #[error("replication slot \"{slot}\" is missing, but this source has streamed from it before")]
+    SlotMissing { slot: String },
+
+    #[error("could not create replication slot \"{slot}\"")]
+    SlotCreate {
+        slot: String,
+        #[source]
+        source: pgwire_replication::PgWireError,
+    },
+
+    #[error("replication stream failed")]
+    Stream {
+        #[source]
+        source: pgwire_replication::PgWireError,
+    },
+
+    #[error(transparent)]
+    Protocol(#[from] crate::pgoutput::ProtocolError),
+
+    #[error("a change refers to relation {oid}, which no Relation message described")]
+    UnknownRelation { oid: u32 },
+
+    #[error("a value in column \"{column}\" of {table} is not valid UTF-8")]
+    InvalidUtf8 { table: String, column: String },
+
+    #[error(transparent)]
+    CopyFormat(#[from] crate::copy_text::CopyFormatError),
+}
+
+impl Error {
+    pub(crate) fn query(doing: &'static str, source: tokio_postgres::Error) -> Self {
+        Error::Query { doing, source }
+    }
+
+    /// The underlying cause, for the `detail:` line.
+    pub fn detail(&self) -> Option<String> {
+        use std::error::Error as _;
+        let source = self.source()?;
+        // tokio_postgres puts the server's message one level down.
+        let mut text = source.to_string();
+        if let Some(db) = source
+            .downcast_ref::<tokio_postgres::Error>()
+            .and_then(|e| e.as_db_error())
+        {
+            text = db.message().to_string();
+            if let Some(d) = db.detail() {
+                text.push_str(": ");
+                text.push_str(d);
+            }
+        } else if let Some(inner) = source.source() {
+            text = format!("{text}: {inner}");
+        }
+        Some(text)
+    }
+
+    /// What to do about it, for the `hint:` line.
+    pub fn hint(&self) -> Option<String> {
+        Some(match self {
+            Error::InvalidUrl { .. } => {
+                "use the form postgres://USER@HOST:PORT/DATABASE".into()
+            }
+            Error::Connect { .. } | Error::ReplicationConnect { .. } => {
+                "check that the server is running, the URL is right and pg_hba.conf admits this \
+                 user (with \"replication\" access for the replication connection)"
+                    .into()
+            }
+            Error::TableMissing { .. } => "check the `tables` list of this source".into(),
+            Error::PublicationMissing { publication, .. } => format!(
+                "create it as the tables' owner: CREATE PUBLICATION {publication} FOR TABLE ...; \
+                 or run `tributary setup postgres`"
+            ),
+            Error::PublicationIncomplete { publication, tables } => {
+                format!("as the tables' owner: ALTER PUBLICATION {publication} ADD TABLE {tables}")
+            }
+            Error::SlotInvalidated { .. } | Error::SlotMissing { .. } => {
+                "WAL this source needed is gone, so changes were missed; to start over with a \
+                 fresh snapshot, set snapshot = \"always\" for one run (or remove this source's \
+                 state), then set it back"
+                    .into()
+            }
+            Error::InvalidUtf8 { .. } => {
+                "Tributary reads UTF-8 databases; check the database's encoding".into()
+            }
+            _ => return None,
+        })
+    }
+}

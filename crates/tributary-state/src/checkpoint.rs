@@ -1,0 +1,107 @@
+//! Source checkpoints and per-sink positions, committed together.
+
+use redb::{ReadableDatabase, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+use crate::{StateError, StateStore};
+
+pub(crate) const CHECKPOINTS: TableDefinition<&str, &str> = TableDefinition::new("checkpoints");
+pub(crate) const SINK_POSITIONS: TableDefinition<(&str, &str), u64> =
+    TableDefinition::new("sink_positions");
+
+/// What a source needs to resume: the position durable in every sink.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// Source position (PostgreSQL: end LSN of the last durable transaction,
+    /// or the slot's consistent point right after the snapshot).
+    pub position: u64,
+    /// The initial snapshot finished and is durable in every sink.
+    pub snapshot_complete: bool,
+}
+
+impl StateStore {
+    pub fn checkpoint(&self, source: &str) -> Result<Option<Checkpoint>, StateError> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(CHECKPOINTS)?;
+        match table.get(source)? {
+            Some(v) => Ok(Some(serde_json::from_str(v.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    pub fn sink_position(&self, source: &str, sink: &str) -> Result<Option<u64>, StateError> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(SINK_POSITIONS)?;
+        Ok(table.get((source, sink))?.map(|v| v.value()))
+    }
+
+    /// Durably records a checkpoint and the sinks' positions (fsynced before
+    /// it returns; this also makes earlier non-durable row-image writes durable).
+    pub fn commit(
+        &self,
+        source: &str,
+        checkpoint: Checkpoint,
+        sinks: &[(&str, u64)],
+    ) -> Result<(), StateError> {
+        let tx = self.db.begin_write()?;
+        {
+            let mut table = tx.open_table(CHECKPOINTS)?;
+            let text = serde_json::to_string(&checkpoint)?;
+            table.insert(source, text.as_str())?;
+            let mut positions = tx.open_table(SINK_POSITIONS)?;
+            for (sink, pos) in sinks {
+                positions.insert((source, *sink), *pos)?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Forgets everything about a source (before a fresh snapshot).
+    pub fn reset_source(&self, source: &str) -> Result<(), StateError> {
+        let tx = self.db.begin_write()?;
+        {
+            tx.open_table(CHECKPOINTS)?.remove(source)?;
+            let mut positions = tx.open_table(SINK_POSITIONS)?;
+            positions.retain(|(src, _), _| src != source)?;
+            crate::row_images::forget_source(&tx, source)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checkpoint_survives_reopen_and_reset_clears_it() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = StateStore::open(dir.path()).unwrap();
+            assert_eq!(store.checkpoint("a").unwrap(), None);
+            let cp = Checkpoint {
+                position: 42,
+                snapshot_complete: true,
+            };
+            store.commit("a", cp, &[("file", 42)]).unwrap();
+        }
+        let store = StateStore::open(dir.path()).unwrap();
+        assert_eq!(store.checkpoint("a").unwrap().unwrap().position, 42);
+        assert_eq!(store.sink_position("a", "file").unwrap(), Some(42));
+        store.reset_source("a").unwrap();
+        assert_eq!(store.checkpoint("a").unwrap(), None);
+        assert_eq!(store.sink_position("a", "file").unwrap(), None);
+    }
+
+    #[test]
+    fn second_open_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = StateStore::open(dir.path()).unwrap();
+        assert!(matches!(
+            StateStore::open(dir.path()),
+            Err(StateError::InUse { .. })
+        ));
+    }
+}
