@@ -162,10 +162,11 @@ impl ChangeDecoder {
         images: &mut dyn RowImages,
     ) -> Result<Vec<ChangeEvent>, Error> {
         let shape = self.shape(oid)?.clone();
-        let (after, missing) = self.tuple_row(&shape, new, None)?;
+        // An insert carries every value in full: nothing can be missing.
+        let (after, _) = self.tuple_row(&shape, new, None)?;
         let key = key_of(&shape, &after);
         images.remember(&shape, key.as_ref(), new, self.position())?;
-        Ok(vec![self.event(&shape, Op::Create, lsn, key, None, Some(after), missing)])
+        Ok(vec![self.event(&shape, Op::Create, lsn, key, None, Some(after), vec![])])
     }
 
     pub fn update(
@@ -194,8 +195,7 @@ impl ChangeDecoder {
         let old_key = before.as_ref().and_then(|b| key_of(&shape, b));
         if old_key.is_some() && old_key != new_key {
             // A key change: delete of the old key, create of the new (as Debezium).
-            images.forget(&shape, old_key.as_ref())?;
-            let delete = self.event(&shape, Op::Delete, lsn, old_key, before, None, vec![]);
+                let delete = self.event(&shape, Op::Delete, lsn, old_key, before, None, vec![]);
             let create = self.event(&shape, Op::Create, lsn, new_key, None, Some(after), missing);
             return Ok(vec![delete, create]);
         }
@@ -209,13 +209,11 @@ impl ChangeDecoder {
         oid: u32,
         old: &OldTuple,
         lsn: u64,
-        images: &mut dyn RowImages,
     ) -> Result<Vec<ChangeEvent>, Error> {
         let shape = self.shape(oid)?.clone();
         // A key-only image maps to the key columns with the others null.
         let (before, _) = self.tuple_row(&shape, old.tuple(), None)?;
         let key = key_of(&shape, &before);
-        images.forget(&shape, key.as_ref())?;
         Ok(vec![self.event(&shape, Op::Delete, lsn, key, Some(before), None, vec![])])
     }
 
@@ -223,7 +221,6 @@ impl ChangeDecoder {
         &mut self,
         oids: &[u32],
         lsn: u64,
-        images: &mut dyn RowImages,
     ) -> Result<Vec<ChangeEvent>, Error> {
         let mut out = Vec::with_capacity(oids.len());
         for &oid in oids {
@@ -231,7 +228,6 @@ impl ChangeDecoder {
             let Some(shape) = self.relations.get(&oid).cloned() else {
                 continue;
             };
-            images.forget_table(&shape)?;
             out.push(self.event(&shape, Op::Truncate, lsn, None, None, None, vec![]));
         }
         Ok(out)

@@ -17,6 +17,12 @@ pub type Field = Option<String>;
 #[error("malformed COPY text row: {0}")]
 pub struct CopyFormatError(&'static str);
 
+impl CopyFormatError {
+    pub(crate) fn truncated() -> Self {
+        CopyFormatError("the COPY ended inside a row")
+    }
+}
+
 impl CopyTextReader {
     /// Feeds a chunk of COPY data; calls `row` for every complete row.
     pub fn feed(

@@ -69,6 +69,12 @@ pub enum Error {
     #[error("a value in column \"{column}\" of {table} is not valid UTF-8")]
     InvalidUtf8 { table: String, column: String },
 
+    #[error("state store failed")]
+    State(#[source] tributary_state::StateError),
+
+    #[error("the pipeline stopped before the source")]
+    PipelineClosed,
+
     #[error(transparent)]
     CopyFormat(#[from] crate::copy_text::CopyFormatError),
 }

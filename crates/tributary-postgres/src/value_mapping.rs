@@ -59,6 +59,8 @@ pub enum Mapping {
     Interval,
     /// Kept as its text form: text types, uuid, json, network types, enums…
     Text,
+    /// `jsonb`, as its text form (stored larger than its text, see `toast`).
+    Jsonb,
     Array {
         element: Box<Mapping>,
         delimiter: u8,
@@ -87,9 +89,19 @@ impl Mapping {
             // char, name, text, json, xml, cidr, inet, macaddr, macaddr8, bpchar,
             // varchar, bit, varbit, uuid, jsonb, jsonpath, pg_lsn
             18 | 19 | 25 | 114 | 142 | 650 | 869 | 829 | 774 | 1042 | 1043 | 1560 | 1562
-            | 2950 | 3802 | 4072 | 3220 => Mapping::Text,
+            | 2950 | 4072 | 3220 => Mapping::Text,
+            3802 => Mapping::Jsonb,
             _ => return None,
         })
+    }
+
+    /// Whether the stored form of this type is no larger than its text form
+    /// (false for jsonb, arrays and unknown types, whose text can be smaller).
+    pub fn compresses_as_text(&self) -> bool {
+        !matches!(
+            self,
+            Mapping::Jsonb | Mapping::Array { .. } | Mapping::Unknown { .. }
+        )
     }
 
     /// Maps one value from its text form.
@@ -131,7 +143,9 @@ impl Mapping {
                 IntervalHandling::String => Value::Text(text.to_owned()),
                 IntervalHandling::Numeric => Value::Int(parse_iso_interval(text)?),
             },
-            Mapping::Text | Mapping::Unknown { .. } => Value::Text(text.to_owned()),
+            Mapping::Text | Mapping::Jsonb | Mapping::Unknown { .. } => {
+                Value::Text(text.to_owned())
+            }
             Mapping::Array { element, delimiter } => {
                 parse_array(text, *delimiter, &|t| element.map(t, opts))?
             }

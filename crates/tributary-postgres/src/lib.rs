@@ -1,0 +1,27 @@
+//! PostgreSQL source for Tributary: a consistent snapshot over the slot's
+//! exported snapshot, then logical replication with `pgoutput`.
+//!
+//! Layout, in the order data flows:
+//! - [`connection`]: URL parsing, query and replication sessions;
+//! - [`slot`]: the publication and the replication slot;
+//! - [`catalog`]: table shapes, key columns, type resolution;
+//! - [`snapshot`] (with [`copy_text`]): the initial read;
+//! - [`pgoutput`]: the protocol decoder (fuzzed);
+//! - [`changes`] (with [`value_mapping`] and [`toast`]): messages → events;
+//! - [`source`]: the orchestration the pipeline runs.
+
+pub mod catalog;
+pub mod changes;
+pub mod connection;
+pub mod copy_text;
+mod error;
+pub mod pgoutput;
+pub mod slot;
+pub mod snapshot;
+pub mod source;
+pub mod toast;
+pub mod value_mapping;
+
+pub use connection::ConnectionConfig;
+pub use error::Error;
+pub use source::{PostgresSource, PostgresSourceConfig, SnapshotMode, SourceItem, SourceLinks};

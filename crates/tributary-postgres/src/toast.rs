@@ -1,0 +1,136 @@
+//! Filling unchanged TOASTed values instead of emitting placeholders.
+//!
+//! pgoutput sends a `u` marker, not the value, for a TOASTed column an update
+//! did not change. We remember the text of large values when a row is written
+//! in full (snapshot, insert, update) and recall the newest one when a marker
+//! arrives. PostgreSQL moves a value out of line only when the row exceeds
+//! TOAST_TUPLE_THRESHOLD (about 2 kB), so only rows of about that size need
+//! remembering; everything else costs nothing.
+
+use tributary_core::{debezium, Row};
+use tributary_state::StateStore;
+
+use crate::catalog::TableShape;
+use crate::pgoutput::{Datum, Tuple};
+use crate::Error;
+
+/// Rows whose text forms add up to less than this are never remembered. The
+/// text form of `jsonb` and arrays can be several times smaller than their
+/// stored form, so they count eight-fold; other types are never smaller as
+/// text than on disk (bytea's hex form is twice its size).
+const ROW_THRESHOLD: usize = 1800;
+/// Values below this size stay inline (a TOAST pointer is 18 bytes).
+const VALUE_THRESHOLD: usize = 24;
+
+/// Where remembered images live. The decoder calls these while decoding, so
+/// images are always written before the change can reach a sink.
+pub trait RowImages: Send {
+    fn remember(
+        &mut self,
+        shape: &TableShape,
+        key: Option<&Row>,
+        tuple: &Tuple,
+        at: (u64, u64),
+    ) -> Result<(), Error>;
+
+    fn recall(
+        &mut self,
+        shape: &TableShape,
+        key: Option<&Row>,
+        column: &str,
+        before: (u64, u64),
+    ) -> Result<Option<String>, Error>;
+}
+
+/// Row images kept in the state store.
+pub struct StoredRowImages {
+    store: StateStore,
+    source: String,
+    key_buf: Vec<u8>,
+}
+
+impl StoredRowImages {
+    pub fn new(store: StateStore, source: &str) -> Self {
+        Self {
+            store,
+            source: source.to_owned(),
+            key_buf: Vec::new(),
+        }
+    }
+
+    fn row_key(&mut self, key: &Row) -> &[u8] {
+        self.key_buf.clear();
+        debezium::write_row(&mut self.key_buf, key);
+        &self.key_buf
+    }
+}
+
+/// The columns of `tuple` worth remembering: large values of a large row.
+pub fn large_values<'a>(shape: &'a TableShape, tuple: &'a Tuple) -> Vec<(&'a str, &'a [u8])> {
+    let weight: usize = tuple
+        .iter()
+        .zip(&shape.mappings)
+        .map(|(d, m)| match d {
+            Datum::Text(b) | Datum::Binary(b) => b.len() * if m.compresses_as_text() { 1 } else { 8 },
+            _ => 0,
+        })
+        .sum();
+    if weight < ROW_THRESHOLD {
+        return Vec::new();
+    }
+    tuple
+        .iter()
+        .enumerate()
+        .filter_map(|(i, d)| match d {
+            Datum::Text(b) if b.len() >= VALUE_THRESHOLD => {
+                Some((shape.columns[i].as_str(), b.as_ref()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+impl RowImages for StoredRowImages {
+    fn remember(
+        &mut self,
+        shape: &TableShape,
+        key: Option<&Row>,
+        tuple: &Tuple,
+        at: (u64, u64),
+    ) -> Result<(), Error> {
+        let Some(key) = key else {
+            // Without a key a later change cannot be matched to this row.
+            return Ok(());
+        };
+        let values = large_values(shape, tuple);
+        if values.is_empty() {
+            return Ok(());
+        }
+        let table = shape.table.to_string();
+        let source = self.source.clone();
+        let row_key = self.row_key(key).to_vec();
+        self.store
+            .remember_images(&source, &table, &row_key, at, &values)
+            .map_err(Error::State)
+    }
+
+    fn recall(
+        &mut self,
+        shape: &TableShape,
+        key: Option<&Row>,
+        column: &str,
+        before: (u64, u64),
+    ) -> Result<Option<String>, Error> {
+        let Some(key) = key else {
+            return Ok(None);
+        };
+        let table = shape.table.to_string();
+        let source = self.source.clone();
+        let row_key = self.row_key(key).to_vec();
+        let text = self
+            .store
+            .recall_image(&source, &table, &row_key, column, before)
+            .map_err(Error::State)?;
+        Ok(text.map(|t| String::from_utf8_lossy(&t).into_owned()))
+    }
+}
