@@ -1,0 +1,430 @@
+//! The TOML configuration of `interface.md`, validated before anything runs.
+//!
+//! Unknown keys are errors with the nearest valid key as a hint; sections
+//! reserved for later (`[server]`, `[[view]]`, broker sinks) are recognised and
+//! refused with a clear message instead of being ignored.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use tributary_core::TableRef;
+use tributary_postgres::value_mapping::{DecimalHandling, IntervalHandling, MappingOptions};
+use tributary_postgres::SnapshotMode;
+
+/// An unusable configuration (exit code 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct ConfigError {
+    message: String,
+    hint: Option<String>,
+}
+
+impl ConfigError {
+    fn new(message: impl Into<String>, hint: Option<String>) -> Self {
+        Self {
+            message: message.into(),
+            hint,
+        }
+    }
+
+    pub fn hint(&self) -> Option<&str> {
+        self.hint.as_deref()
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+    #[serde(default)]
+    pub admin: Option<toml::Table>,
+    #[serde(default)]
+    pub server: Option<toml::Table>,
+    #[serde(rename = "source", default)]
+    pub sources: Vec<SourceConfig>,
+    #[serde(rename = "sink", default)]
+    pub sinks: Vec<SinkConfig>,
+    #[serde(rename = "view", default)]
+    pub views: Vec<toml::Table>,
+}
+
+fn default_state_dir() -> PathBuf {
+    PathBuf::from("./tributary-state")
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub url: String,
+    pub password_env: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub tables: Vec<String>,
+    pub slot: Option<String>,
+    pub publication: Option<String>,
+    #[serde(default)]
+    pub snapshot: SnapshotSetting,
+    pub heartbeat_interval: Option<String>,
+    pub max_lag_bytes: Option<String>,
+    #[serde(default)]
+    pub decimal_handling: DecimalSetting,
+    #[serde(default)]
+    pub interval_handling: IntervalSetting,
+}
+
+#[derive(Debug, Deserialize, Default, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+pub enum SnapshotSetting {
+    #[default]
+    Initial,
+    Never,
+    Always,
+}
+
+#[derive(Debug, Deserialize, Default, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+pub enum DecimalSetting {
+    #[default]
+    String,
+    Double,
+}
+
+#[derive(Debug, Deserialize, Default, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+pub enum IntervalSetting {
+    #[default]
+    Numeric,
+    String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SinkConfig {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub path: Option<PathBuf>,
+    pub topic: Option<String>,
+    pub subject: Option<String>,
+    #[serde(default = "yes")]
+    pub tombstones: bool,
+    pub url: Option<String>,
+    pub stream: Option<String>,
+    pub view: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Every valid key, for "did you mean" hints.
+const KEYS: &[&str] = &[
+    "state_dir", "admin", "server", "source", "sink", "view", "name", "type", "url",
+    "password_env", "password_file", "tables", "slot", "publication", "snapshot",
+    "heartbeat_interval", "max_lag_bytes", "decimal_handling", "interval_handling", "path",
+    "topic", "subject", "tombstones", "stream", "listen", "sql",
+];
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::new(
+                format!("could not read config file {}: {e}", path.display()),
+                Some("pass an existing TOML file with --config".into()),
+            )
+        })?;
+        Self::parse(&text)
+    }
+
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| {
+            let msg = e.message().to_owned();
+            let hint = unknown_key_hint(&msg);
+            let at = e
+                .span()
+                .map(|s| format!(" (line {})", text[..s.start].lines().count().max(1)))
+                .unwrap_or_default();
+            ConfigError::new(format!("invalid config{at}: {msg}"), hint)
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.server.is_some() || !self.views.is_empty() {
+            return Err(ConfigError::new(
+                "[server] and [[view]] are not available in this version",
+                Some("remove them; views arrive with the view engine".into()),
+            ));
+        }
+        if self.admin.is_some() {
+            return Err(ConfigError::new(
+                "[admin] is not available in this version",
+                Some("remove it; /metrics and /status arrive with the admin endpoint".into()),
+            ));
+        }
+        if self.sources.is_empty() {
+            return Err(ConfigError::new(
+                "no [[source]] configured",
+                Some("add a [[source]] with type = \"postgres\"".into()),
+            ));
+        }
+        if self.sinks.is_empty() {
+            return Err(ConfigError::new(
+                "no [[sink]] configured",
+                Some("add a [[sink]], e.g. type = \"file\" with a path".into()),
+            ));
+        }
+        let mut names = HashSet::new();
+        for s in &self.sources {
+            if !names.insert(s.name.as_str()) {
+                return Err(ConfigError::new(format!("duplicate source name \"{}\"", s.name), None));
+            }
+            if s.kind != "postgres" {
+                return Err(ConfigError::new(
+                    format!("source \"{}\": unknown type \"{}\"", s.name, s.kind),
+                    Some("supported source types: postgres".into()),
+                ));
+            }
+            if s.tables.is_empty() {
+                return Err(ConfigError::new(
+                    format!("source \"{}\" lists no tables", s.name),
+                    Some("tables = [\"public.accounts\"]".into()),
+                ));
+            }
+            for t in &s.tables {
+                parse_table(t)?;
+            }
+            if let Some(d) = &s.heartbeat_interval {
+                parse_duration(d)?;
+            }
+            if let Some(b) = &s.max_lag_bytes {
+                parse_size(b)?;
+            }
+        }
+        let mut sink_names = HashSet::new();
+        for k in &self.sinks {
+            if !sink_names.insert(k.name.as_str()) {
+                return Err(ConfigError::new(format!("duplicate sink name \"{}\"", k.name), None));
+            }
+            match k.kind.as_str() {
+                "file" if k.path.is_none() => {
+                    return Err(ConfigError::new(
+                        format!("sink \"{}\": a file sink needs a path", k.name),
+                        Some("path = \"./events.jsonl\"".into()),
+                    ))
+                }
+                "file" | "stdout" => {}
+                "nats" | "kafka" | "postgres" | "http" => {
+                    return Err(ConfigError::new(
+                        format!("sink \"{}\": type \"{}\" is not available in this version", k.name, k.kind),
+                        Some("available sink types: file, stdout".into()),
+                    ))
+                }
+                other => {
+                    return Err(ConfigError::new(
+                        format!("sink \"{}\": unknown type \"{other}\"", k.name),
+                        Some("available sink types: file, stdout".into()),
+                    ))
+                }
+            }
+            if k.view.is_some() {
+                return Err(ConfigError::new(
+                    format!("sink \"{}\": `view` is not available in this version", k.name),
+                    None,
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl SourceConfig {
+    pub fn table_refs(&self) -> Vec<TableRef> {
+        // Validated in `Config::validate`.
+        self.tables.iter().filter_map(|t| parse_table(t).ok()).collect()
+    }
+
+    pub fn slot_name(&self) -> String {
+        self.slot.clone().unwrap_or_else(|| format!("tributary_{}", self.name))
+    }
+
+    pub fn publication_name(&self) -> String {
+        self.publication
+            .clone()
+            .unwrap_or_else(|| format!("tributary_{}", self.name))
+    }
+
+    pub fn snapshot_mode(&self) -> SnapshotMode {
+        match self.snapshot {
+            SnapshotSetting::Initial => SnapshotMode::Initial,
+            SnapshotSetting::Never => SnapshotMode::Never,
+            SnapshotSetting::Always => SnapshotMode::Always,
+        }
+    }
+
+    pub fn mapping(&self) -> MappingOptions {
+        MappingOptions {
+            decimal: match self.decimal_handling {
+                DecimalSetting::String => DecimalHandling::String,
+                DecimalSetting::Double => DecimalHandling::Double,
+            },
+            interval: match self.interval_handling {
+                IntervalSetting::Numeric => IntervalHandling::Numeric,
+                IntervalSetting::String => IntervalHandling::String,
+            },
+        }
+    }
+
+    /// The password from `password_env` or `password_file`, if configured.
+    pub fn password(&self) -> Result<Option<String>, ConfigError> {
+        if let Some(var) = &self.password_env {
+            return std::env::var(var).map(Some).map_err(|_| {
+                ConfigError::new(
+                    format!("source \"{}\": environment variable {var} is not set", self.name),
+                    Some(format!("export {var}=... before starting, or remove password_env")),
+                )
+            });
+        }
+        if let Some(file) = &self.password_file {
+            return std::fs::read_to_string(file)
+                .map(|s| Some(s.trim_end_matches(['\n', '\r']).to_owned()))
+                .map_err(|e| {
+                    ConfigError::new(
+                        format!("source \"{}\": could not read password_file {}: {e}", self.name, file.display()),
+                        None,
+                    )
+                });
+        }
+        Ok(None)
+    }
+}
+
+/// `schema.table`, or `table` in `public`.
+pub fn parse_table(text: &str) -> Result<TableRef, ConfigError> {
+    let parts: Vec<&str> = text.split('.').collect();
+    match parts.as_slice() {
+        [t] if !t.is_empty() => Ok(TableRef::new("public", *t)),
+        [s, t] if !s.is_empty() && !t.is_empty() => Ok(TableRef::new(*s, *t)),
+        _ => Err(ConfigError::new(
+            format!("invalid table name \"{text}\""),
+            Some("write tables as \"schema.table\"".into()),
+        )),
+    }
+}
+
+/// `500ms`, `10s`, `5m`, `1h`.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, ConfigError> {
+    let bad = || {
+        ConfigError::new(
+            format!("invalid duration \"{text}\""),
+            Some("use a number with ms, s, m or h, e.g. \"10s\"".into()),
+        )
+    };
+    let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+    let n: u64 = text[..split].parse().map_err(|_| bad())?;
+    let ms = match &text[split..] {
+        "ms" => n,
+        "s" => n * 1000,
+        "m" => n * 60_000,
+        "h" => n * 3_600_000,
+        _ => return Err(bad()),
+    };
+    Ok(std::time::Duration::from_millis(ms))
+}
+
+/// `64MB`, `4GB`, `512kB`, `1024B`.
+pub fn parse_size(text: &str) -> Result<u64, ConfigError> {
+    let bad = || {
+        ConfigError::new(
+            format!("invalid size \"{text}\""),
+            Some("use a number with B, kB, MB, GB or TB, e.g. \"4GB\"".into()),
+        )
+    };
+    let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+    let n: u64 = text[..split].parse().map_err(|_| bad())?;
+    let unit: u64 = match text[split..].to_ascii_uppercase().as_str() {
+        "B" => 1,
+        "KB" => 1 << 10,
+        "MB" => 1 << 20,
+        "GB" => 1 << 30,
+        "TB" => 1 << 40,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(unit).ok_or_else(bad)
+}
+
+/// For serde's "unknown field `x`" message: the nearest valid key.
+fn unknown_key_hint(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("unknown field `")?;
+    let key = &rest[..rest.find('`')?];
+    let nearest = KEYS
+        .iter()
+        .map(|k| (edit_distance(key, k), *k))
+        .min()
+        .filter(|(d, _)| *d <= 3)?;
+    Some(format!("did you mean `{}`?", nearest.1))
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+state_dir = "/tmp/x"
+[[source]]
+name = "cash"
+type = "postgres"
+url = "postgres://u@127.0.0.1:5432/cash"
+tables = ["public.accounts"]
+heartbeat_interval = "10s"
+max_lag_bytes = "4GB"
+[[sink]]
+name = "archive"
+type = "file"
+path = "./events.jsonl"
+"#;
+
+    #[test]
+    fn parses_the_interface_example() {
+        let c = Config::parse(GOOD).unwrap();
+        assert_eq!(c.sources[0].slot_name(), "tributary_cash");
+        assert_eq!(c.sources[0].table_refs()[0].table, "accounts");
+    }
+
+    #[test]
+    fn unknown_key_names_the_nearest() {
+        let bad = GOOD.replace("tables =", "tabels =");
+        let e = Config::parse(&bad).unwrap_err();
+        assert!(e.to_string().contains("tabels"), "{e}");
+        assert_eq!(e.hint(), Some("did you mean `tables`?"));
+    }
+
+    #[test]
+    fn durations_and_sizes() {
+        assert_eq!(parse_duration("500ms").unwrap().as_millis(), 500);
+        assert_eq!(parse_duration("5m").unwrap().as_secs(), 300);
+        assert_eq!(parse_size("64MB").unwrap(), 64 << 20);
+        assert!(parse_size("4XB").is_err());
+        assert!(parse_duration("10").is_err());
+    }
+}

@@ -1,0 +1,13 @@
+//! The pipeline: runs each source into every sink and keeps checkpoints.
+//!
+//! Per source, one loop receives what the source sends, writes each batch to
+//! every sink (each returns only once the batch is durable), then records the
+//! source's checkpoint in the state store and only after that reports the
+//! position back to the source, which confirms it to the server. So the
+//! position a server forgets WAL up to is always durable everywhere.
+
+pub mod config;
+mod run;
+
+pub use config::{Config, ConfigError};
+pub use run::{run, PipelineError};

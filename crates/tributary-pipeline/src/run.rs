@@ -1,0 +1,237 @@
+//! Running a validated [`Config`] until shutdown.
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, watch, Mutex};
+use tributary_core::ChangeEvent;
+use tributary_postgres::{
+    ConnectionConfig, PostgresSource, PostgresSourceConfig, SourceItem, SourceLinks,
+};
+use tributary_sink::{FileSink, RecordOptions, Sink, SinkError, StdoutSink};
+use tributary_state::{Checkpoint, StateError, StateStore};
+
+use crate::config::{Config, SinkConfig};
+use crate::ConfigError;
+
+/// Items buffered between a source and its pipeline loop: bounds memory and
+/// slows capture down when sinks are slow (back-pressure).
+const CHANNEL_ITEMS: usize = 64;
+/// At most this many events go to a sink in one durable write.
+const MAX_BATCH_EVENTS: usize = 16_384;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error("source \"{source_name}\": {error}")]
+    Source {
+        source_name: String,
+        #[source]
+        error: tributary_postgres::Error,
+    },
+    #[error("sink \"{sink}\": {error}")]
+    Sink {
+        sink: String,
+        #[source]
+        error: SinkError,
+    },
+    #[error("source \"{0}\" stopped unexpectedly")]
+    SourceStopped(String),
+}
+
+impl PipelineError {
+    /// Detail line (the underlying cause).
+    pub fn detail(&self) -> Option<String> {
+        match self {
+            PipelineError::Source { error, .. } => error.detail(),
+            PipelineError::Sink { error, .. } => {
+                std::error::Error::source(error).map(ToString::to_string)
+            }
+            PipelineError::State(e) => std::error::Error::source(e).map(ToString::to_string),
+            _ => None,
+        }
+    }
+
+    /// Hint line (what to do).
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            PipelineError::Config(e) => e.hint().map(str::to_owned),
+            PipelineError::Source { error, .. } => error.hint(),
+            PipelineError::State(StateError::InUse { .. }) => {
+                Some("stop the other process, or give this one its own state_dir".into())
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether it is a config problem (exit 2) rather than a runtime one (exit 1).
+    pub fn is_config(&self) -> bool {
+        matches!(self, PipelineError::Config(_))
+    }
+}
+
+struct NamedSink {
+    name: String,
+    sink: Mutex<Sink>,
+}
+
+fn open_sink(cfg: &SinkConfig) -> Result<Sink, PipelineError> {
+    let options = RecordOptions {
+        topic: cfg
+            .topic
+            .clone()
+            .unwrap_or_else(|| RecordOptions::default().topic),
+        tombstones: cfg.tombstones,
+    };
+    let sink = match cfg.kind.as_str() {
+        "file" => {
+            // Validated: a file sink has a path.
+            let path = cfg.path.clone().unwrap_or_default();
+            Sink::File(FileSink::open(path, options).map_err(|error| PipelineError::Sink {
+                sink: cfg.name.clone(),
+                error,
+            })?)
+        }
+        _ => Sink::Stdout(StdoutSink::new(options)),
+    };
+    Ok(sink)
+}
+
+/// Runs every source until `shutdown` becomes true or one fails.
+pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), PipelineError> {
+    let store = StateStore::open(&config.state_dir)?;
+    let sinks: Vec<Arc<NamedSink>> = config
+        .sinks
+        .iter()
+        .map(|s| {
+            Ok(Arc::new(NamedSink {
+                name: s.name.clone(),
+                sink: Mutex::new(open_sink(s)?),
+            }))
+        })
+        .collect::<Result<_, PipelineError>>()?;
+
+    let mut tasks = tokio::task::JoinSet::new();
+    for src in &config.sources {
+        for (key, value) in [
+            ("heartbeat_interval", &src.heartbeat_interval),
+            ("max_lag_bytes", &src.max_lag_bytes),
+        ] {
+            if value.is_some() {
+                tracing::warn!(source = %src.name, key, "setting has no effect in this version");
+            }
+        }
+        let connection = ConnectionConfig::parse(&src.url, src.password()?).map_err(|error| {
+            PipelineError::Source {
+                source_name: src.name.clone(),
+                error,
+            }
+        })?;
+        let cfg = PostgresSourceConfig {
+            name: src.name.clone(),
+            connection,
+            tables: src.table_refs(),
+            slot: src.slot_name(),
+            publication: src.publication_name(),
+            snapshot: src.snapshot_mode(),
+            mapping: src.mapping(),
+        };
+        let resume = store.checkpoint(&src.name)?;
+        match resume {
+            Some(c) => tracing::info!(source = %src.name, position = c.position, snapshot_complete = c.snapshot_complete, "resuming from checkpoint"),
+            None => tracing::info!(source = %src.name, "no checkpoint yet"),
+        }
+        let (out, items) = mpsc::channel(CHANNEL_ITEMS);
+        let (durable_tx, durable) = watch::channel(resume.map_or(0, |c| c.position));
+        let links = SourceLinks {
+            out,
+            durable,
+            shutdown: shutdown.clone(),
+        };
+        let source = PostgresSource::new(cfg, store.clone());
+        let name = src.name.clone();
+        let (store, sinks) = (store.clone(), sinks.clone());
+        tasks.spawn(async move {
+            let loop_ = deliver(name.clone(), items, sinks, store, durable_tx);
+            let (source_result, deliver_result) =
+                tokio::join!(source.run(resume, links), loop_);
+            deliver_result?;
+            source_result.map_err(|error| PipelineError::Source {
+                source_name: name,
+                error,
+            })
+        });
+    }
+    let mut first_error = None;
+    while let Some(joined) = tasks.join_next().await {
+        let result = joined.unwrap_or_else(|e| Err(PipelineError::SourceStopped(e.to_string())));
+        if let Err(e) = result {
+            if first_error.is_none() {
+                first_error = Some(e);
+            }
+            // One source failing stops the others cleanly.
+            tasks.abort_all();
+        }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Writes what a source sends to every sink and commits checkpoints.
+async fn deliver(
+    source: String,
+    mut items: mpsc::Receiver<SourceItem>,
+    sinks: Vec<Arc<NamedSink>>,
+    store: StateStore,
+    durable: watch::Sender<u64>,
+) -> Result<(), PipelineError> {
+    let mut events: Vec<ChangeEvent> = Vec::with_capacity(MAX_BATCH_EVENTS);
+    let mut delivered: u64 = 0;
+    while let Some(first) = items.recv().await {
+        // Gather what is already waiting into one durable write.
+        let mut checkpoint: Option<Checkpoint> = None;
+        let mut next = Some(first);
+        while let Some(item) = next.take() {
+            match item {
+                SourceItem::Events(batch) => events.extend(batch),
+                SourceItem::Checkpoint {
+                    position,
+                    snapshot_complete,
+                } => {
+                    checkpoint = Some(Checkpoint {
+                        position,
+                        snapshot_complete,
+                    })
+                }
+            }
+            if events.len() < MAX_BATCH_EVENTS {
+                next = items.try_recv().ok();
+            }
+        }
+        for sink in &sinks {
+            sink.sink
+                .lock()
+                .await
+                .write(&events)
+                .await
+                .map_err(|error| PipelineError::Sink {
+                    sink: sink.name.clone(),
+                    error,
+                })?;
+        }
+        delivered += events.len() as u64;
+        events.clear();
+        if let Some(cp) = checkpoint {
+            let positions: Vec<(&str, u64)> =
+                sinks.iter().map(|s| (s.name.as_str(), cp.position)).collect();
+            store.commit(&source, cp, &positions)?;
+            let _ = durable.send(cp.position);
+        }
+    }
+    tracing::info!(source, events = delivered, "delivery stopped; checkpoints saved");
+    Ok(())
+}

@@ -1,0 +1,90 @@
+//! Sinks: where change events are made durable.
+//!
+//! The contract every sink keeps: [`Sink::write`] returns only once the whole
+//! batch is durable at the target, in order. The pipeline confirms a source
+//! position only after every sink returned for every event before it, so a
+//! crash can cause redelivery (each event keeps its id) but never loss.
+
+mod file;
+mod record;
+
+use std::path::PathBuf;
+
+use tributary_core::ChangeEvent;
+
+pub use file::FileSink;
+pub use record::RecordEncoder;
+
+/// Errors of a sink.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("could not open {path}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("could not write to {path}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("could not write to standard output")]
+    Stdout(#[source] std::io::Error),
+}
+
+/// Options of the Debezium record encoding shared by the file-like sinks.
+#[derive(Debug, Clone)]
+pub struct RecordOptions {
+    /// Topic template: `{source}`, `{schema}`, `{table}`.
+    pub topic: String,
+    /// Emit a tombstone (same key, `null` value) after each delete.
+    pub tombstones: bool,
+}
+
+impl Default for RecordOptions {
+    fn default() -> Self {
+        Self {
+            topic: "{source}.{schema}.{table}".into(),
+            tombstones: true,
+        }
+    }
+}
+
+/// A configured sink.
+pub enum Sink {
+    File(FileSink),
+    Stdout(StdoutSink),
+}
+
+impl Sink {
+    /// Writes a batch; returns once it is durable.
+    pub async fn write(&mut self, events: &[ChangeEvent]) -> Result<(), SinkError> {
+        match self {
+            Sink::File(s) => s.write(events).await,
+            Sink::Stdout(s) => s.write(events).await,
+        }
+    }
+}
+
+/// JSON Lines on standard output, for quick looks (durable = flushed).
+pub struct StdoutSink {
+    encoder: RecordEncoder,
+}
+
+impl StdoutSink {
+    pub fn new(options: RecordOptions) -> Self {
+        Self {
+            encoder: RecordEncoder::new(options),
+        }
+    }
+
+    pub async fn write(&mut self, events: &[ChangeEvent]) -> Result<(), SinkError> {
+        use tokio::io::AsyncWriteExt;
+        let buf = self.encoder.encode(events);
+        let mut out = tokio::io::stdout();
+        out.write_all(buf).await.map_err(SinkError::Stdout)?;
+        out.flush().await.map_err(SinkError::Stdout)
+    }
+}

@@ -1,0 +1,55 @@
+//! The record line `{"topic": ..., "key": ..., "value": ...}` of `interface.md`.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tributary_core::{debezium, ChangeEvent};
+
+use crate::RecordOptions;
+
+/// Encodes batches into one reusable buffer of JSON Lines.
+pub struct RecordEncoder {
+    options: RecordOptions,
+    buf: Vec<u8>,
+}
+
+impl RecordEncoder {
+    pub fn new(options: RecordOptions) -> Self {
+        Self {
+            options,
+            buf: Vec::with_capacity(1 << 20),
+        }
+    }
+
+    /// Encodes `events` (with tombstones after deletes, if enabled).
+    pub fn encode(&mut self, events: &[ChangeEvent]) -> &[u8] {
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        self.buf.clear();
+        for event in events {
+            self.line(event, false, now_ms);
+            if self.options.tombstones && debezium::has_tombstone(event) {
+                self.line(event, true, now_ms);
+            }
+        }
+        &self.buf
+    }
+
+    fn line(&mut self, event: &ChangeEvent, tombstone: bool, now_ms: i64) {
+        let out = &mut self.buf;
+        out.extend_from_slice(b"{\"topic\":");
+        debezium::write_str(out, &debezium::topic(&self.options.topic, event));
+        out.extend_from_slice(b",\"key\":");
+        debezium::write_key(out, event);
+        out.extend_from_slice(b",\"value\":");
+        if tombstone {
+            out.extend_from_slice(b"null");
+        } else {
+            debezium::write_value(out, event, now_ms);
+        }
+        out.extend_from_slice(b",\"id\":");
+        debezium::write_str(out, &event.id.to_string());
+        out.extend_from_slice(b"}\n");
+    }
+}

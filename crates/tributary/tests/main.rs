@@ -1,0 +1,9 @@
+//! Black-box tests of the `tributary` binary against throwaway PostgreSQL
+//! clusters (see `tributary-testkit`). One test binary, one module per area.
+
+mod support;
+
+mod capture;
+mod cli;
+mod faults;
+mod types;

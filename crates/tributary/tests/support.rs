@@ -1,0 +1,197 @@
+//! Running the real binary and reading what its file sink wrote.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+pub use tributary_testkit::PgCluster;
+
+/// A `tributary run` process with its own state dir and file sink.
+pub struct Tributary {
+    child: Option<Child>,
+    pub dir: PathBuf,
+    pub events: PathBuf,
+    config: PathBuf,
+}
+
+/// Config for one postgres source and one file sink.
+pub fn config(dir: &Path, url: &str, tables: &[&str], extra_source: &str) -> String {
+    let tables = tables
+        .iter()
+        .map(|t| format!("\"{t}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        r#"state_dir = "{state}"
+
+[[source]]
+name = "src"
+type = "postgres"
+url = "{url}"
+tables = [{tables}]
+{extra_source}
+
+[[sink]]
+name = "archive"
+type = "file"
+path = "{events}"
+"#,
+        state = dir.join("state").display(),
+        events = dir.join("events.jsonl").display(),
+    )
+}
+
+impl Tributary {
+    /// Writes `config_text` into `dir` and starts `tributary run`.
+    pub fn start(dir: &Path, config_text: &str) -> Self {
+        let config = dir.join("tributary.toml");
+        std::fs::write(&config, config_text).unwrap();
+        let mut t = Tributary {
+            child: None,
+            dir: dir.to_owned(),
+            events: dir.join("events.jsonl"),
+            config,
+        };
+        t.restart();
+        t
+    }
+
+    /// Starts the process again with the same config and state.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "still running");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("tributary.log"))
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_tributary"))
+            .args(["run", "--config"])
+            .arg(&self.config)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("tributary.log")).unwrap_or_default()
+    }
+
+    /// Waits until the file sink holds at least `n` records.
+    pub fn wait_for(&mut self, n: usize, timeout: Duration) -> Vec<Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let records = read_records(&self.events);
+            if records.len() >= n {
+                return records;
+            }
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
+                panic!("tributary exited ({status}) with {} of {n} records:\n{}", records.len(), self.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out with {} of {n} records:\n{}",
+                records.len(),
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGTERM, then the exit status.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("not running");
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        wait_timeout(&mut child, Duration::from_secs(60))
+    }
+
+    /// SIGKILL: no chance to flush or checkpoint.
+    pub fn kill9(&mut self) {
+        let mut child = self.child.take().expect("not running");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    /// Waits for the process to exit by itself.
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let mut child = self.child.take().expect("not running");
+        wait_timeout(&mut child, timeout)
+    }
+}
+
+fn wait_timeout(child: &mut Child, timeout: Duration) -> ExitStatus {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("tributary did not exit within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+impl Drop for Tributary {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Every complete line of the file sink, parsed.
+pub fn read_records(path: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l}: {e}")))
+        .collect()
+}
+
+/// Records that carry a value (no tombstones).
+pub fn changes(records: &[Value]) -> Vec<&Value> {
+    records.iter().filter(|r| !r["value"].is_null()).collect()
+}
+
+/// A fresh temp dir for one test's state and output.
+pub fn workdir() -> tempfile::TempDir {
+    tempfile::Builder::new().prefix("tributary-test-").tempdir().unwrap()
+}
+
+/// Builds the table state from change records: key (as JSON text) → after image.
+pub fn replay(records: &[Value]) -> std::collections::BTreeMap<String, Value> {
+    let mut rows = std::collections::BTreeMap::new();
+    for r in records {
+        let v = &r["value"];
+        if v.is_null() {
+            continue;
+        }
+        match v["op"].as_str().unwrap() {
+            "r" | "c" | "u" => {
+                rows.insert(r["key"].to_string(), v["after"].clone());
+            }
+            "d" => {
+                rows.remove(&r["key"].to_string());
+            }
+            "t" => rows.clear(),
+            other => panic!("unexpected op {other}"),
+        }
+    }
+    rows
+}
+
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
