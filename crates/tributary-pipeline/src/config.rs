@@ -123,10 +123,32 @@ fn yes() -> bool {
 
 /// Every valid key, for "did you mean" hints.
 const KEYS: &[&str] = &[
-    "state_dir", "admin", "server", "source", "sink", "view", "name", "type", "url",
-    "password_env", "password_file", "tables", "slot", "publication", "snapshot",
-    "heartbeat_interval", "max_lag_bytes", "decimal_handling", "interval_handling", "path",
-    "topic", "subject", "tombstones", "stream", "listen", "sql",
+    "state_dir",
+    "admin",
+    "server",
+    "source",
+    "sink",
+    "view",
+    "name",
+    "type",
+    "url",
+    "password_env",
+    "password_file",
+    "tables",
+    "slot",
+    "publication",
+    "snapshot",
+    "heartbeat_interval",
+    "max_lag_bytes",
+    "decimal_handling",
+    "interval_handling",
+    "path",
+    "topic",
+    "subject",
+    "tombstones",
+    "stream",
+    "listen",
+    "sql",
 ];
 
 impl Config {
@@ -183,7 +205,10 @@ impl Config {
         let mut names = HashSet::new();
         for s in &self.sources {
             if !names.insert(s.name.as_str()) {
-                return Err(ConfigError::new(format!("duplicate source name \"{}\"", s.name), None));
+                return Err(ConfigError::new(
+                    format!("duplicate source name \"{}\"", s.name),
+                    None,
+                ));
             }
             if s.kind != "postgres" {
                 return Err(ConfigError::new(
@@ -210,7 +235,10 @@ impl Config {
         let mut sink_names = HashSet::new();
         for k in &self.sinks {
             if !sink_names.insert(k.name.as_str()) {
-                return Err(ConfigError::new(format!("duplicate sink name \"{}\"", k.name), None));
+                return Err(ConfigError::new(
+                    format!("duplicate sink name \"{}\"", k.name),
+                    None,
+                ));
             }
             match k.kind.as_str() {
                 "file" if k.path.is_none() => {
@@ -222,7 +250,10 @@ impl Config {
                 "file" | "stdout" => {}
                 "nats" | "kafka" | "postgres" | "http" => {
                     return Err(ConfigError::new(
-                        format!("sink \"{}\": type \"{}\" is not available in this version", k.name, k.kind),
+                        format!(
+                            "sink \"{}\": type \"{}\" is not available in this version",
+                            k.name, k.kind
+                        ),
                         Some("available sink types: file, stdout".into()),
                     ))
                 }
@@ -235,7 +266,10 @@ impl Config {
             }
             if k.view.is_some() {
                 return Err(ConfigError::new(
-                    format!("sink \"{}\": `view` is not available in this version", k.name),
+                    format!(
+                        "sink \"{}\": `view` is not available in this version",
+                        k.name
+                    ),
                     None,
                 ));
             }
@@ -247,11 +281,16 @@ impl Config {
 impl SourceConfig {
     pub fn table_refs(&self) -> Vec<TableRef> {
         // Validated in `Config::validate`.
-        self.tables.iter().filter_map(|t| parse_table(t).ok()).collect()
+        self.tables
+            .iter()
+            .filter_map(|t| parse_table(t).ok())
+            .collect()
     }
 
     pub fn slot_name(&self) -> String {
-        self.slot.clone().unwrap_or_else(|| format!("tributary_{}", self.name))
+        self.slot
+            .clone()
+            .unwrap_or_else(|| format!("tributary_{}", self.name))
     }
 
     pub fn publication_name(&self) -> String {
@@ -286,8 +325,13 @@ impl SourceConfig {
         if let Some(var) = &self.password_env {
             return std::env::var(var).map(Some).map_err(|_| {
                 ConfigError::new(
-                    format!("source \"{}\": environment variable {var} is not set", self.name),
-                    Some(format!("export {var}=... before starting, or remove password_env")),
+                    format!(
+                        "source \"{}\": environment variable {var} is not set",
+                        self.name
+                    ),
+                    Some(format!(
+                        "export {var}=... before starting, or remove password_env"
+                    )),
                 )
             });
         }
@@ -296,7 +340,11 @@ impl SourceConfig {
                 .map(|s| Some(s.trim_end_matches(['\n', '\r']).to_owned()))
                 .map_err(|e| {
                     ConfigError::new(
-                        format!("source \"{}\": could not read password_file {}: {e}", self.name, file.display()),
+                        format!(
+                            "source \"{}\": could not read password_file {}: {e}",
+                            self.name,
+                            file.display()
+                        ),
                         None,
                     )
                 });

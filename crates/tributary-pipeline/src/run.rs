@@ -89,10 +89,12 @@ fn open_sink(cfg: &SinkConfig) -> Result<Sink, PipelineError> {
         "file" => {
             // Validated: a file sink has a path.
             let path = cfg.path.clone().unwrap_or_default();
-            Sink::File(FileSink::open(path, options).map_err(|error| PipelineError::Sink {
-                sink: cfg.name.clone(),
-                error,
-            })?)
+            Sink::File(
+                FileSink::open(path, options).map_err(|error| PipelineError::Sink {
+                    sink: cfg.name.clone(),
+                    error,
+                })?,
+            )
         }
         _ => Sink::Stdout(StdoutSink::new(options)),
     };
@@ -140,7 +142,9 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), 
         };
         let resume = store.checkpoint(&src.name)?;
         match resume {
-            Some(c) => tracing::info!(source = %src.name, position = c.position, snapshot_complete = c.snapshot_complete, "resuming from checkpoint"),
+            Some(c) => {
+                tracing::info!(source = %src.name, position = c.position, snapshot_complete = c.snapshot_complete, "resuming from checkpoint")
+            }
             None => tracing::info!(source = %src.name, "no checkpoint yet"),
         }
         let (out, items) = mpsc::channel(CHANNEL_ITEMS);
@@ -155,8 +159,7 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), 
         let (store, sinks) = (store.clone(), sinks.clone());
         tasks.spawn(async move {
             let loop_ = deliver(name.clone(), items, sinks, store, durable_tx);
-            let (source_result, deliver_result) =
-                tokio::join!(source.run(resume, links), loop_);
+            let (source_result, deliver_result) = tokio::join!(source.run(resume, links), loop_);
             deliver_result?;
             source_result.map_err(|error| PipelineError::Source {
                 source_name: name,
@@ -226,12 +229,18 @@ async fn deliver(
         delivered += events.len() as u64;
         events.clear();
         if let Some(cp) = checkpoint {
-            let positions: Vec<(&str, u64)> =
-                sinks.iter().map(|s| (s.name.as_str(), cp.position)).collect();
+            let positions: Vec<(&str, u64)> = sinks
+                .iter()
+                .map(|s| (s.name.as_str(), cp.position))
+                .collect();
             store.commit(&source, cp, &positions)?;
             let _ = durable.send(cp.position);
         }
     }
-    tracing::info!(source, events = delivered, "delivery stopped; checkpoints saved");
+    tracing::info!(
+        source,
+        events = delivered,
+        "delivery stopped; checkpoints saved"
+    );
     Ok(())
 }

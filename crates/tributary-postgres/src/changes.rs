@@ -166,7 +166,15 @@ impl ChangeDecoder {
         let (after, _) = self.tuple_row(&shape, new, None)?;
         let key = key_of(&shape, &after);
         images.remember(&shape, key.as_ref(), new, self.position())?;
-        Ok(vec![self.event(&shape, Op::Create, lsn, key, None, Some(after), vec![])])
+        Ok(vec![self.event(
+            &shape,
+            Op::Create,
+            lsn,
+            key,
+            None,
+            Some(after),
+            vec![],
+        )])
     }
 
     pub fn update(
@@ -190,18 +198,27 @@ impl ChangeDecoder {
         let (after, missing) = self.tuple_row(&shape, new, old_full)?;
         let new_key = key_of(&shape, &after);
         // …then from the images remembered for this row; never a placeholder.
-        let (after, missing) = self.fill_remembered(&shape, after, missing, new_key.as_ref(), images)?;
+        let (after, missing) =
+            self.fill_remembered(&shape, after, missing, new_key.as_ref(), images)?;
         images.remember(&shape, new_key.as_ref(), new, self.position())?;
         let old_key = before.as_ref().and_then(|b| key_of(&shape, b));
         if old_key.is_some() && old_key != new_key {
             // A key change: delete of the old key, create of the new (as Debezium).
-                let delete = self.event(&shape, Op::Delete, lsn, old_key, before, None, vec![]);
+            let delete = self.event(&shape, Op::Delete, lsn, old_key, before, None, vec![]);
             let create = self.event(&shape, Op::Create, lsn, new_key, None, Some(after), missing);
             return Ok(vec![delete, create]);
         }
         // With DEFAULT identity PostgreSQL sends no old image: `before` is null.
         let before = if old_full.is_some() { before } else { None };
-        Ok(vec![self.event(&shape, Op::Update, lsn, new_key, before, Some(after), missing)])
+        Ok(vec![self.event(
+            &shape,
+            Op::Update,
+            lsn,
+            new_key,
+            before,
+            Some(after),
+            missing,
+        )])
     }
 
     pub fn delete(
@@ -214,14 +231,18 @@ impl ChangeDecoder {
         // A key-only image maps to the key columns with the others null.
         let (before, _) = self.tuple_row(&shape, old.tuple(), None)?;
         let key = key_of(&shape, &before);
-        Ok(vec![self.event(&shape, Op::Delete, lsn, key, Some(before), None, vec![])])
+        Ok(vec![self.event(
+            &shape,
+            Op::Delete,
+            lsn,
+            key,
+            Some(before),
+            None,
+            vec![],
+        )])
     }
 
-    pub fn truncate(
-        &mut self,
-        oids: &[u32],
-        lsn: u64,
-    ) -> Result<Vec<ChangeEvent>, Error> {
+    pub fn truncate(&mut self, oids: &[u32], lsn: u64) -> Result<Vec<ChangeEvent>, Error> {
         let mut out = Vec::with_capacity(oids.len());
         for &oid in oids {
             // Truncates of tables we do not capture (cascades) are not ours.

@@ -108,9 +108,7 @@ impl Error {
     /// What to do about it, for the `hint:` line.
     pub fn hint(&self) -> Option<String> {
         Some(match self {
-            Error::InvalidUrl { .. } => {
-                "use the form postgres://USER@HOST:PORT/DATABASE".into()
-            }
+            Error::InvalidUrl { .. } => "use the form postgres://USER@HOST:PORT/DATABASE".into(),
             Error::Connect { .. } | Error::ReplicationConnect { .. } => {
                 "check that the server is running, the URL is right and pg_hba.conf admits this \
                  user (with \"replication\" access for the replication connection)"
@@ -121,7 +119,10 @@ impl Error {
                 "create it as the tables' owner: CREATE PUBLICATION {publication} FOR TABLE ...; \
                  or run `tributary setup postgres`"
             ),
-            Error::PublicationIncomplete { publication, tables } => {
+            Error::PublicationIncomplete {
+                publication,
+                tables,
+            } => {
                 format!("as the tables' owner: ALTER PUBLICATION {publication} ADD TABLE {tables}")
             }
             Error::SlotInvalidated { .. } | Error::SlotMissing { .. } => {

@@ -92,11 +92,9 @@ pub async fn slot_state(client: &Client, slot: &str) -> Result<Option<SlotState>
         )
         .await
         .map_err(|e| Error::query("looking up the replication slot", e))?;
-    Ok(row.map(|r| {
-        SlotState {
-            confirmed_flush: parse_lsn(r.get(0)).unwrap_or(0),
-            wal_status: r.get(1),
-        }
+    Ok(row.map(|r| SlotState {
+        confirmed_flush: parse_lsn(r.get(0)).unwrap_or(0),
+        wal_status: r.get(1),
     }))
 }
 
@@ -123,7 +121,11 @@ pub async fn create_slot(
     let sql = format!(
         "CREATE_REPLICATION_SLOT {} LOGICAL pgoutput {}",
         quote_ident(slot),
-        if export { "EXPORT_SNAPSHOT" } else { "NOEXPORT_SNAPSHOT" }
+        if export {
+            "EXPORT_SNAPSHOT"
+        } else {
+            "NOEXPORT_SNAPSHOT"
+        }
     );
     let rows = session
         .simple_query(&sql)
@@ -138,9 +140,7 @@ pub async fn create_slot(
             .as_ref()
             .map(|b| String::from_utf8_lossy(b).into_owned())
     };
-    let consistent_point = field(1)
-        .and_then(|s| parse_lsn(&s))
-        .unwrap_or(0);
+    let consistent_point = field(1).and_then(|s| parse_lsn(&s)).unwrap_or(0);
     Ok(CreatedSlot {
         consistent_point,
         snapshot_name: field(2),
@@ -157,5 +157,7 @@ pub fn set_snapshot_sql(snapshot_name: &str) -> String {
 
 /// Parses an LSN's text form (`16/B374D848`).
 pub fn parse_lsn(text: &str) -> Option<u64> {
-    text.parse::<pgwire_replication::Lsn>().ok().map(|l| l.as_u64())
+    text.parse::<pgwire_replication::Lsn>()
+        .ok()
+        .map(|l| l.as_u64())
 }

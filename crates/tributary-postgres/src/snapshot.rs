@@ -99,7 +99,11 @@ async fn read_table(
             Ok(())
         })?;
         for fields in rows.drain(..) {
-            let row = build_row(shape, emitter.ctx.mapping, fields.iter().map(|f| f.as_deref()));
+            let row = build_row(
+                shape,
+                emitter.ctx.mapping,
+                fields.iter().map(|f| f.as_deref()),
+            );
             let key = key_of(shape, &row);
             let at = (emitter.consistent_point, emitter.ordinal);
             let tuple: Vec<Datum> = fields

@@ -150,7 +150,13 @@ impl PostgresSource {
             (session, created.consistent_point)
         } else {
             match (&existing, resume) {
-                (Some(SlotState { wal_status: Some(s), .. }), _) if s == "lost" => {
+                (
+                    Some(SlotState {
+                        wal_status: Some(s),
+                        ..
+                    }),
+                    _,
+                ) if s == "lost" => {
                     return Err(Error::SlotInvalidated {
                         slot: cfg.slot.clone(),
                     });
@@ -270,7 +276,9 @@ impl Stream {
                         last_committed,
                     });
                 }
-                ReplicationEvent::XLogData { wal_start, data, .. } => {
+                ReplicationEvent::XLogData {
+                    wal_start, data, ..
+                } => {
                     let msg = pgoutput::decode(&data)?;
                     if let Some(events) = self.change(msg, wal_start.as_u64(), skip_tx).await? {
                         batch.extend(events);
@@ -351,9 +359,9 @@ impl Stream {
             Message::Insert { relation, new } if !self.ignored.contains(&relation) => {
                 self.decoder.insert(relation, &new, lsn, images)?
             }
-            Message::Update { relation, old, new } if !self.ignored.contains(&relation) => {
-                self.decoder.update(relation, old.as_ref(), &new, lsn, images)?
-            }
+            Message::Update { relation, old, new } if !self.ignored.contains(&relation) => self
+                .decoder
+                .update(relation, old.as_ref(), &new, lsn, images)?,
             Message::Delete { relation, old } if !self.ignored.contains(&relation) => {
                 self.decoder.delete(relation, &old, lsn)?
             }

@@ -71,7 +71,9 @@ pub fn large_values<'a>(shape: &'a TableShape, tuple: &'a Tuple) -> Vec<(&'a str
         .iter()
         .zip(&shape.mappings)
         .map(|(d, m)| match d {
-            Datum::Text(b) | Datum::Binary(b) => b.len() * if m.compresses_as_text() { 1 } else { 8 },
+            Datum::Text(b) | Datum::Binary(b) => {
+                b.len() * if m.compresses_as_text() { 1 } else { 8 }
+            }
             _ => 0,
         })
         .sum();

@@ -66,7 +66,9 @@ pub enum Mapping {
         delimiter: u8,
     },
     /// A type without a dedicated mapping: its text form, never an error.
-    Unknown { type_name: String },
+    Unknown {
+        type_name: String,
+    },
 }
 
 impl Mapping {
@@ -88,8 +90,8 @@ impl Mapping {
             1186 => Mapping::Interval,
             // char, name, text, json, xml, cidr, inet, macaddr, macaddr8, bpchar,
             // varchar, bit, varbit, uuid, jsonb, jsonpath, pg_lsn
-            18 | 19 | 25 | 114 | 142 | 650 | 869 | 829 | 774 | 1042 | 1043 | 1560 | 1562
-            | 2950 | 4072 | 3220 => Mapping::Text,
+            18 | 19 | 25 | 114 | 142 | 650 | 869 | 829 | 774 | 1042 | 1043 | 1560 | 1562 | 2950
+            | 4072 | 3220 => Mapping::Text,
             3802 => Mapping::Jsonb,
             _ => return None,
         })
@@ -182,7 +184,11 @@ fn money_to_decimal(text: &str) -> Option<String> {
     if digits.is_empty() {
         return None;
     }
-    Some(if negative { format!("-{digits}") } else { digits })
+    Some(if negative {
+        format!("-{digits}")
+    } else {
+        digits
+    })
 }
 
 fn parse_bytea_hex(text: &str) -> Option<Vec<u8>> {
@@ -534,10 +540,7 @@ mod tests {
     #[test]
     fn intervals() {
         assert_eq!(map(Mapping::Interval, "PT0S"), Value::Int(0));
-        assert_eq!(
-            map(Mapping::Interval, "P1M"),
-            Value::Int(2_629_800_000_000)
-        );
+        assert_eq!(map(Mapping::Interval, "P1M"), Value::Int(2_629_800_000_000));
         assert_eq!(
             map(Mapping::Interval, "P1DT-1H-0.5S"),
             Value::Int(86_400_000_000 - 3_600_000_000 - 500_000)
@@ -546,14 +549,20 @@ mod tests {
 
     #[test]
     fn numbers_and_bytes() {
-        assert_eq!(map(Mapping::Money, "-$1,234.56"), Value::Text("-1234.56".into()));
+        assert_eq!(
+            map(Mapping::Money, "-$1,234.56"),
+            Value::Text("-1234.56".into())
+        );
         assert_eq!(
             map(Mapping::Numeric, "12345678901234567890.000001"),
             Value::Text("12345678901234567890.000001".into())
         );
         assert!(matches!(map(Mapping::Float, "NaN"), Value::Float(f) if f.is_nan()));
         assert_eq!(map(Mapping::Bytea, "\\x00ff"), Value::Bytes(vec![0, 255]));
-        assert_eq!(map(Mapping::Int, "-9223372036854775808"), Value::Int(i64::MIN));
+        assert_eq!(
+            map(Mapping::Int, "-9223372036854775808"),
+            Value::Int(i64::MIN)
+        );
     }
 
     #[test]
@@ -569,7 +578,10 @@ mod tests {
                 Value::Array(vec![Value::Int(3), Value::Null]),
             ])
         );
-        assert_eq!(map(ints, "[0:1]={7,8}"), Value::Array(vec![Value::Int(7), Value::Int(8)]));
+        assert_eq!(
+            map(ints, "[0:1]={7,8}"),
+            Value::Array(vec![Value::Int(7), Value::Int(8)])
+        );
         let texts = Mapping::Array {
             element: Box::new(Mapping::Text),
             delimiter: b',',

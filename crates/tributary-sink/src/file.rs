@@ -37,7 +37,9 @@ impl FileSink {
                 .parent()
                 .filter(|d| !d.as_os_str().is_empty())
                 .unwrap_or(std::path::Path::new("."));
-            File::open(dir).and_then(|d| d.sync_all()).map_err(open_err)?;
+            File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(open_err)?;
         }
         Ok(Self {
             path,

@@ -108,15 +108,21 @@ mod tests {
     fn recall_takes_newest_version_before_position() {
         let dir = tempfile::tempdir().unwrap();
         let s = StateStore::open(dir.path()).unwrap();
-        s.remember_images("src", "t", b"k1", (10, 0), &[("doc", b"v10")]).unwrap();
-        s.remember_images("src", "t", b"k1", (20, 3), &[("doc", b"v20")]).unwrap();
-        s.remember_images("src", "t", b"k2", (15, 0), &[("doc", b"other")]).unwrap();
+        s.remember_images("src", "t", b"k1", (10, 0), &[("doc", b"v10")])
+            .unwrap();
+        s.remember_images("src", "t", b"k1", (20, 3), &[("doc", b"v20")])
+            .unwrap();
+        s.remember_images("src", "t", b"k2", (15, 0), &[("doc", b"other")])
+            .unwrap();
         let r = |at| s.recall_image("src", "t", b"k1", "doc", at).unwrap();
         assert_eq!(r((10, 0)), None);
         assert_eq!(r((10, 1)).as_deref(), Some(&b"v10"[..]));
         assert_eq!(r((20, 3)).as_deref(), Some(&b"v10"[..]));
         assert_eq!(r((30, 0)).as_deref(), Some(&b"v20"[..]));
-        assert_eq!(s.recall_image("src", "t", b"k1", "other", (99, 0)).unwrap(), None);
+        assert_eq!(
+            s.recall_image("src", "t", b"k1", "other", (99, 0)).unwrap(),
+            None
+        );
         s.reset_source("src").unwrap();
         assert_eq!(r((30, 0)), None);
     }

@@ -10,7 +10,11 @@ use clap::{Parser, Subcommand};
 use tributary_pipeline::{Config, PipelineError};
 
 #[derive(Parser)]
-#[command(name = "tributary", version, about = "Database change streams and live views in one binary")]
+#[command(
+    name = "tributary",
+    version,
+    about = "Database change streams and live views in one binary"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -30,8 +34,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -45,7 +48,10 @@ fn run(path: PathBuf) -> ExitCode {
         Ok(c) => c,
         Err(e) => return report(&PipelineError::Config(e)),
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: could not start the runtime: {e}");

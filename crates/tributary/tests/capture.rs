@@ -15,7 +15,10 @@ fn snapshot_then_stream_then_clean_restart() {
     ))
     .unwrap();
     let dir = workdir();
-    let mut t = Tributary::start(dir.path(), &config(dir.path(), &pg.url("cash"), &["public.accounts"], ""));
+    let mut t = Tributary::start(
+        dir.path(),
+        &config(dir.path(), &pg.url("cash"), &["public.accounts"], ""),
+    );
     let records = t.wait_for(100, Duration::from_secs(60));
     assert!(changes(&records).iter().all(|r| r["value"]["op"] == "r"));
     assert_eq!(records[0]["value"]["source"]["snapshot"], "first");
@@ -30,7 +33,10 @@ fn snapshot_then_stream_then_clean_restart() {
     .unwrap();
     // 100 reads + c + u + d + tombstone
     let records = t.wait_for(104, Duration::from_secs(30));
-    let ops: Vec<&str> = records[100..].iter().map(|r| r["value"]["op"].as_str().unwrap_or("tombstone")).collect();
+    let ops: Vec<&str> = records[100..]
+        .iter()
+        .map(|r| r["value"]["op"].as_str().unwrap_or("tombstone"))
+        .collect();
     assert_eq!(ops, ["c", "u", "d", "tombstone"]);
     assert_eq!(records[101]["value"]["after"]["balance"], "0.00");
     assert_eq!(records[102]["value"]["before"]["id"], 2);
@@ -39,11 +45,17 @@ fn snapshot_then_stream_then_clean_restart() {
     assert!(t.terminate().success(), "{}", t.log());
     // Restart: nothing is delivered twice, new changes arrive.
     t.restart();
-    rt.block_on(db.batch_execute("INSERT INTO accounts VALUES (102, 'later', 2)")).unwrap();
+    rt.block_on(db.batch_execute("INSERT INTO accounts VALUES (102, 'later', 2)"))
+        .unwrap();
     let records = t.wait_for(105, Duration::from_secs(30));
     std::thread::sleep(Duration::from_millis(500));
     let records_after = read_records(&t.events);
-    assert_eq!(records_after.len(), 105, "duplicates after a clean restart:\n{}", t.log());
+    assert_eq!(
+        records_after.len(),
+        105,
+        "duplicates after a clean restart:\n{}",
+        t.log()
+    );
     assert_eq!(records[104]["key"]["id"], 102);
     assert!(t.terminate().success());
 }
@@ -79,13 +91,30 @@ fn truncate_replica_identity_and_tables_without_key() {
     let records = t.wait_for(13, Duration::from_secs(30));
     let ops: Vec<String> = records
         .iter()
-        .map(|r| format!("{}:{}", r["topic"].as_str().unwrap().rsplit('.').next().unwrap(), r["value"]["op"].as_str().unwrap_or("tomb")))
+        .map(|r| {
+            format!(
+                "{}:{}",
+                r["topic"].as_str().unwrap().rsplit('.').next().unwrap(),
+                r["value"]["op"].as_str().unwrap_or("tomb")
+            )
+        })
         .collect();
     assert_eq!(
         ops,
         [
-            "full_t:c", "full_t:u", "default_t:c", "default_t:u", "default_t:d", "default_t:tomb",
-            "default_t:c", "default_t:d", "default_t:tomb", "nokey:c", "nokey:u", "nokey:d", "full_t:t"
+            "full_t:c",
+            "full_t:u",
+            "default_t:c",
+            "default_t:u",
+            "default_t:d",
+            "default_t:tomb",
+            "default_t:c",
+            "default_t:d",
+            "default_t:tomb",
+            "nokey:c",
+            "nokey:u",
+            "nokey:d",
+            "full_t:t"
         ]
     );
     // FULL: before image present on update; DEFAULT: before null on update.
@@ -114,12 +143,18 @@ pub fn wait_for_slot(rt: &tokio::runtime::Runtime, db: &tokio_postgres::Client) 
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         let row = rt
-            .block_on(db.query_opt("SELECT 1 FROM pg_replication_slots WHERE slot_name = 'tributary_src' AND active", &[]))
+            .block_on(db.query_opt(
+                "SELECT 1 FROM pg_replication_slots WHERE slot_name = 'tributary_src' AND active",
+                &[],
+            ))
             .unwrap();
         if row.is_some() {
             return;
         }
-        assert!(std::time::Instant::now() < deadline, "slot never became active");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "slot never became active"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -139,7 +174,9 @@ fn snapshot_and_stream_are_exact_under_concurrent_writes() {
     let url = pg.url("app");
     let writer = std::thread::spawn(move || {
         let rt = runtime();
-        let (c, conn) = rt.block_on(tokio_postgres::connect(&url, tokio_postgres::NoTls)).unwrap();
+        let (c, conn) = rt
+            .block_on(tokio_postgres::connect(&url, tokio_postgres::NoTls))
+            .unwrap();
         rt.spawn(conn);
         for i in 0..400 {
             rt.block_on(c.batch_execute(&format!(
@@ -151,7 +188,10 @@ fn snapshot_and_stream_are_exact_under_concurrent_writes() {
             .unwrap();
         }
     });
-    let mut t = Tributary::start(dir.path(), &config(dir.path(), &pg.url("app"), &["public.t"], ""));
+    let mut t = Tributary::start(
+        dir.path(),
+        &config(dir.path(), &pg.url("app"), &["public.t"], ""),
+    );
     writer.join().unwrap();
     let expected: Vec<(i32, i32)> = rt
         .block_on(db.query("SELECT id, n FROM t ORDER BY id", &[]))
@@ -166,7 +206,12 @@ fn snapshot_and_stream_are_exact_under_concurrent_writes() {
         let got: Vec<(i32, i32)> = {
             let mut v: Vec<(i32, i32)> = rows
                 .values()
-                .map(|r| (r["id"].as_i64().unwrap() as i32, r["n"].as_i64().unwrap() as i32))
+                .map(|r| {
+                    (
+                        r["id"].as_i64().unwrap() as i32,
+                        r["n"].as_i64().unwrap() as i32,
+                    )
+                })
                 .collect();
             v.sort();
             v
@@ -174,14 +219,24 @@ fn snapshot_and_stream_are_exact_under_concurrent_writes() {
         if got == expected {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "replayed {} rows, source has {}:\n{}", got.len(), expected.len(), t.log());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "replayed {} rows, source has {}:\n{}",
+            got.len(),
+            expected.len(),
+            t.log()
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     // No double count: every snapshot row read once, each insert created once.
     let records = read_records(&t.events);
     let mut seen = std::collections::HashSet::new();
     for r in changes(&records) {
-        assert!(seen.insert(r["id"].as_str().unwrap().to_owned()), "duplicate event id {}", r["id"]);
+        assert!(
+            seen.insert(r["id"].as_str().unwrap().to_owned()),
+            "duplicate event id {}",
+            r["id"]
+        );
     }
     // Per key, a row enters only when absent and changes only when present.
     let mut present = std::collections::HashSet::new();

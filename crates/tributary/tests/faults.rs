@@ -16,12 +16,17 @@ fn kill9_under_load_loses_nothing() {
     ))
     .unwrap();
     let dir = workdir();
-    let mut t = Tributary::start(dir.path(), &config(dir.path(), &pg.url("app"), &["public.t"], ""));
+    let mut t = Tributary::start(
+        dir.path(),
+        &config(dir.path(), &pg.url("app"), &["public.t"], ""),
+    );
     t.wait_for(5000, Duration::from_secs(60));
     let url = pg.url("app");
     let writer = std::thread::spawn(move || {
         let rt = runtime();
-        let (c, conn) = rt.block_on(tokio_postgres::connect(&url, tokio_postgres::NoTls)).unwrap();
+        let (c, conn) = rt
+            .block_on(tokio_postgres::connect(&url, tokio_postgres::NoTls))
+            .unwrap();
         rt.spawn(conn);
         for i in 0..3000 {
             rt.block_on(c.batch_execute(&format!(
@@ -72,18 +77,31 @@ fn large_transaction_streams_through() {
     let pg = PgCluster::start();
     let rt = runtime();
     let db = rt.block_on(pg.create_db("app"));
-    rt.block_on(db.batch_execute("CREATE TABLE big (id int PRIMARY KEY, v text)")).unwrap();
+    rt.block_on(db.batch_execute("CREATE TABLE big (id int PRIMARY KEY, v text)"))
+        .unwrap();
     let dir = workdir();
-    let mut t = Tributary::start(dir.path(), &config(dir.path(), &pg.url("app"), &["public.big"], ""));
+    let mut t = Tributary::start(
+        dir.path(),
+        &config(dir.path(), &pg.url("app"), &["public.big"], ""),
+    );
     crate::capture::wait_for_slot(&rt, &db);
-    let n: usize = std::env::var("TRIBUTARY_BIG_TX_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    let n: usize = std::env::var("TRIBUTARY_BIG_TX_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
     rt.block_on(db.batch_execute(&format!(
         "INSERT INTO big SELECT g, md5(g::text) FROM generate_series(1, {n}) g"
     )))
     .unwrap();
     let records = t.wait_for(n, Duration::from_secs(600));
     assert_eq!(records.len(), n);
-    let commit = records[0]["id"].as_str().unwrap().rsplitn(2, ':').nth(1).unwrap().to_owned();
+    let commit = records[0]["id"]
+        .as_str()
+        .unwrap()
+        .rsplitn(2, ':')
+        .nth(1)
+        .unwrap()
+        .to_owned();
     for (i, r) in records.iter().enumerate() {
         assert_eq!(r["id"].as_str().unwrap(), format!("{commit}:{i}"));
     }

@@ -84,20 +84,26 @@ impl Tributary {
     pub fn wait_for(&mut self, n: usize, timeout: Duration) -> Vec<Value> {
         let deadline = Instant::now() + timeout;
         loop {
-            let records = read_records(&self.events);
-            if records.len() >= n {
-                return records;
+            // Count lines first: parsing a large file on every poll is slow.
+            let lines = std::fs::read(&self.events)
+                .map(|b| b.iter().filter(|&&c| c == b'\n').count())
+                .unwrap_or(0);
+            if lines >= n {
+                return read_records(&self.events);
             }
+            let records = lines;
             if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
-                panic!("tributary exited ({status}) with {} of {n} records:\n{}", records.len(), self.log());
+                panic!(
+                    "tributary exited ({status}) with {records} of {n} records:\n{}",
+                    self.log()
+                );
             }
             assert!(
                 Instant::now() < deadline,
-                "timed out with {} of {n} records:\n{}",
-                records.len(),
+                "timed out with {records} of {n} records:\n{}",
                 self.log()
             );
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(100));
         }
     }
 
@@ -164,7 +170,10 @@ pub fn changes(records: &[Value]) -> Vec<&Value> {
 
 /// A fresh temp dir for one test's state and output.
 pub fn workdir() -> tempfile::TempDir {
-    tempfile::Builder::new().prefix("tributary-test-").tempdir().unwrap()
+    tempfile::Builder::new()
+        .prefix("tributary-test-")
+        .tempdir()
+        .unwrap()
 }
 
 /// Builds the table state from change records: key (as JSON text) → after image.

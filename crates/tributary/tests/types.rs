@@ -50,11 +50,21 @@ fn every_type_maps_as_golden_by_snapshot_and_by_stream() {
     rt.block_on(db.batch_execute(SCHEMA)).unwrap();
     rt.block_on(db.batch_execute(ROWS)).unwrap();
     let dir = workdir();
-    let mut t = Tributary::start(dir.path(), &config(dir.path(), &pg.url("app"), &["public.types"], ""));
+    let mut t = Tributary::start(
+        dir.path(),
+        &config(dir.path(), &pg.url("app"), &["public.types"], ""),
+    );
     t.wait_for(3, Duration::from_secs(60));
     // The same rows again, by stream this time.
-    rt.block_on(db.batch_execute(&ROWS.replace("(1, ", "(11, ").replace("(2, 0,", "(12, 0,").replace("(3, NULL", "(13, NULL")))
-        .unwrap();
+    rt.block_on(
+        db.batch_execute(
+            &ROWS
+                .replace("(1, ", "(11, ")
+                .replace("(2, 0,", "(12, 0,")
+                .replace("(3, NULL", "(13, NULL"),
+        ),
+    )
+    .unwrap();
     let records = t.wait_for(6, Duration::from_secs(30));
     let after = |i: usize| -> Value {
         let mut a = records[i]["value"]["after"].clone();
@@ -62,15 +72,24 @@ fn every_type_maps_as_golden_by_snapshot_and_by_stream() {
         a
     };
     for i in 0..3 {
-        assert_eq!(after(i), after(i + 3), "row {} differs between snapshot and stream", i + 1);
+        assert_eq!(
+            after(i),
+            after(i + 3),
+            "row {} differs between snapshot and stream",
+            i + 1
+        );
     }
     let got = serde_json::to_string_pretty(&(0..3).map(after).collect::<Vec<_>>()).unwrap() + "\n";
     let golden = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/types.json");
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
         std::fs::write(&golden, &got).unwrap();
     }
-    let want = std::fs::read_to_string(&golden).expect("golden file (run with UPDATE_GOLDEN=1 to create)");
-    assert_eq!(got, want, "type mapping changed; review and rerun with UPDATE_GOLDEN=1");
+    let want =
+        std::fs::read_to_string(&golden).expect("golden file (run with UPDATE_GOLDEN=1 to create)");
+    assert_eq!(
+        got, want,
+        "type mapping changed; review and rerun with UPDATE_GOLDEN=1"
+    );
     assert!(t.terminate().success());
 }
 
@@ -86,7 +105,10 @@ fn unchanged_toast_is_filled_never_a_placeholder() {
     ))
     .unwrap();
     let dir = workdir();
-    let mut t = Tributary::start(dir.path(), &config(dir.path(), &pg.url("app"), &["public.docs"], ""));
+    let mut t = Tributary::start(
+        dir.path(),
+        &config(dir.path(), &pg.url("app"), &["public.docs"], ""),
+    );
     t.wait_for(1, Duration::from_secs(60));
     rt.block_on(db.batch_execute(
         "UPDATE docs SET n = 1 WHERE id = 1;
@@ -104,12 +126,23 @@ fn unchanged_toast_is_filled_never_a_placeholder() {
         .collect();
     for r in &records {
         let v = &r["value"];
-        assert!(v["source"]["unchanged_toast"].is_null(), "placeholder reported: {v}");
+        assert!(
+            v["source"]["unchanged_toast"].is_null(),
+            "placeholder reported: {v}"
+        );
         let id = v["after"]["id"].as_i64().unwrap();
         let doc = want.iter().find(|(i, _)| *i == id).unwrap();
-        assert_eq!(v["after"]["doc"].as_str().unwrap(), doc.1, "doc of row {id} in {} event", v["op"]);
+        assert_eq!(
+            v["after"]["doc"].as_str().unwrap(),
+            doc.1,
+            "doc of row {id} in {} event",
+            v["op"]
+        );
     }
     // The server really sent markers: the updates changed only n.
-    assert_eq!(records.iter().filter(|r| r["value"]["op"] == "u").count(), 4);
+    assert_eq!(
+        records.iter().filter(|r| r["value"]["op"] == "u").count(),
+        4
+    );
     assert!(t.terminate().success());
 }
