@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Streaming throughput, Tributary (file sink, Debezium JSON, fsync per batch)
+# next to pg_recvlogical (the server's own pgoutput decode rate), same run,
+# same workload: one transaction inserting ROWS rows (default 300000).
+# Tributary's time ends when its slot's confirmed_flush_lsn reaches the end LSN.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROWS=${ROWS:-300000}
+cargo build --release --locked -p tributary >/dev/null 2>&1
+BIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+W=$(mktemp -d /tmp/tributary-bench-XXXX)
+RUNAS=(); if [ "$(id -u)" -eq 0 ]; then chown postgres "$W"; RUNAS=(runuser -u postgres --); fi
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+"${RUNAS[@]}" "$BIN/initdb" -D "$W/data" -U postgres --auth=trust -E UTF8 --locale=C >/dev/null
+"${RUNAS[@]}" "$BIN/pg_ctl" start -w -D "$W/data" -l "$W/server.log" \
+  -o "-c listen_addresses=127.0.0.1 -c port=$PORT -c unix_socket_directories=$W -c wal_level=logical" >/dev/null
+trap '"${RUNAS[@]}" "$BIN/pg_ctl" stop -m immediate -D "$W/data" >/dev/null 2>&1; rm -rf "$W"' EXIT
+PSQL=("$BIN/psql" -qAt -h 127.0.0.1 -p "$PORT" -U postgres -d postgres)
+"${PSQL[@]}" -c "CREATE TABLE t (id int PRIMARY KEY, v text, n bigint); CREATE PUBLICATION p FOR TABLE t;"
+"$BIN/pg_recvlogical" -h 127.0.0.1 -p "$PORT" -U postgres -d postgres -S peer -P pgoutput --create-slot
+cat > "$W/t.toml" <<TOML
+state_dir = "$W/state"
+[[source]]
+name = "bench"
+type = "postgres"
+url = "postgres://postgres@127.0.0.1:$PORT/postgres"
+tables = ["public.t"]
+publication = "p"
+snapshot = "never"
+[[sink]]
+name = "file"
+type = "file"
+path = "$W/events.jsonl"
+TOML
+# First run only creates Tributary's slot.
+./target/release/tributary run --config "$W/t.toml" 2>"$W/t1.log" & P=$!
+until [ "$("${PSQL[@]}" -c "SELECT count(*) FROM pg_replication_slots WHERE slot_name='tributary_bench' AND active")" = 1 ]; do sleep 0.1; done
+kill -TERM $P; wait $P
+"${PSQL[@]}" -c "INSERT INTO t SELECT g, md5(g::text), g FROM generate_series(1, $ROWS) g"
+END=$("${PSQL[@]}" -c "SELECT pg_current_wal_lsn()")
+now() { date +%s.%N; }
+S=$(now)
+"$BIN/pg_recvlogical" -h 127.0.0.1 -p "$PORT" -U postgres -d postgres -S peer --start --endpos="$END" \
+  -o proto_version=1 -o publication_names=p -f /dev/null
+PEER=$(echo "$(now) - $S" | bc)
+S=$(now)
+/usr/bin/time -v -o "$W/time.txt" ./target/release/tributary run --config "$W/t.toml" 2>"$W/t2.log" & P=$!
+until [ "$("${PSQL[@]}" -c "SELECT confirmed_flush_lsn >= '$END' FROM pg_replication_slots WHERE slot_name='tributary_bench'")" = t ]; do sleep 0.02; done
+TRIB=$(echo "$(now) - $S" | bc)
+kill -TERM $P; wait $P || true
+EVENTS=$(wc -l < "$W/events.jsonl")
+RSS=$(awk -F: '/Maximum resident/ {print $2}' "$W/time.txt")
+[ "$EVENTS" -eq "$ROWS" ] || { echo "event count $EVENTS != $ROWS" >&2; exit 1; }
+printf 'workload: one transaction of %d inserts (%s)\n' "$ROWS" "$(nproc) cores"
+printf 'pg_recvlogical: %.2f s  %.0f rows/s\n' "$PEER" "$(echo "$ROWS / $PEER" | bc -l)"
+printf 'tributary:      %.2f s  %.0f events/s  (peak RSS %d kB, %d events verified)\n' "$TRIB" "$(echo "$ROWS / $TRIB" | bc -l)" "$RSS" "$EVENTS"
+printf 'ratio tributary/pg_recvlogical throughput: %.2f\n' "$(echo "$PEER / $TRIB" | bc -l)"
