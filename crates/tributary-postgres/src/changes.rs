@@ -69,6 +69,15 @@ pub fn key_of(shape: &TableShape, row: &Row) -> Option<Row> {
     Some(Row::new(shape.key_columns.clone(), values))
 }
 
+/// The row images of one event.
+struct Images {
+    key: Option<Row>,
+    before: Option<Row>,
+    after: Option<Row>,
+    /// Columns left out of `after` (unchanged TOAST never seen).
+    missing: Vec<String>,
+}
+
 /// Decodes the changes of a stream, one transaction at a time.
 pub struct ChangeDecoder {
     ctx: SourceContext,
@@ -116,11 +125,14 @@ impl ChangeDecoder {
         shape: &TableShape,
         op: Op,
         change_lsn: u64,
-        key: Option<Row>,
-        before: Option<Row>,
-        after: Option<Row>,
-        missing: Vec<String>,
+        images: Images,
     ) -> ChangeEvent {
+        let Images {
+            key,
+            before,
+            after,
+            missing,
+        } = images;
         let tx = self.tx.unwrap_or(TxContext {
             xid: 0,
             commit_lsn: change_lsn,
@@ -170,10 +182,12 @@ impl ChangeDecoder {
             &shape,
             Op::Create,
             lsn,
-            key,
-            None,
-            Some(after),
-            vec![],
+            Images {
+                key,
+                before: None,
+                after: Some(after),
+                missing: vec![],
+            },
         )])
     }
 
@@ -204,8 +218,28 @@ impl ChangeDecoder {
         let old_key = before.as_ref().and_then(|b| key_of(&shape, b));
         if old_key.is_some() && old_key != new_key {
             // A key change: delete of the old key, create of the new (as Debezium).
-            let delete = self.event(&shape, Op::Delete, lsn, old_key, before, None, vec![]);
-            let create = self.event(&shape, Op::Create, lsn, new_key, None, Some(after), missing);
+            let delete = self.event(
+                &shape,
+                Op::Delete,
+                lsn,
+                Images {
+                    key: old_key,
+                    before,
+                    after: None,
+                    missing: vec![],
+                },
+            );
+            let create = self.event(
+                &shape,
+                Op::Create,
+                lsn,
+                Images {
+                    key: new_key,
+                    before: None,
+                    after: Some(after),
+                    missing,
+                },
+            );
             return Ok(vec![delete, create]);
         }
         // With DEFAULT identity PostgreSQL sends no old image: `before` is null.
@@ -214,10 +248,12 @@ impl ChangeDecoder {
             &shape,
             Op::Update,
             lsn,
-            new_key,
-            before,
-            Some(after),
-            missing,
+            Images {
+                key: new_key,
+                before,
+                after: Some(after),
+                missing,
+            },
         )])
     }
 
@@ -235,10 +271,12 @@ impl ChangeDecoder {
             &shape,
             Op::Delete,
             lsn,
-            key,
-            Some(before),
-            None,
-            vec![],
+            Images {
+                key,
+                before: Some(before),
+                after: None,
+                missing: vec![],
+            },
         )])
     }
 
@@ -249,7 +287,17 @@ impl ChangeDecoder {
             let Some(shape) = self.relations.get(&oid).cloned() else {
                 continue;
             };
-            out.push(self.event(&shape, Op::Truncate, lsn, None, None, None, vec![]));
+            out.push(self.event(
+                &shape,
+                Op::Truncate,
+                lsn,
+                Images {
+                    key: None,
+                    before: None,
+                    after: None,
+                    missing: vec![],
+                },
+            ));
         }
         Ok(out)
     }

@@ -415,7 +415,8 @@ mod corpus {
     /// The fuzz seed corpus holds one well-formed message of every kind.
     #[test]
     fn every_seed_decodes() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/pgoutput");
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/pgoutput");
         let mut n = 0;
         for entry in std::fs::read_dir(dir).unwrap() {
             let path = entry.unwrap().path();
