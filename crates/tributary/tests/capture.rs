@@ -133,7 +133,7 @@ fn truncate_replica_identity_and_tables_without_key() {
     assert!(records[12]["key"].is_null());
     // One transaction: one commit position, ordinals 0..
     let ids: Vec<&str> = records.iter().filter_map(|r| r["id"].as_str()).collect();
-    let commit = ids[0].rsplitn(2, ':').nth(1).unwrap();
+    let commit = ids[0].rsplit_once(':').unwrap().0;
     assert!(ids.iter().all(|i| i.starts_with(commit)), "{ids:?}");
     assert!(t.terminate().success());
 }

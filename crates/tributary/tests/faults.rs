@@ -98,9 +98,9 @@ fn large_transaction_streams_through() {
     let commit = records[0]["id"]
         .as_str()
         .unwrap()
-        .rsplitn(2, ':')
-        .nth(1)
+        .rsplit_once(':')
         .unwrap()
+        .0
         .to_owned();
     for (i, r) in records.iter().enumerate() {
         assert_eq!(r["id"].as_str().unwrap(), format!("{commit}:{i}"));
