@@ -15,10 +15,31 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Renders a topic/subject template: `{source}`, `{schema}`, `{table}`.
 pub fn topic(template: &str, event: &ChangeEvent) -> String {
-    template
-        .replace("{source}", &event.source.name)
-        .replace("{schema}", &event.table.schema)
-        .replace("{table}", &event.table.table)
+    let mut out = String::with_capacity(template.len() + 32);
+    write_topic(&mut out, template, event);
+    out
+}
+
+/// Renders a topic template into `out` (cleared first), for reuse per event.
+pub fn write_topic(out: &mut String, template: &str, event: &ChangeEvent) {
+    out.clear();
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let after = &rest[open..];
+        let (value, len) = if after.starts_with("{source}") {
+            (&*event.source.name, 8)
+        } else if after.starts_with("{schema}") {
+            (event.table.schema.as_str(), 8)
+        } else if after.starts_with("{table}") {
+            (event.table.table.as_str(), 7)
+        } else {
+            ("{", 1)
+        };
+        out.push_str(value);
+        rest = &after[len..];
+    }
+    out.push_str(rest);
 }
 
 /// Writes the record key: the key columns as an object, or `null`.
@@ -244,6 +265,14 @@ mod tests {
     #[test]
     fn event_id_renders_lsn() {
         assert_eq!(event(Op::Read).id.to_string(), "cash:1/A0:3");
+    }
+
+    #[test]
+    fn topic_template_keeps_other_text_and_braces() {
+        assert_eq!(
+            topic("cdc.{table}.{x}{", &event(Op::Read)),
+            "cdc.accounts.{x}{"
+        );
     }
 
     #[test]

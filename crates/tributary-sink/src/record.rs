@@ -10,6 +10,8 @@ use crate::RecordOptions;
 pub struct RecordEncoder {
     options: RecordOptions,
     buf: Vec<u8>,
+    /// Reused per event for the topic and the event id: no allocation per line.
+    scratch: String,
 }
 
 impl RecordEncoder {
@@ -17,6 +19,7 @@ impl RecordEncoder {
         Self {
             options,
             buf: Vec::with_capacity(1 << 20),
+            scratch: String::new(),
         }
     }
 
@@ -37,9 +40,11 @@ impl RecordEncoder {
     }
 
     fn line(&mut self, event: &ChangeEvent, tombstone: bool, now_ms: i64) {
+        use std::fmt::Write;
         let out = &mut self.buf;
         out.extend_from_slice(b"{\"topic\":");
-        debezium::write_str(out, &debezium::topic(&self.options.topic, event));
+        debezium::write_topic(&mut self.scratch, &self.options.topic, event);
+        debezium::write_str(out, &self.scratch);
         out.extend_from_slice(b",\"key\":");
         debezium::write_key(out, event);
         out.extend_from_slice(b",\"value\":");
@@ -49,7 +54,9 @@ impl RecordEncoder {
             debezium::write_value(out, event, now_ms);
         }
         out.extend_from_slice(b",\"id\":");
-        debezium::write_str(out, &event.id.to_string());
+        self.scratch.clear();
+        let _ = write!(self.scratch, "{}", event.id);
+        debezium::write_str(out, &self.scratch);
         out.extend_from_slice(b"}\n");
     }
 }
