@@ -108,3 +108,37 @@ fn large_transaction_streams_through() {
     assert_eq!(records[n - 1]["key"]["id"], n as i64);
     assert!(t.terminate().success());
 }
+
+#[test]
+fn slot_dropped_between_runs_stops_with_hint_not_a_silent_gap() {
+    let pg = PgCluster::start();
+    let rt = runtime();
+    let db = rt.block_on(pg.create_db("app"));
+    rt.block_on(db.batch_execute("CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1);"))
+        .unwrap();
+    let dir = workdir();
+    let mut t = Tributary::start(
+        dir.path(),
+        &config(dir.path(), &pg.url("app"), &["public.t"], ""),
+    );
+    t.wait_for(1, Duration::from_secs(60));
+    assert!(t.terminate().success());
+    rt.block_on(db.batch_execute("SELECT pg_drop_replication_slot('tributary_src')"))
+        .unwrap();
+    rt.block_on(db.batch_execute("INSERT INTO t VALUES (2)"))
+        .unwrap();
+    t.restart();
+    let status = t.wait_exit(Duration::from_secs(30));
+    assert_eq!(status.code(), Some(1), "{}", t.log());
+    let log = t.log();
+    assert!(
+        log.contains("replication slot \"tributary_src\" is missing"),
+        "{log}"
+    );
+    assert!(log.contains("hint: "), "{log}");
+    assert_eq!(
+        read_records(&t.events).len(),
+        1,
+        "nothing may be emitted past the gap"
+    );
+}

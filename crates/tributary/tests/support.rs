@@ -123,6 +123,12 @@ impl Tributary {
         child.kill().unwrap();
         child.wait().unwrap();
     }
+
+    /// Waits for the process to exit by itself.
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let mut child = self.child.take().expect("not running");
+        wait_timeout(&mut child, timeout)
+    }
 }
 
 fn wait_timeout(child: &mut Child, timeout: Duration) -> ExitStatus {
