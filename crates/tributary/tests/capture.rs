@@ -171,63 +171,20 @@ fn snapshot_and_stream_are_exact_under_concurrent_writes() {
     .unwrap();
     let dir = workdir();
     // Writers run while the slot is created and the snapshot is read.
-    let url = pg.url("app");
-    let writer = std::thread::spawn(move || {
-        let rt = runtime();
-        let (c, conn) = rt
-            .block_on(tokio_postgres::connect(&url, tokio_postgres::NoTls))
-            .unwrap();
-        rt.spawn(conn);
-        for i in 0..400 {
-            rt.block_on(c.batch_execute(&format!(
-                "UPDATE t SET n = n + 1 WHERE id = {}; INSERT INTO t VALUES ({}, {i}); DELETE FROM t WHERE id = {};",
-                i * 37 % 20000 + 1,
-                100_000 + i,
-                20000 - i
-            )))
-            .unwrap();
-        }
+    let writer = spawn_writer(pg.url("app"), 400, |i| {
+        format!(
+            "UPDATE t SET n = n + 1 WHERE id = {}; INSERT INTO t VALUES ({}, {i}); DELETE FROM t WHERE id = {};",
+            i * 37 % 20000 + 1,
+            100_000 + i,
+            20000 - i
+        )
     });
     let mut t = Tributary::start(
         dir.path(),
         &config(dir.path(), &pg.url("app"), &["public.t"], ""),
     );
     writer.join().unwrap();
-    let expected: Vec<(i32, i32)> = rt
-        .block_on(db.query("SELECT id, n FROM t ORDER BY id", &[]))
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
-    // Wait until the replayed state matches (or time out with a diff).
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let rows = replay(&read_records(&t.events));
-        let got: Vec<(i32, i32)> = {
-            let mut v: Vec<(i32, i32)> = rows
-                .values()
-                .map(|r| {
-                    (
-                        r["id"].as_i64().unwrap() as i32,
-                        r["n"].as_i64().unwrap() as i32,
-                    )
-                })
-                .collect();
-            v.sort();
-            v
-        };
-        if got == expected {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "replayed {} rows, source has {}:\n{}",
-            got.len(),
-            expected.len(),
-            t.log()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_until_rebuilt_equals_source(&t, &rt, &db, Duration::from_secs(60));
     // No double count: every snapshot row read once, each insert created once.
     let records = read_records(&t.events);
     let mut seen = std::collections::HashSet::new();

@@ -21,22 +21,13 @@ fn kill9_under_load_loses_nothing() {
         &config(dir.path(), &pg.url("app"), &["public.t"], ""),
     );
     t.wait_for(5000, Duration::from_secs(60));
-    let url = pg.url("app");
-    let writer = std::thread::spawn(move || {
-        let rt = runtime();
-        let (c, conn) = rt
-            .block_on(tokio_postgres::connect(&url, tokio_postgres::NoTls))
-            .unwrap();
-        rt.spawn(conn);
-        for i in 0..3000 {
-            rt.block_on(c.batch_execute(&format!(
-                "BEGIN; UPDATE t SET n = n + 1 WHERE id = {}; INSERT INTO t VALUES ({}, 0, 'y'); DELETE FROM t WHERE id = {}; COMMIT;",
-                i % 4000 + 1,
-                10_000 + i,
-                5000 - (i % 900)
-            )))
-            .unwrap();
-        }
+    let writer = spawn_writer(pg.url("app"), 3000, |i| {
+        format!(
+            "BEGIN; UPDATE t SET n = n + 1 WHERE id = {}; INSERT INTO t VALUES ({}, 0, 'y'); DELETE FROM t WHERE id = {}; COMMIT;",
+            i % 4000 + 1,
+            10_000 + i,
+            5000 - (i % 900)
+        )
     });
     // Kill it three times while the writer runs.
     for _ in 0..3 {
@@ -45,30 +36,7 @@ fn kill9_under_load_loses_nothing() {
         t.restart();
     }
     writer.join().unwrap();
-    let expected: std::collections::BTreeMap<i64, i64> = rt
-        .block_on(db.query("SELECT id::int8, n::int8 FROM t", &[]))
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
-    let deadline = std::time::Instant::now() + Duration::from_secs(90);
-    loop {
-        let got: std::collections::BTreeMap<i64, i64> = replay(&read_records(&t.events))
-            .values()
-            .map(|r| (r["id"].as_i64().unwrap(), r["n"].as_i64().unwrap()))
-            .collect();
-        if got == expected {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "rebuilt table differs from the source ({} vs {} rows):\n{}",
-            got.len(),
-            expected.len(),
-            t.log()
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    wait_until_rebuilt_equals_source(&t, &rt, &db, Duration::from_secs(90));
     assert!(t.terminate().success());
 }
 

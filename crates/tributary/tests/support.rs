@@ -204,3 +204,55 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .build()
         .unwrap()
 }
+
+/// Runs `count` SQL batches (`sql(i)`) on its own connection in a thread.
+pub fn spawn_writer(
+    url: String,
+    count: usize,
+    sql: impl Fn(usize) -> String + Send + 'static,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let rt = runtime();
+        let (c, conn) = rt
+            .block_on(tokio_postgres::connect(&url, tokio_postgres::NoTls))
+            .unwrap();
+        rt.spawn(conn);
+        for i in 0..count {
+            rt.block_on(c.batch_execute(&sql(i))).unwrap();
+        }
+    })
+}
+
+/// Waits until the table rebuilt from the events equals `SELECT id, n FROM t`
+/// on the source (both int columns); fails with sizes and the log otherwise.
+pub fn wait_until_rebuilt_equals_source(
+    t: &Tributary,
+    rt: &tokio::runtime::Runtime,
+    db: &tokio_postgres::Client,
+    timeout: Duration,
+) {
+    let expected: std::collections::BTreeMap<i64, i64> = rt
+        .block_on(db.query("SELECT id::int8, n::int8 FROM t", &[]))
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let deadline = Instant::now() + timeout;
+    loop {
+        let got: std::collections::BTreeMap<i64, i64> = replay(&read_records(&t.events))
+            .values()
+            .map(|r| (r["id"].as_i64().unwrap(), r["n"].as_i64().unwrap()))
+            .collect();
+        if got == expected {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "rebuilt table differs from the source ({} vs {} rows):\n{}",
+            got.len(),
+            expected.len(),
+            t.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
