@@ -58,10 +58,13 @@ impl StoredRowImages {
         }
     }
 
-    fn row_key(&mut self, key: &Row) -> &[u8] {
+    /// Encodes the row key into the reused buffer and returns the store's
+    /// addressing for it: (store, source, row key). Only large rows and TOAST
+    /// markers come here, so the cost sits beside a redb write.
+    fn address(&mut self, key: &Row) -> (&StateStore, &str, &[u8]) {
         self.key_buf.clear();
         debezium::write_row(&mut self.key_buf, key);
-        &self.key_buf
+        (&self.store, &self.source, &self.key_buf)
     }
 }
 
@@ -109,10 +112,9 @@ impl RowImages for StoredRowImages {
             return Ok(());
         }
         let table = shape.table.to_string();
-        let source = self.source.clone();
-        let row_key = self.row_key(key).to_vec();
-        self.store
-            .remember_images(&source, &table, &row_key, at, &values)
+        let (store, source, row_key) = self.address(key);
+        store
+            .remember_images(source, &table, row_key, at, &values)
             .map_err(Error::State)
     }
 
@@ -127,11 +129,9 @@ impl RowImages for StoredRowImages {
             return Ok(None);
         };
         let table = shape.table.to_string();
-        let source = self.source.clone();
-        let row_key = self.row_key(key).to_vec();
-        let text = self
-            .store
-            .recall_image(&source, &table, &row_key, column, before)
+        let (store, source, row_key) = self.address(key);
+        let text = store
+            .recall_image(source, &table, row_key, column, before)
             .map_err(Error::State)?;
         Ok(text.map(|t| String::from_utf8_lossy(&t).into_owned()))
     }
