@@ -5,7 +5,10 @@
 use std::str::FromStr;
 
 use tokio_postgres::config::Host;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+use crate::tls::{self, TlsOptions};
 
 use crate::value_mapping::SESSION_OPTIONS;
 use crate::Error;
@@ -19,6 +22,8 @@ pub struct ConnectionConfig {
     user: String,
     password: String,
     dbname: String,
+    tls: TlsOptions,
+    connector: MakeRustlsConnect,
 }
 
 impl std::fmt::Debug for ConnectionConfig {
@@ -29,9 +34,13 @@ impl std::fmt::Debug for ConnectionConfig {
 
 impl ConnectionConfig {
     /// Parses a URL; `password` (from `password_env` or a file) overrides the URL's.
+    /// TLS follows libpq's `sslmode`/`sslrootcert`/`sslcert`/`sslkey` options.
     pub fn parse(url: &str, password: Option<String>) -> Result<Self, Error> {
         let invalid = |reason: String| Error::InvalidUrl { reason };
-        let mut pg = tokio_postgres::Config::from_str(url).map_err(|e| invalid(e.to_string()))?;
+        let (url, tls) = tls::split_url(url)?;
+        let mut pg = tokio_postgres::Config::from_str(&url).map_err(|e| invalid(e.to_string()))?;
+        pg.ssl_mode(tls.negotiation());
+        let connector = MakeRustlsConnect::new(tls.client_config()?);
         let host = match pg.get_hosts().first() {
             Some(Host::Tcp(h)) => h.clone(),
             Some(Host::Unix(p)) => p.display().to_string(),
@@ -59,6 +68,8 @@ impl ConnectionConfig {
             user,
             password,
             dbname,
+            tls,
+            connector,
         })
     }
 
@@ -75,7 +86,7 @@ impl ConnectionConfig {
     pub async fn connect(&self) -> Result<Client, Error> {
         let (client, connection) =
             self.pg
-                .connect(NoTls)
+                .connect(self.connector.clone())
                 .await
                 .map_err(|source| Error::Connect {
                     target: self.target(),
@@ -108,7 +119,7 @@ impl ConnectionConfig {
         .with_options(SESSION_OPTIONS)
         .with_application_name("tributary")
         .with_start_lsn(pgwire_replication::Lsn::from_u64(start_lsn))
-        .with_tls(pgwire_replication::TlsConfig::disabled())
+        .with_tls(self.tls.replication(&self.host))
         .with_status_interval(std::time::Duration::from_secs(1))
     }
 }

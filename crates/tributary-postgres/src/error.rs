@@ -105,10 +105,29 @@ impl Error {
         Some(text)
     }
 
+    /// Whether the cause is the TLS handshake or certificate check.
+    fn is_tls_failure(&self) -> bool {
+        use std::error::Error as _;
+        let mut cause = self.source();
+        while let Some(e) = cause {
+            let text = e.to_string();
+            if text.contains("certificate") || text.contains("TLS") || text.contains("tls") {
+                return true;
+            }
+            cause = e.source();
+        }
+        false
+    }
+
     /// What to do about it, for the `hint:` line.
     pub fn hint(&self) -> Option<String> {
         Some(match self {
             Error::InvalidUrl { .. } => "use the form postgres://USER@HOST:PORT/DATABASE".into(),
+            Error::Connect { .. } | Error::ReplicationConnect { .. } if self.is_tls_failure() => {
+                "check the URL's sslmode and sslrootcert (the CA file that signed the server's \
+                 certificate); verify-full also needs the host name in the certificate"
+                    .into()
+            }
             Error::Connect { .. } | Error::ReplicationConnect { .. } => {
                 "check that the server is running, the URL is right and pg_hba.conf admits this \
                  user (with \"replication\" access for the replication connection)"

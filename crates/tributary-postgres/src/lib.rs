@@ -19,6 +19,7 @@ pub mod pgoutput;
 pub mod slot;
 pub mod snapshot;
 pub mod source;
+mod tls;
 pub mod toast;
 pub mod value_mapping;
 

@@ -3,6 +3,10 @@
 //! test gets its own cluster, so tests run in parallel and never touch a
 //! shared server. PostgreSQL refuses to run as root; as root the harness runs
 //! the server binaries as the `postgres` user.
+//!
+//! [`PgCluster::start_tls`] gives a cluster that admits TCP clients only over
+//! TLS, with a fresh CA made by the `openssl` command line; the harness's own
+//! connections use the Unix socket, so they work either way.
 
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
@@ -17,6 +21,7 @@ pub struct PgCluster {
     bindir: PathBuf,
     port: u16,
     user: Option<(u32, u32)>,
+    tls: bool,
 }
 
 /// Extra `postgres -c` settings.
@@ -73,6 +78,17 @@ impl PgCluster {
     }
 
     pub fn start_with(settings: Settings<'_>) -> Self {
+        Self::launch(settings, false)
+    }
+
+    /// Starts a cluster whose TCP port admits only TLS connections, with a
+    /// server certificate for `localhost` and `127.0.0.1` signed by
+    /// [`PgCluster::ca_file`].
+    pub fn start_tls() -> Self {
+        Self::launch(&[], true)
+    }
+
+    fn launch(settings: Settings<'_>, tls: bool) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("tributary-pg-")
             .tempdir()
@@ -86,6 +102,7 @@ impl PgCluster {
             bindir: pg_bindir(),
             port: free_port(),
             user,
+            tls,
         };
         let status = cluster
             .command("initdb")
@@ -114,6 +131,10 @@ impl PgCluster {
         for (k, v) in settings {
             options.push_str(&format!(" -c {k}={v}"));
         }
+        if tls {
+            cluster.make_certificates();
+            options.push_str(" -c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key");
+        }
         let status = cluster
             .command("pg_ctl")
             .args(["start", "-w", "-t", "60", "-D"])
@@ -126,6 +147,92 @@ impl PgCluster {
             .expect("run pg_ctl");
         assert!(status.success(), "pg_ctl start failed: {}", cluster.log());
         cluster
+    }
+
+    /// A CA, a server certificate it signed, and a pg_hba.conf that rejects
+    /// TCP connections without TLS.
+    fn make_certificates(&self) {
+        let dir = self.dir.path();
+        make_ca(dir, "ca");
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(dir)
+                .output()
+                .expect("run openssl (install the openssl package)");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        openssl(&[
+            "req",
+            "-new",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=localhost",
+        ]);
+        std::fs::write(
+            dir.join("server.ext"),
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
+        )
+        .expect("write server.ext");
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+            "-out",
+            "server.crt",
+        ]);
+        let data = self.data_dir();
+        for file in ["server.crt", "server.key"] {
+            std::fs::copy(dir.join(file), data.join(file)).expect("copy certificate");
+            if let Some((uid, gid)) = self.user {
+                std::os::unix::fs::chown(data.join(file), Some(uid), Some(gid))
+                    .expect("chown certificate");
+            }
+        }
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(
+            data.join("server.key"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .expect("chmod server.key");
+        std::fs::write(
+            data.join("pg_hba.conf"),
+            "local all all trust\nlocal replication all trust\n\
+             hostssl all all 127.0.0.1/32 trust\nhostssl replication all 127.0.0.1/32 trust\n\
+             hostnossl all all 0.0.0.0/0 reject\nhostnossl replication all 0.0.0.0/0 reject\n",
+        )
+        .expect("write pg_hba.conf");
+    }
+
+    /// The CA that signed a TLS cluster's server certificate.
+    pub fn ca_file(&self) -> PathBuf {
+        assert!(self.tls, "ca_file() of a cluster started without TLS");
+        self.dir.path().join("ca.crt")
+    }
+
+    /// The directory of the server's Unix socket.
+    pub fn socket_dir(&self) -> &Path {
+        self.dir.path()
     }
 
     fn command(&self, program: &str) -> Command {
@@ -159,9 +266,14 @@ impl PgCluster {
         format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
     }
 
-    /// A query connection to `db`.
+    /// A query connection to `db`, over the Unix socket.
     pub async fn client(&self, db: &str) -> Client {
-        let (client, conn) = tokio_postgres::connect(&self.url(db), NoTls)
+        let (client, conn) = tokio_postgres::Config::new()
+            .host_path(self.dir.path())
+            .port(self.port)
+            .user("postgres")
+            .dbname(db)
+            .connect(NoTls)
             .await
             .expect("connect to test cluster");
         tokio::spawn(async move {
@@ -179,6 +291,27 @@ impl PgCluster {
             .expect("create database");
         self.client(db).await
     }
+}
+
+/// Makes `NAME.key` and a self-signed `NAME.crt` CA certificate in `dir`.
+pub fn make_ca(dir: &Path, name: &str) -> PathBuf {
+    let out = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-keyout",
+        ])
+        .arg(format!("{name}.key"))
+        .arg("-out")
+        .arg(format!("{name}.crt"))
+        .args(["-subj", &format!("/CN=tributary test {name}")])
+        .current_dir(dir)
+        .output()
+        .expect("run openssl (install the openssl package)");
+    assert!(
+        out.status.success(),
+        "openssl req -x509: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dir.join(format!("{name}.crt"))
 }
 
 impl Drop for PgCluster {

@@ -4,21 +4,6 @@ use std::process::Command;
 
 use crate::support::*;
 
-fn run_config(text: &str) -> (i32, String) {
-    let dir = workdir();
-    let path = dir.path().join("t.toml");
-    std::fs::write(&path, text).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_tributary"))
-        .args(["run", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[test]
 fn unknown_config_key_exits_2_with_nearest_key() {
     let dir = workdir();

@@ -6,4 +6,5 @@ mod support;
 mod capture;
 mod cli;
 mod faults;
+mod tls;
 mod types;

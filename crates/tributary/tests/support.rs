@@ -15,6 +15,22 @@ pub struct Tributary {
     config: PathBuf,
 }
 
+/// Runs `tributary run` on `text` to its exit: (exit code, stderr).
+pub fn run_config(text: &str) -> (i32, String) {
+    let dir = workdir();
+    let path = dir.path().join("t.toml");
+    std::fs::write(&path, text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_tributary"))
+        .args(["run", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// Config for one postgres source and one file sink.
 pub fn config(dir: &Path, url: &str, tables: &[&str], extra_source: &str) -> String {
     let tables = tables
