@@ -6,6 +6,7 @@
 
 pub mod debezium;
 mod event;
+pub mod fault;
 mod value;
 
 pub use event::{ChangeEvent, EventId, Op, Row, SnapshotMarker, SourceInfo, TableRef};

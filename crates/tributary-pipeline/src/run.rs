@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, watch, Mutex};
-use tributary_core::ChangeEvent;
+use tributary_core::{fault, ChangeEvent};
 use tributary_postgres::{
     ConnectionConfig, PostgresSource, PostgresSourceConfig, SourceItem, SourceLinks,
 };
@@ -226,6 +226,9 @@ async fn deliver(
                     error,
                 })?;
         }
+        if !events.is_empty() {
+            fault::point(fault::SINK_WRITTEN);
+        }
         delivered += events.len() as u64;
         events.clear();
         if let Some(cp) = checkpoint {
@@ -234,6 +237,7 @@ async fn deliver(
                 .map(|s| (s.name.as_str(), cp.position))
                 .collect();
             store.commit(&source, cp, &positions)?;
+            fault::point(fault::CHECKPOINT_COMMITTED);
             let _ = durable.send(cp.position);
         }
     }

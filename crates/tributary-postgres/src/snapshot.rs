@@ -57,7 +57,7 @@ pub async fn read_tables(
         read_table(client, shape, &mut emitter, images).await?;
         tracing::info!(
             table = %shape.table,
-            rows = emitter.ordinal + u64::from(emitter.held.is_some()) - before,
+            rows = emitter.ordinal - before,
             seconds = started.elapsed().as_secs_f64(),
             "snapshot of table finished"
         );

@@ -121,6 +121,16 @@ impl PostgresSource {
             let created = slot::create_slot(&mut session, &cfg.slot, true).await?;
             let snapshot_name = created.snapshot_name.clone().unwrap_or_default();
             tracing::info!(source = %cfg.name, slot = %cfg.slot, consistent_point = %Lsn::from_u64(created.consistent_point), "snapshot started");
+            // Recorded first, so a crash mid-snapshot is recognised as one
+            // on the next start (the slot exists, the snapshot is incomplete).
+            links
+                .out
+                .send(SourceItem::Checkpoint {
+                    position: created.consistent_point,
+                    snapshot_complete: false,
+                })
+                .await
+                .map_err(|_| Error::PipelineClosed)?;
             client
                 .batch_execute(&slot::set_snapshot_sql(&snapshot_name))
                 .await

@@ -61,6 +61,11 @@ path = "{events}"
 impl Tributary {
     /// Writes `config_text` into `dir` and starts `tributary run`.
     pub fn start(dir: &Path, config_text: &str) -> Self {
+        Self::start_with_fault(dir, config_text, None)
+    }
+
+    /// [`Tributary::start`] with a named crash point armed.
+    pub fn start_with_fault(dir: &Path, config_text: &str, fault: Option<&str>) -> Self {
         let config = dir.join("tributary.toml");
         std::fs::write(&config, config_text).unwrap();
         let mut t = Tributary {
@@ -69,12 +74,18 @@ impl Tributary {
             events: dir.join("events.jsonl"),
             config,
         };
-        t.restart();
+        t.restart_with_fault(fault);
         t
     }
 
     /// Starts the process again with the same config and state.
     pub fn restart(&mut self) {
+        self.restart_with_fault(None);
+    }
+
+    /// Starts the process with `TRIBUTARY_FAULT` set to `fault` (a named
+    /// crash point, see `tributary_core::fault`), or unset.
+    pub fn restart_with_fault(&mut self, fault: Option<&str>) {
         assert!(self.child.is_none(), "still running");
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -85,6 +96,7 @@ impl Tributary {
             .args(["run", "--config"])
             .arg(&self.config)
             .env("RUST_LOG", "info")
+            .env("TRIBUTARY_FAULT", fault.unwrap_or(""))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
