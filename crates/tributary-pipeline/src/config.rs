@@ -13,7 +13,7 @@ use tributary_postgres::value_mapping::{DecimalHandling, IntervalHandling, Mappi
 use tributary_postgres::SnapshotMode;
 
 /// An unusable configuration (exit code 2).
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("{message}")]
 pub struct ConfigError {
     message: String,

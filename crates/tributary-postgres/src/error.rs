@@ -38,6 +38,16 @@ pub enum Error {
         source: tokio_postgres::Error,
     },
 
+    #[error("publication \"{publication}\" publishes ALL TABLES")]
+    PublicationAllTables { publication: String },
+
+    #[error("setup step failed: {step}")]
+    SetupStep {
+        step: String,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+
     #[error("publication \"{publication}\" does not publish {tables}")]
     PublicationIncomplete { publication: String, tables: String },
 
@@ -148,6 +158,16 @@ impl Error {
                 "WAL this source needed is gone, so changes were missed; to start over with a \
                  fresh snapshot, set snapshot = \"always\" for one run (or remove this source's \
                  state), then set it back"
+                    .into()
+            }
+            Error::PublicationAllTables { .. } => {
+                "Tributary publishes exactly its tables; choose another name with --publication \
+                 (or the source's `publication`)"
+                    .into()
+            }
+            Error::SetupStep { .. } => {
+                "nothing was applied (one transaction); run the printed SQL as a superuser or \
+                 as the tables' owner"
                     .into()
             }
             Error::InvalidUtf8 { .. } => {

@@ -256,11 +256,13 @@ fn parse_clock(text: &str) -> Option<(i64, &str)> {
     if b.len() < 8 || b[2] != b':' || b[5] != b':' {
         return None;
     }
-    let h: i64 = text[0..2].parse().ok()?;
-    let m: i64 = text[3..5].parse().ok()?;
-    let s: i64 = text[6..8].parse().ok()?;
+    // `get`, not indexing: the text comes from the server and need not be
+    // ASCII where we expect digits (found by the `text_values` fuzz target).
+    let h: i64 = text.get(0..2)?.parse().ok()?;
+    let m: i64 = text.get(3..5)?.parse().ok()?;
+    let s: i64 = text.get(6..8)?.parse().ok()?;
     let mut micros = ((h * 60 + m) * 60 + s) * 1_000_000;
-    let mut rest = &text[8..];
+    let mut rest = text.get(8..)?;
     if let Some(frac) = rest.strip_prefix('.') {
         let n = frac.bytes().take_while(u8::is_ascii_digit).count();
         if n == 0 || n > 6 {
@@ -595,6 +597,16 @@ mod tests {
                 Value::Text("c".into()),
             ])
         );
+    }
+
+    #[test]
+    fn clock_text_that_is_not_ascii_stays_text() {
+        // Found by the `text_values` fuzz target: a multi-byte character
+        // where the clock's digits belong must not split a char.
+        let text = "04:05:0\u{fffd}6*\u{fffd}9+39:30";
+        for m in [Mapping::Time, Mapping::TimeTz, Mapping::Timestamp] {
+            assert_eq!(map(m, text), Value::Text(text.to_owned()));
+        }
     }
 
     #[test]

@@ -7,7 +7,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use tributary_pipeline::{Config, PipelineError};
+use tributary_pipeline::Config;
+
+mod report;
+mod setup;
 
 #[derive(Parser)]
 #[command(
@@ -28,6 +31,17 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Print (or apply) the least-privilege SQL for a CDC role.
+    Setup {
+        #[command(subcommand)]
+        target: SetupTarget,
+    },
+}
+
+#[derive(Subcommand)]
+enum SetupTarget {
+    /// A PostgreSQL role, grants and publication for the listed tables.
+    Postgres(setup::PostgresSetup),
 }
 
 fn main() -> ExitCode {
@@ -40,23 +54,20 @@ fn main() -> ExitCode {
         .init();
     match cli.command {
         Command::Run { config } => run(config),
+        Command::Setup {
+            target: SetupTarget::Postgres(args),
+        } => setup::postgres(args),
     }
 }
 
 fn run(path: PathBuf) -> ExitCode {
     let config = match Config::load(&path) {
         Ok(c) => c,
-        Err(e) => return report(&PipelineError::Config(e)),
+        Err(e) => return report::config(&e),
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime() {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: could not start the runtime: {e}");
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
     let result = runtime.block_on(async {
         let (tx, rx) = tokio::sync::watch::channel(false);
@@ -69,8 +80,18 @@ fn run(path: PathBuf) -> ExitCode {
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => report(&e),
+        Err(e) => report::pipeline(&e),
     }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("error: could not start the runtime: {e}");
+            ExitCode::from(1)
+        })
 }
 
 async fn wait_for_signal() {
@@ -86,15 +107,4 @@ async fn wait_for_signal() {
         _ = term.recv() => {}
         _ = int.recv() => {}
     }
-}
-
-fn report(e: &PipelineError) -> ExitCode {
-    eprintln!("error: {e}");
-    if let Some(detail) = e.detail() {
-        eprintln!("detail: {detail}");
-    }
-    if let Some(hint) = e.hint() {
-        eprintln!("hint: {hint}");
-    }
-    ExitCode::from(if e.is_config() { 2 } else { 1 })
 }

@@ -6,5 +6,6 @@ mod support;
 mod capture;
 mod cli;
 mod faults;
+mod setup;
 mod tls;
 mod types;
