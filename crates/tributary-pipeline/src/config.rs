@@ -320,6 +320,13 @@ impl SourceConfig {
         }
     }
 
+    /// `max_lag_bytes` in bytes (validated when the config was loaded).
+    pub fn max_lag_bytes(&self) -> Option<u64> {
+        self.max_lag_bytes
+            .as_deref()
+            .and_then(|t| parse_size(t).ok())
+    }
+
     /// The password from `password_env` or `password_file`, if configured.
     pub fn password(&self) -> Result<Option<String>, ConfigError> {
         if let Some(var) = &self.password_env {

@@ -6,6 +6,7 @@
 //! position back to the source, which confirms it to the server. So the
 //! position a server forgets WAL up to is always durable everywhere.
 
+pub mod check;
 pub mod config;
 mod run;
 

@@ -4,12 +4,12 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, watch, Mutex};
 use tributary_core::{fault, ChangeEvent};
-use tributary_postgres::{
-    ConnectionConfig, PostgresSource, PostgresSourceConfig, SourceItem, SourceLinks,
-};
+use tributary_postgres::preflight::{self, Finding, Outcome};
+use tributary_postgres::{PostgresSource, PostgresSourceConfig, SourceItem, SourceLinks};
 use tributary_sink::{FileSink, RecordOptions, Sink, SinkError, StdoutSink};
 use tributary_state::{Checkpoint, StateError, StateStore};
 
+use crate::check::postgres_config;
 use crate::config::{Config, SinkConfig};
 use crate::ConfigError;
 
@@ -39,6 +39,11 @@ pub enum PipelineError {
     },
     #[error("source \"{0}\" stopped unexpectedly")]
     SourceStopped(String),
+    #[error("{subject}: {}", .failures[0].message)]
+    Preflight {
+        subject: String,
+        failures: Vec<Finding>,
+    },
 }
 
 impl PipelineError {
@@ -50,6 +55,14 @@ impl PipelineError {
                 std::error::Error::source(error).map(ToString::to_string)
             }
             PipelineError::State(e) => std::error::Error::source(e).map(ToString::to_string),
+            PipelineError::Preflight { failures, .. } if failures.len() > 1 => Some(format!(
+                "also: {}",
+                failures[1..]
+                    .iter()
+                    .map(|f| f.message.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )),
             _ => None,
         }
     }
@@ -59,6 +72,13 @@ impl PipelineError {
         match self {
             PipelineError::Config(e) => e.hint().map(str::to_owned),
             PipelineError::Source { error, .. } => error.hint(),
+            PipelineError::Preflight { failures, .. } => {
+                let mut hint = failures[0].hint.clone()?;
+                if failures.len() > 1 {
+                    hint.push_str("; `tributary check` lists every problem");
+                }
+                Some(hint)
+            }
             PipelineError::State(StateError::InUse { .. }) => {
                 Some("stop the other process, or give this one its own state_dir".into())
             }
@@ -125,21 +145,8 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), 
                 tracing::warn!(source = %src.name, key, "setting has no effect in this version");
             }
         }
-        let connection = ConnectionConfig::parse(&src.url, src.password()?).map_err(|error| {
-            PipelineError::Source {
-                source_name: src.name.clone(),
-                error,
-            }
-        })?;
-        let cfg = PostgresSourceConfig {
-            name: src.name.clone(),
-            connection,
-            tables: src.table_refs(),
-            slot: src.slot_name(),
-            publication: src.publication_name(),
-            snapshot: src.snapshot_mode(),
-            mapping: src.mapping(),
-        };
+        let cfg = postgres_config(src)?;
+        preflight(src, &cfg).await?;
         let resume = store.checkpoint(&src.name)?;
         match resume {
             Some(c) => {
@@ -182,6 +189,40 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), 
         Some(e) => Err(e),
         None => Ok(()),
     }
+}
+
+/// The checks of `tributary check`, before a source starts: a failure stops
+/// `run` with the same message; warnings are logged.
+async fn preflight(
+    src: &crate::config::SourceConfig,
+    cfg: &PostgresSourceConfig,
+) -> Result<(), PipelineError> {
+    let findings = preflight::check(cfg, src.max_lag_bytes())
+        .await
+        .map_err(|error| PipelineError::Source {
+            source_name: src.name.clone(),
+            error,
+        })?;
+    let mut failures = Vec::new();
+    for finding in findings {
+        match finding.outcome {
+            Outcome::Ok => {}
+            Outcome::Warn => tracing::warn!(
+                source = %src.name,
+                hint = finding.hint.as_deref().unwrap_or(""),
+                "{}",
+                finding.message
+            ),
+            Outcome::Fail => failures.push(finding),
+        }
+    }
+    if failures.is_empty() {
+        return Ok(());
+    }
+    Err(PipelineError::Preflight {
+        subject: format!("source \"{}\"", src.name),
+        failures,
+    })
 }
 
 /// Writes what a source sends to every sink and commits checkpoints.

@@ -16,6 +16,7 @@ pub mod connection;
 pub mod copy_text;
 mod error;
 pub mod pgoutput;
+pub mod preflight;
 pub mod setup;
 pub mod slot;
 pub mod snapshot;

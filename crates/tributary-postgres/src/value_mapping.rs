@@ -126,7 +126,10 @@ impl Mapping {
             Mapping::Bytea => Value::Bytes(parse_bytea_hex(text)?),
             Mapping::Date => match text {
                 "infinity" | "-infinity" => Value::Text(text.to_owned()),
-                _ => Value::Int(parse_date(text)?.0),
+                _ => match parse_date(text)? {
+                    (days, "" | " BC") => Value::Int(days),
+                    _ => return None,
+                },
             },
             Mapping::Time => Value::Int(parse_time(text)?),
             Mapping::TimeTz => Value::Text(timetz_to_utc(text)?),
@@ -138,7 +141,8 @@ impl Mapping {
                 "infinity" | "-infinity" => Value::Text(text.to_owned()),
                 _ => {
                     let (micros, offset_secs) = parse_timestamp(text)?;
-                    Value::Text(format_utc(micros - i64::from(offset_secs?) * 1_000_000))
+                    let utc = micros.checked_sub(i64::from(offset_secs?) * 1_000_000)?;
+                    Value::Text(format_utc(utc))
                 }
             },
             Mapping::Interval => match opts.interval {
@@ -247,6 +251,11 @@ fn parse_date(text: &str) -> Option<(i64, &str)> {
     if text.ends_with(" BC") {
         y = 1 - y;
     }
+    // PostgreSQL's own date range; outside it the text cannot be a date it
+    // printed, and the arithmetic below could overflow.
+    if !(-4712..=5_874_897).contains(&y) {
+        return None;
+    }
     Some((days_from_civil(y, m, d), rest))
 }
 
@@ -325,7 +334,8 @@ fn parse_timestamp(text: &str) -> Option<(i64, Option<i32>)> {
     } else {
         Some(parse_offset(tail)?)
     };
-    Some((days * 86_400_000_000 + clock, offset))
+    let micros = days.checked_mul(86_400_000_000)?.checked_add(clock)?;
+    Some((micros, offset))
 }
 
 fn push_clock(out: &mut String, micros_of_day: i64) {
@@ -597,6 +607,20 @@ mod tests {
                 Value::Text("c".into()),
             ])
         );
+    }
+
+    #[test]
+    fn timestamps_beyond_postgres_range_stay_text() {
+        // Found by the `text_values` fuzz target: overflowed in debug builds
+        // and wrapped to a wrong number in release builds.
+        for text in [
+            "911096-9-13 23:51:59.000508+00",
+            "9223372036854775807-01-01 00:00:00",
+        ] {
+            for m in [Mapping::Timestamp, Mapping::TimestampTz, Mapping::Date] {
+                assert_eq!(map(m.clone(), text), Value::Text(text.to_owned()), "{m:?}");
+            }
+        }
     }
 
     #[test]

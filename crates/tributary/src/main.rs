@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tributary_pipeline::Config;
 
+mod check;
 mod report;
 mod setup;
 
@@ -27,6 +28,13 @@ struct Cli {
 enum Command {
     /// Run every source and sink in the config until SIGINT/SIGTERM.
     Run {
+        /// The TOML config file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Check the config, every source (server, role, grants, publication,
+    /// slot) and every sink; one line per check.
+    Check {
         /// The TOML config file.
         #[arg(long, short)]
         config: PathBuf,
@@ -54,6 +62,7 @@ fn main() -> ExitCode {
         .init();
     match cli.command {
         Command::Run { config } => run(config),
+        Command::Check { config } => check::run(&config),
         Command::Setup {
             target: SetupTarget::Postgres(args),
         } => setup::postgres(args),

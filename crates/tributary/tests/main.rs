@@ -4,6 +4,7 @@
 mod support;
 
 mod capture;
+mod check;
 mod cli;
 mod faults;
 mod setup;

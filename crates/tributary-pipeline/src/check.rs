@@ -1,0 +1,119 @@
+//! `tributary check`, and the same checks at the start of `run`: every
+//! source's preflight (`tributary_postgres::preflight`) and every sink's
+//! reachability, as one finding per line.
+
+use std::path::Path;
+
+use tributary_postgres::preflight::{self, Finding, Outcome};
+use tributary_postgres::{ConnectionConfig, PostgresSourceConfig};
+
+use crate::config::{Config, SinkConfig, SourceConfig};
+use crate::PipelineError;
+
+/// One line of the report: what was checked, and how it came out.
+#[derive(Debug, Clone)]
+pub struct CheckLine {
+    pub subject: String,
+    pub finding: Finding,
+}
+
+/// The source's runtime settings from its config.
+pub(crate) fn postgres_config(src: &SourceConfig) -> Result<PostgresSourceConfig, PipelineError> {
+    let connection = ConnectionConfig::parse(&src.url, src.password()?).map_err(|error| {
+        PipelineError::Source {
+            source_name: src.name.clone(),
+            error,
+        }
+    })?;
+    Ok(PostgresSourceConfig {
+        name: src.name.clone(),
+        connection,
+        tables: src.table_refs(),
+        slot: src.slot_name(),
+        publication: src.publication_name(),
+        snapshot: src.snapshot_mode(),
+        mapping: src.mapping(),
+    })
+}
+
+/// Runs the preflight of one source. A source that cannot even be reached
+/// gives one failed line with the connection error's detail and hint.
+pub async fn check_source(src: &SourceConfig) -> Vec<CheckLine> {
+    let subject = format!("source \"{}\"", src.name);
+    let line = |finding| CheckLine {
+        subject: subject.clone(),
+        finding,
+    };
+    let failure = |e: &PipelineError| Finding {
+        outcome: Outcome::Fail,
+        message: match e.detail() {
+            Some(detail) => format!("{}: {detail}", strip_subject(&e.to_string())),
+            None => strip_subject(&e.to_string()),
+        },
+        hint: e.hint(),
+    };
+    let cfg = match postgres_config(src) {
+        Ok(cfg) => cfg,
+        Err(e) => return vec![line(failure(&e))],
+    };
+    match preflight::check(&cfg, src.max_lag_bytes()).await {
+        Ok(findings) => findings.into_iter().map(line).collect(),
+        Err(error) => vec![line(failure(&PipelineError::Source {
+            source_name: src.name.clone(),
+            error,
+        }))],
+    }
+}
+
+/// `source "x": message` → `message` (the subject is printed separately).
+fn strip_subject(text: &str) -> String {
+    match text.split_once("\": ") {
+        Some((head, rest)) if head.starts_with("source \"") => rest.to_owned(),
+        _ => text.to_owned(),
+    }
+}
+
+/// Whether a sink can take events, without sending any.
+pub fn check_sink(sink: &SinkConfig) -> CheckLine {
+    let subject = format!("sink \"{}\"", sink.name);
+    let finding = match (sink.kind.as_str(), &sink.path) {
+        ("file", Some(path)) => file_writable(path),
+        _ => Finding {
+            outcome: Outcome::Ok,
+            message: "stdout".into(),
+            hint: None,
+        },
+    };
+    CheckLine { subject, finding }
+}
+
+fn file_writable(path: &Path) -> Finding {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+        _ => Path::new(".").to_owned(),
+    };
+    let probe = dir.join(format!(".tributary-check-{}", std::process::id()));
+    let result = std::fs::File::create(&probe).and_then(|_| std::fs::remove_file(&probe));
+    match result {
+        Ok(()) => Finding {
+            outcome: Outcome::Ok,
+            message: format!("file {} is writable", path.display()),
+            hint: None,
+        },
+        Err(e) => Finding {
+            outcome: Outcome::Fail,
+            message: format!("cannot write in {}: {e}", dir.display()),
+            hint: Some("create the directory, or choose another `path`".into()),
+        },
+    }
+}
+
+/// Every check of the config, sources first.
+pub async fn check(config: &Config) -> Vec<CheckLine> {
+    let mut lines = Vec::new();
+    for src in &config.sources {
+        lines.extend(check_source(src).await);
+    }
+    lines.extend(config.sinks.iter().map(check_sink));
+    lines
+}
