@@ -33,6 +33,9 @@ pub(crate) fn postgres_config(src: &SourceConfig) -> Result<PostgresSourceConfig
         publication: src.publication_name(),
         snapshot: src.snapshot_mode(),
         mapping: src.mapping(),
+        heartbeat: src.heartbeat(),
+        max_lag_bytes: src.max_lag_bytes(),
+        on_slot_lost: src.on_slot_lost(),
     })
 }
 

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use tributary_core::TableRef;
 use tributary_postgres::value_mapping::{DecimalHandling, IntervalHandling, MappingOptions};
-use tributary_postgres::SnapshotMode;
+use tributary_postgres::{SlotLost, SnapshotMode};
 
 /// An unusable configuration (exit code 2).
 #[derive(Debug, Clone, thiserror::Error)]
@@ -71,6 +71,8 @@ pub struct SourceConfig {
     pub heartbeat_interval: Option<String>,
     pub max_lag_bytes: Option<String>,
     #[serde(default)]
+    pub on_slot_lost: SlotLostSetting,
+    #[serde(default)]
     pub decimal_handling: DecimalSetting,
     #[serde(default)]
     pub interval_handling: IntervalSetting,
@@ -83,6 +85,14 @@ pub enum SnapshotSetting {
     Initial,
     Never,
     Always,
+}
+
+#[derive(Debug, Deserialize, Default, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+pub enum SlotLostSetting {
+    #[default]
+    Fail,
+    Resnapshot,
 }
 
 #[derive(Debug, Deserialize, Default, Clone, Copy)]
@@ -140,6 +150,7 @@ const KEYS: &[&str] = &[
     "snapshot",
     "heartbeat_interval",
     "max_lag_bytes",
+    "on_slot_lost",
     "decimal_handling",
     "interval_handling",
     "path",
@@ -317,6 +328,22 @@ impl SourceConfig {
                 IntervalSetting::Numeric => IntervalHandling::Numeric,
                 IntervalSetting::String => IntervalHandling::String,
             },
+        }
+    }
+
+    /// The heartbeat interval: 10s unless set; `0s` turns heartbeats off.
+    pub fn heartbeat(&self) -> Option<std::time::Duration> {
+        let interval = match self.heartbeat_interval.as_deref() {
+            None => std::time::Duration::from_secs(10),
+            Some(text) => parse_duration(text).ok()?,
+        };
+        (!interval.is_zero()).then_some(interval)
+    }
+
+    pub fn on_slot_lost(&self) -> SlotLost {
+        match self.on_slot_lost {
+            SlotLostSetting::Fail => SlotLost::Fail,
+            SlotLostSetting::Resnapshot => SlotLost::Resnapshot,
         }
     }
 

@@ -5,7 +5,9 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, watch, Mutex};
 use tributary_core::{fault, ChangeEvent};
 use tributary_postgres::preflight::{self, Finding, Outcome};
-use tributary_postgres::{PostgresSource, PostgresSourceConfig, SourceItem, SourceLinks};
+use tributary_postgres::{
+    PostgresSource, PostgresSourceConfig, SourceHealth, SourceItem, SourceLinks,
+};
 use tributary_sink::{FileSink, RecordOptions, Sink, SinkError, StdoutSink};
 use tributary_state::{Checkpoint, StateError, StateStore};
 
@@ -137,14 +139,6 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), 
 
     let mut tasks = tokio::task::JoinSet::new();
     for src in &config.sources {
-        for (key, value) in [
-            ("heartbeat_interval", &src.heartbeat_interval),
-            ("max_lag_bytes", &src.max_lag_bytes),
-        ] {
-            if value.is_some() {
-                tracing::warn!(source = %src.name, key, "setting has no effect in this version");
-            }
-        }
         let cfg = postgres_config(src)?;
         preflight(src, &cfg).await?;
         let resume = store.checkpoint(&src.name)?;
@@ -156,10 +150,12 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), 
         }
         let (out, items) = mpsc::channel(CHANNEL_ITEMS);
         let (durable_tx, durable) = watch::channel(resume.map_or(0, |c| c.position));
+        let (health, _) = watch::channel(SourceHealth::default());
         let links = SourceLinks {
             out,
             durable,
             shutdown: shutdown.clone(),
+            health,
         };
         let source = PostgresSource::new(cfg, store.clone());
         let name = src.name.clone();

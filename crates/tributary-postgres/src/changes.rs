@@ -110,6 +110,12 @@ impl ChangeDecoder {
         self.tx = None;
     }
 
+    /// Forgets a transaction cut off by a broken stream; the server sends it
+    /// again, whole, on the next session.
+    pub fn abandon(&mut self) {
+        self.tx = None;
+    }
+
     pub fn in_transaction(&self) -> bool {
         self.tx.is_some()
     }

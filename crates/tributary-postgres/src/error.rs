@@ -156,8 +156,8 @@ impl Error {
             }
             Error::SlotInvalidated { .. } | Error::SlotMissing { .. } => {
                 "WAL this source needed is gone, so changes were missed; to start over with a \
-                 fresh snapshot, set snapshot = \"always\" for one run (or remove this source's \
-                 state), then set it back"
+                 fresh snapshot, set on_slot_lost = \"resnapshot\" (or snapshot = \"always\" \
+                 for one run)"
                     .into()
             }
             Error::PublicationAllTables { .. } => {

@@ -8,7 +8,10 @@
 //! - [`snapshot`] (with [`copy_text`]): the initial read;
 //! - [`pgoutput`]: the protocol decoder (fuzzed);
 //! - [`changes`] (with [`value_mapping`] and [`toast`]): messages → events;
-//! - [`source`]: the orchestration the pipeline runs.
+//! - [`source`]: the orchestration the pipeline runs, with
+//!   [`wal_retention`] (heartbeats, slot lag) keeping retained WAL bounded;
+//! - [`preflight`] and [`setup`]: the checks of `check`/`run` and the
+//!   least-privilege SQL of `setup postgres`.
 
 pub mod catalog;
 pub mod changes;
@@ -24,7 +27,11 @@ pub mod source;
 mod tls;
 pub mod toast;
 pub mod value_mapping;
+pub mod wal_retention;
 
 pub use connection::ConnectionConfig;
 pub use error::Error;
-pub use source::{PostgresSource, PostgresSourceConfig, SnapshotMode, SourceItem, SourceLinks};
+pub use source::{
+    PostgresSource, PostgresSourceConfig, SlotLost, SnapshotMode, SourceItem, SourceLinks,
+};
+pub use wal_retention::SourceHealth;

@@ -8,7 +8,7 @@
 use tokio_postgres::Client;
 
 use crate::connection::quote_ident;
-use crate::source::PostgresSourceConfig;
+use crate::source::{PostgresSourceConfig, SlotLost};
 use crate::Error;
 
 /// How a check came out.
@@ -314,11 +314,18 @@ async fn slot(
         ));
         return Ok(());
     }
+    if wal_status.as_deref() == Some("lost") && cfg.on_slot_lost == SlotLost::Resnapshot {
+        findings.push(Finding::warn(
+            format!("replication slot \"{slot}\" was invalidated (wal_status = lost)"),
+            "on_slot_lost = \"resnapshot\": run recreates it and takes a new snapshot",
+        ));
+        return Ok(());
+    }
     if wal_status.as_deref() == Some("lost") {
         findings.push(Finding::fail(
             format!("replication slot \"{slot}\" was invalidated (wal_status = lost)"),
-            "WAL it needed is gone; to start over with a fresh snapshot set snapshot = \
-             \"always\" for one run, then back",
+            "WAL it needed is gone, so changes were missed; to start over with a fresh \
+             snapshot set on_slot_lost = \"resnapshot\"",
         ));
         return Ok(());
     }

@@ -7,6 +7,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use pgwire_replication::{Lsn, ReplicationClient, ReplicationEvent};
 use tokio::sync::{mpsc, watch};
@@ -21,6 +22,7 @@ use crate::pgoutput::{self, Message};
 use crate::slot::{self, SlotState};
 use crate::toast::StoredRowImages;
 use crate::value_mapping::MappingOptions;
+use crate::wal_retention::{SourceHealth, WalRetention, HEARTBEAT_PREFIX};
 use crate::{snapshot, Error};
 
 /// Events per batch handed to the pipeline while streaming.
@@ -48,6 +50,22 @@ pub struct PostgresSourceConfig {
     pub publication: String,
     pub snapshot: SnapshotMode,
     pub mapping: MappingOptions,
+    /// Interval of heartbeat messages; `None`: none.
+    pub heartbeat: Option<std::time::Duration>,
+    /// Slot lag above which a warning is logged and the alarm metric set.
+    pub max_lag_bytes: Option<u64>,
+    pub on_slot_lost: SlotLost,
+}
+
+/// What to do when the slot was invalidated or dropped after streaming
+/// began (`on_slot_lost`): changes in between are gone either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SlotLost {
+    /// Stop with an error (the default: a human decides).
+    #[default]
+    Fail,
+    /// Log an error, create a new slot and take a fresh snapshot.
+    Resnapshot,
 }
 
 /// What the source hands the pipeline, in order.
@@ -74,6 +92,8 @@ pub struct SourceLinks {
     pub durable: watch::Receiver<u64>,
     /// Becomes `true` on SIGINT/SIGTERM.
     pub shutdown: watch::Receiver<bool>,
+    /// Positions, lag and snapshot progress, for `/status`.
+    pub health: watch::Sender<SourceHealth>,
 }
 
 impl PostgresSource {
@@ -91,22 +111,37 @@ impl PostgresSource {
         for table in &cfg.tables {
             shapes.push(catalog::table_shape(&client, &mut types, table).await?);
         }
+        let ctx_name: Arc<str> = Arc::from(cfg.name.as_str());
         let ctx = SourceContext {
-            name: Arc::from(cfg.name.as_str()),
+            name: Arc::clone(&ctx_name),
             db: Arc::from(cfg.connection.dbname()),
             mapping: cfg.mapping,
         };
         let mut images = StoredRowImages::new(self.store.clone(), &cfg.name);
         let existing = slot::slot_state(&client, &cfg.slot).await?;
         let snapshot_done = resume.is_some_and(|c| c.snapshot_complete);
-        let need_snapshot = match cfg.snapshot {
-            SnapshotMode::Always => true,
-            SnapshotMode::Initial => !snapshot_done,
-            SnapshotMode::Never => false,
+        let lost = match &existing {
+            Some(state) => state.wal_status.as_deref() == Some("lost"),
+            None => resume.is_some(),
         };
+        let resnapshot = lost && cfg.on_slot_lost == SlotLost::Resnapshot;
+        if resnapshot {
+            tracing::error!(
+                source = %cfg.name,
+                slot = %cfg.slot,
+                "the replication slot was lost, so changes were missed; on_slot_lost = \"resnapshot\": \
+                 taking a new snapshot"
+            );
+        }
+        let need_snapshot = resnapshot
+            || match cfg.snapshot {
+                SnapshotMode::Always => true,
+                SnapshotMode::Initial => !snapshot_done,
+                SnapshotMode::Never => false,
+            };
 
         let (session, start) = if need_snapshot {
-            if resume.is_some() && !snapshot_done {
+            if resume.is_some() && !snapshot_done && !resnapshot {
                 tracing::warn!(
                     source = %cfg.name,
                     "the previous snapshot was interrupted; it restarts from the beginning \
@@ -196,7 +231,15 @@ impl PostgresSource {
                 }
             }
         };
+        let retention = WalRetention::new(
+            Arc::clone(&ctx_name),
+            cfg.slot.clone(),
+            cfg.heartbeat,
+            cfg.max_lag_bytes,
+            links.health.clone(),
+        );
         Stream {
+            retention,
             client,
             types,
             decoder: ChangeDecoder::new(ctx),
@@ -205,27 +248,53 @@ impl PostgresSource {
             ignored: HashSet::new(),
             session,
             start,
+            reconnect: cfg.clone(),
         }
         .run(links)
         .await
     }
 
     async fn gated_session(&self, start: u64) -> Result<ReplicationClient, Error> {
-        let repl = self
-            .cfg
-            .connection
-            .replication(&self.cfg.slot, &self.cfg.publication, start);
-        ReplicationClient::connect_gated(repl)
-            .await
-            .map_err(|source| Error::ReplicationConnect {
-                target: self.cfg.connection.target(),
-                source,
-            })
+        gated_session(&self.cfg, start).await
     }
 }
 
+async fn gated_session(cfg: &PostgresSourceConfig, start: u64) -> Result<ReplicationClient, Error> {
+    let repl = cfg
+        .connection
+        .replication(&cfg.slot, &cfg.publication, start);
+    ReplicationClient::connect_gated(repl)
+        .await
+        .map_err(|source| Error::ReplicationConnect {
+            target: cfg.connection.target(),
+            source,
+        })
+}
+
+/// Why a replication stream broke, when the slot is the reason: dropped or
+/// invalidated. `None` when the slot is fine (or the server unreachable).
+async fn slot_gone(cfg: &PostgresSourceConfig) -> Option<Error> {
+    let client = cfg.connection.connect().await.ok()?;
+    match slot::slot_state(&client, &cfg.slot).await.ok()? {
+        None => Some(Error::SlotMissing {
+            slot: cfg.slot.clone(),
+        }),
+        Some(state) if state.wal_status.as_deref() == Some("lost") => {
+            Some(Error::SlotInvalidated {
+                slot: cfg.slot.clone(),
+            })
+        }
+        Some(_) => None,
+    }
+}
+
+/// First and longest wait before reconnecting a broken stream.
+const RECONNECT_FIRST: Duration = Duration::from_secs(1);
+const RECONNECT_MAX: Duration = Duration::from_secs(30);
+
 /// The streaming phase.
 struct Stream {
+    retention: WalRetention,
     client: Client,
     types: TypeCache,
     decoder: ChangeDecoder,
@@ -234,12 +303,55 @@ struct Stream {
     /// Relations the publication sends that this source does not capture.
     ignored: HashSet<u32>,
     session: ReplicationClient,
-    /// Transactions committed before this were delivered by an earlier run.
+    /// Transactions committed up to here were sent (by this or an earlier
+    /// run); a new session starts here.
     start: u64,
+    /// Settings to open a new session after the stream broke.
+    reconnect: PostgresSourceConfig,
 }
 
 impl Stream {
+    /// Streams until shutdown. A broken stream is reopened with backoff
+    /// from the last position sent, unless the slot itself is gone.
     async fn run(mut self, mut links: SourceLinks) -> Result<(), Error> {
+        let mut wait = RECONNECT_FIRST;
+        loop {
+            let began = std::time::Instant::now();
+            let error = match self.stream(&mut links).await {
+                Ok(()) => break,
+                Err(e @ (Error::Stream { .. } | Error::ReplicationConnect { .. })) => e,
+                Err(e) => return Err(e),
+            };
+            if let Some(gone) = slot_gone(&self.reconnect).await {
+                return Err(gone);
+            }
+            if began.elapsed() > RECONNECT_MAX {
+                wait = RECONNECT_FIRST;
+            }
+            tracing::warn!(
+                source = %self.reconnect.name,
+                error = %error,
+                retry_in = ?wait,
+                "replication stream broke; reconnecting"
+            );
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = links.shutdown.changed() => break,
+            }
+            wait = (wait * 2).min(RECONNECT_MAX);
+            match gated_session(&self.reconnect, self.start).await {
+                Ok(session) => self.session = session,
+                Err(e) => {
+                    tracing::warn!(source = %self.reconnect.name, error = %e, "reconnect failed")
+                }
+            }
+        }
+        self.finish(links).await
+    }
+
+    /// One replication session, until shutdown (`Ok`) or an error.
+    async fn stream(&mut self, links: &mut SourceLinks) -> Result<(), Error> {
+        self.decoder.abandon();
         self.session
             .start()
             .await
@@ -249,18 +361,35 @@ impl Stream {
         let mut last_committed = self.start;
         let mut last_checkpoint = self.start;
         let mut durable_open = true;
+        let mut commit_time_ms = 0;
+        let mut stopping = *links.shutdown.borrow();
+        let mut ticks = tokio::time::interval(self.retention.interval());
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            if stopping && !self.decoder.in_transaction() {
+                break;
+            }
             let event = tokio::select! {
                 biased;
-                _ = links.shutdown.changed() => break,
+                // On a signal, the transaction being read is finished first,
+                // so a restart never sends part of it again.
+                _ = links.shutdown.changed(), if !stopping => {
+                    stopping = true;
+                    continue;
+                }
                 changed = links.durable.changed(), if durable_open => {
                     match changed {
                         Ok(()) => {
                             let pos = *links.durable.borrow_and_update();
                             self.session.update_applied_lsn(Lsn::from_u64(pos));
+                            self.retention.durable(pos);
                         }
                         Err(_) => durable_open = false,
                     }
+                    continue;
+                }
+                _ = ticks.tick() => {
+                    self.retention.tick(&self.client).await;
                     continue;
                 }
                 ev = self.session.recv() => ev.map_err(|source| Error::Stream { source })?,
@@ -279,10 +408,11 @@ impl Stream {
                     commit_time_micros,
                 } => {
                     skip_tx = final_lsn.as_u64() < self.start;
+                    commit_time_ms = commit_time_micros / 1000 + PG_EPOCH_MS;
                     self.decoder.begin(TxContext {
                         xid,
                         commit_lsn: final_lsn.as_u64(),
-                        commit_time_ms: commit_time_micros / 1000 + PG_EPOCH_MS,
+                        commit_time_ms,
                         last_committed,
                     });
                 }
@@ -307,7 +437,9 @@ impl Stream {
                             send(&links.out, SourceItem::Events(full)).await?;
                         }
                         send(&links.out, checkpoint(end)).await?;
+                        self.retention.sent(end, Some(commit_time_ms));
                         last_checkpoint = end;
+                        self.start = end;
                     }
                     last_committed = end;
                 }
@@ -317,25 +449,45 @@ impl Stream {
                     let end = wal_end.as_u64();
                     if !self.decoder.in_transaction() && end > last_checkpoint {
                         send(&links.out, checkpoint(end)).await?;
+                        self.retention.sent(end, None);
                         last_checkpoint = end;
+                        self.start = end;
+                    }
+                }
+                ReplicationEvent::Message {
+                    transactional: false,
+                    lsn,
+                    prefix,
+                    ..
+                } if prefix == HEARTBEAT_PREFIX => {
+                    // Our heartbeat came back through the slot: every
+                    // transaction committed before it was sent, so its
+                    // position can be confirmed once durable.
+                    let end = lsn.as_u64();
+                    if !self.decoder.in_transaction() && end > last_checkpoint {
+                        send(&links.out, checkpoint(end)).await?;
+                        self.retention.sent(end, None);
+                        last_checkpoint = end;
+                        self.start = end;
                     }
                 }
                 ReplicationEvent::Message { .. } => {}
                 ReplicationEvent::StoppedAt { .. } => break,
             }
         }
-        // Shutdown: hand over what we have, let the pipeline flush, then
-        // confirm its final durable position to the server.
-        if !batch.is_empty() {
-            send(&links.out, SourceItem::Events(batch)).await?;
-        }
+        Ok(())
+    }
+
+    /// Shutdown: let the pipeline flush what it has, then confirm its final
+    /// durable position to the server.
+    async fn finish(mut self, mut links: SourceLinks) -> Result<(), Error> {
         drop(links.out);
         while links.durable.changed().await.is_ok() {}
         let final_pos = *links.durable.borrow();
         if final_pos > 0 {
             self.session.update_applied_lsn(Lsn::from_u64(final_pos));
             // The worker sends status updates every second.
-            tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+            tokio::time::sleep(Duration::from_millis(1200)).await;
         }
         let _ = self.session.shutdown().await;
         Ok(())

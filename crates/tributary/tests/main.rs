@@ -10,3 +10,4 @@ mod faults;
 mod setup;
 mod tls;
 mod types;
+mod wal;
