@@ -39,7 +39,7 @@ pub struct Config {
     #[serde(default = "default_state_dir")]
     pub state_dir: PathBuf,
     #[serde(default)]
-    pub admin: Option<toml::Table>,
+    pub admin: Option<AdminConfig>,
     #[serde(default)]
     pub server: Option<toml::Table>,
     #[serde(rename = "source", default)]
@@ -48,6 +48,28 @@ pub struct Config {
     pub sinks: Vec<SinkConfig>,
     #[serde(rename = "view", default)]
     pub views: Vec<toml::Table>,
+}
+
+/// `[admin]`: the HTTP endpoint for `/metrics` and `/status`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Loopback unless configured otherwise.
+    #[serde(default = "default_admin_listen")]
+    pub listen: String,
+}
+
+fn default_admin_listen() -> String {
+    "127.0.0.1:8080".into()
+}
+
+impl AdminConfig {
+    /// The listen address (validated when the config was loaded).
+    pub fn address(&self) -> std::net::SocketAddr {
+        self.listen
+            .parse()
+            .unwrap_or_else(|_| std::net::SocketAddr::from(([127, 0, 0, 1], 8080)))
+    }
 }
 
 fn default_state_dir() -> PathBuf {
@@ -195,11 +217,13 @@ impl Config {
                 Some("remove them; views arrive with the view engine".into()),
             ));
         }
-        if self.admin.is_some() {
-            return Err(ConfigError::new(
-                "[admin] is not available in this version",
-                Some("remove it; /metrics and /status arrive with the admin endpoint".into()),
-            ));
+        if let Some(admin) = &self.admin {
+            if admin.listen.parse::<std::net::SocketAddr>().is_err() {
+                return Err(ConfigError::new(
+                    format!("[admin] listen \"{}\" is not an address", admin.listen),
+                    Some("write it as IP:PORT, e.g. \"127.0.0.1:8080\"".into()),
+                ));
+            }
         }
         if self.sources.is_empty() {
             return Err(ConfigError::new(

@@ -9,6 +9,8 @@
 pub mod check;
 pub mod config;
 mod run;
+pub mod status;
 
 pub use config::{Config, ConfigError};
 pub use run::{run, PipelineError};
+pub use status::StatusBoard;

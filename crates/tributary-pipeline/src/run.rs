@@ -13,6 +13,7 @@ use tributary_state::{Checkpoint, StateError, StateStore};
 
 use crate::check::postgres_config;
 use crate::config::{Config, SinkConfig};
+use crate::status::{self, StatusBoard};
 use crate::ConfigError;
 
 /// Items buffered between a source and its pipeline loop: bounds memory and
@@ -124,7 +125,11 @@ fn open_sink(cfg: &SinkConfig) -> Result<Sink, PipelineError> {
 }
 
 /// Runs every source until `shutdown` becomes true or one fails.
-pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), PipelineError> {
+pub async fn run(
+    config: Config,
+    shutdown: watch::Receiver<bool>,
+    board: Arc<StatusBoard>,
+) -> Result<(), PipelineError> {
     let store = StateStore::open(&config.state_dir)?;
     let sinks: Vec<Arc<NamedSink>> = config
         .sinks
@@ -136,6 +141,9 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), 
             }))
         })
         .collect::<Result<_, PipelineError>>()?;
+    for sink in &sinks {
+        board.add_sink(&sink.name);
+    }
 
     let mut tasks = tokio::task::JoinSet::new();
     for src in &config.sources {
@@ -150,7 +158,8 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), 
         }
         let (out, items) = mpsc::channel(CHANNEL_ITEMS);
         let (durable_tx, durable) = watch::channel(resume.map_or(0, |c| c.position));
-        let (health, _) = watch::channel(SourceHealth::default());
+        let (health, health_rx) = watch::channel(SourceHealth::default());
+        board.add_source(&src.name, health_rx);
         let links = SourceLinks {
             out,
             durable,
@@ -159,9 +168,9 @@ pub async fn run(config: Config, shutdown: watch::Receiver<bool>) -> Result<(), 
         };
         let source = PostgresSource::new(cfg, store.clone());
         let name = src.name.clone();
-        let (store, sinks) = (store.clone(), sinks.clone());
+        let (store, sinks, board) = (store.clone(), sinks.clone(), Arc::clone(&board));
         tasks.spawn(async move {
-            let loop_ = deliver(name.clone(), items, sinks, store, durable_tx);
+            let loop_ = deliver(name.clone(), items, sinks, store, durable_tx, board);
             let (source_result, deliver_result) = tokio::join!(source.run(resume, links), loop_);
             deliver_result?;
             source_result.map_err(|error| PipelineError::Source {
@@ -228,6 +237,7 @@ async fn deliver(
     sinks: Vec<Arc<NamedSink>>,
     store: StateStore,
     durable: watch::Sender<u64>,
+    board: Arc<StatusBoard>,
 ) -> Result<(), PipelineError> {
     let mut events: Vec<ChangeEvent> = Vec::with_capacity(MAX_BATCH_EVENTS);
     let mut delivered: u64 = 0;
@@ -253,17 +263,21 @@ async fn deliver(
             }
         }
         for sink in &sinks {
-            sink.sink
-                .lock()
-                .await
-                .write(&events)
-                .await
-                .map_err(|error| PipelineError::Sink {
-                    sink: sink.name.clone(),
-                    error,
-                })?;
+            let began = std::time::Instant::now();
+            let written = sink.sink.lock().await.write(&events).await;
+            match written {
+                Ok(()) => board.sink_wrote(&sink.name, &events, began.elapsed()),
+                Err(error) => {
+                    board.sink_failed(&sink.name, "write", &error.to_string());
+                    return Err(PipelineError::Sink {
+                        sink: sink.name.clone(),
+                        error,
+                    });
+                }
+            }
         }
         if !events.is_empty() {
+            status::record_delivered(&source, &events);
             fault::point(fault::SINK_WRITTEN);
         }
         delivered += events.len() as u64;

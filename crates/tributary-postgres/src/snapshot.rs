@@ -11,8 +11,10 @@
 
 use std::sync::Arc;
 
+use std::time::{Duration, Instant};
+
 use futures_util::{pin_mut, TryStreamExt};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_postgres::Client;
 use tributary_core::{ChangeEvent, EventId, Op, SnapshotMarker, SourceInfo};
 
@@ -23,6 +25,7 @@ use crate::copy_text::CopyTextReader;
 use crate::pgoutput::Datum;
 use crate::source::SourceItem;
 use crate::toast::RowImages;
+use crate::wal_retention::SourceHealth;
 use crate::Error;
 
 /// Events per batch handed to the pipeline.
@@ -37,6 +40,7 @@ pub async fn read_tables(
     consistent_point: u64,
     images: &mut dyn RowImages,
     out: &mpsc::Sender<SourceItem>,
+    health: &watch::Sender<SourceHealth>,
 ) -> Result<u64, Error> {
     let ts_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -52,15 +56,9 @@ pub async fn read_tables(
         out,
     };
     for shape in shapes {
-        let started = std::time::Instant::now();
-        let before = emitter.ordinal;
-        read_table(client, shape, &mut emitter, images).await?;
-        tracing::info!(
-            table = %shape.table,
-            rows = emitter.ordinal - before,
-            seconds = started.elapsed().as_secs_f64(),
-            "snapshot of table finished"
-        );
+        let mut progress = Progress::start(client, shape, health).await?;
+        read_table(client, shape, &mut emitter, images, &mut progress).await?;
+        progress.finish();
     }
     emitter.finish().await
 }
@@ -70,6 +68,7 @@ async fn read_table(
     shape: &TableShape,
     emitter: &mut Emitter<'_>,
     images: &mut dyn RowImages,
+    progress: &mut Progress<'_>,
 ) -> Result<(), Error> {
     let columns = shape
         .columns
@@ -112,12 +111,106 @@ async fn read_table(
                 .collect();
             images.remember(shape, key.as_ref(), &tuple, at)?;
             emitter.push(shape, key, row).await?;
+            progress.row();
         }
     }
     if reader.has_partial_row() {
         return Err(crate::copy_text::CopyFormatError::truncated().into());
     }
     Ok(())
+}
+
+/// Rows read of one table against the planner's estimate, published to the
+/// source's health (for `/status`) and logged every few seconds with rate
+/// and ETA, so a long snapshot is never silent.
+struct Progress<'a> {
+    health: &'a watch::Sender<SourceHealth>,
+    index: usize,
+    table: String,
+    rows: u64,
+    estimated: u64,
+    started: Instant,
+    logged: Instant,
+}
+
+const PROGRESS_LOG_EVERY: Duration = Duration::from_secs(5);
+
+impl<'a> Progress<'a> {
+    async fn start(
+        client: &Client,
+        shape: &TableShape,
+        health: &'a watch::Sender<SourceHealth>,
+    ) -> Result<Progress<'a>, Error> {
+        let name = format!(
+            "{}.{}",
+            quote_ident(&shape.table.schema),
+            quote_ident(&shape.table.table)
+        );
+        let estimated: i64 = client
+            .query_one(
+                "SELECT GREATEST(reltuples, 0)::int8 FROM pg_class WHERE oid = to_regclass($1)",
+                &[&name],
+            )
+            .await
+            .map_err(|e| Error::query("estimating a table's rows", e))?
+            .get(0);
+        let table = shape.table.to_string();
+        let mut index = 0;
+        health.send_modify(|h| {
+            index = h.snapshot.len();
+            h.snapshot.push((table.clone(), 0, estimated as u64));
+        });
+        let now = Instant::now();
+        Ok(Progress {
+            health,
+            index,
+            table,
+            rows: 0,
+            estimated: estimated as u64,
+            started: now,
+            logged: now,
+        })
+    }
+
+    fn row(&mut self) {
+        self.rows += 1;
+        if !self.rows.is_multiple_of(4096) {
+            return;
+        }
+        self.publish();
+        if self.logged.elapsed() >= PROGRESS_LOG_EVERY {
+            self.logged = Instant::now();
+            let rate = self.rows as f64 / self.started.elapsed().as_secs_f64().max(1e-3);
+            let eta = self.estimated.saturating_sub(self.rows) as f64 / rate.max(1.0);
+            tracing::info!(
+                table = %self.table,
+                rows = self.rows,
+                estimated = self.estimated,
+                rows_per_second = rate.round(),
+                eta_seconds = eta.round(),
+                "snapshot progress"
+            );
+        }
+    }
+
+    fn publish(&self) {
+        let (index, rows) = (self.index, self.rows);
+        self.health.send_modify(|h| {
+            if let Some(entry) = h.snapshot.get_mut(index) {
+                entry.1 = rows;
+            }
+        });
+    }
+
+    fn finish(self) {
+        self.publish();
+        tracing::info!(
+            table = %self.table,
+            rows = self.rows,
+            seconds = self.started.elapsed().as_secs_f64(),
+            "snapshot of table finished"
+        );
+    }
 }
 
 /// Numbers snapshot events and marks the first and last (`source.snapshot`).

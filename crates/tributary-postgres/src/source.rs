@@ -177,6 +177,7 @@ impl PostgresSource {
                 created.consistent_point,
                 &mut images,
                 &links.out,
+                &links.health,
             )
             .await?;
             client
@@ -231,6 +232,7 @@ impl PostgresSource {
                 }
             }
         };
+        links.health.send_modify(|h| h.snapshot_done = true);
         let retention = WalRetention::new(
             Arc::clone(&ctx_name),
             cfg.slot.clone(),

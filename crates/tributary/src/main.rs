@@ -7,11 +7,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use tributary_pipeline::Config;
+use std::sync::Arc;
+
+use tributary_pipeline::{Config, StatusBoard};
 
 mod check;
 mod report;
 mod setup;
+mod status;
 
 #[derive(Parser)]
 #[command(
@@ -39,6 +42,13 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Show a running pipeline's positions, lag, snapshot progress and sink
+    /// counters (from its [admin] endpoint).
+    Status {
+        /// The TOML config file of the running pipeline.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
     /// Print (or apply) the least-privilege SQL for a CDC role.
     Setup {
         #[command(subcommand)]
@@ -63,6 +73,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Run { config } => run(config),
         Command::Check { config } => check::run(&config),
+        Command::Status { config } => status::run(&config),
         Command::Setup {
             target: SetupTarget::Postgres(args),
         } => setup::postgres(args),
@@ -78,19 +89,37 @@ fn run(path: PathBuf) -> ExitCode {
         Ok(r) => r,
         Err(code) => return code,
     };
-    let result = runtime.block_on(async {
+    runtime.block_on(async {
         let (tx, rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
             wait_for_signal().await;
             tracing::info!("shutting down: flushing sinks and saving checkpoints");
             let _ = tx.send(true);
         });
-        tributary_pipeline::run(config, rx).await
-    });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => report::pipeline(&e),
-    }
+        let board = Arc::new(StatusBoard::default());
+        let mut admin = None;
+        if let Some(cfg) = &config.admin {
+            let served = match tributary_admin::install_recorder() {
+                Ok(metrics) => {
+                    tributary_admin::serve(cfg.address(), metrics, Arc::clone(&board), rx.clone())
+                        .await
+                }
+                Err(e) => Err(e),
+            };
+            match served {
+                Ok(task) => admin = Some(task),
+                Err(e) => return report::admin(&e),
+            }
+        }
+        let result = tributary_pipeline::run(config, rx, board).await;
+        if let Some(task) = admin {
+            task.abort();
+        }
+        match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => report::pipeline(&e),
+        }
+    })
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {

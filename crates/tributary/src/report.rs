@@ -37,3 +37,14 @@ pub fn postgres(e: &tributary_postgres::Error, code: u8) -> ExitCode {
     print(&e.to_string(), e.detail(), e.hint());
     ExitCode::from(code)
 }
+
+/// The admin endpoint could not start: exit 1.
+pub fn admin(e: &tributary_admin::AdminError) -> ExitCode {
+    let detail = std::error::Error::source(e).map(ToString::to_string);
+    print(
+        &e.to_string(),
+        detail,
+        Some("choose a free address in [admin] listen".into()),
+    );
+    ExitCode::from(1)
+}

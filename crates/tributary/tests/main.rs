@@ -3,6 +3,7 @@
 
 mod support;
 
+mod admin;
 mod capture;
 mod check;
 mod cli;

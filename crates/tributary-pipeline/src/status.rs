@@ -1,0 +1,174 @@
+//! What a running pipeline reports about itself: per source the positions,
+//! lag and snapshot progress (from the source's [`SourceHealth`]), per sink
+//! the counters and the last error. Served as JSON on `GET /status`, and
+//! rendered by `tributary status`. Metrics for Prometheus are recorded here
+//! too, through the `metrics` facade (a no-op unless `[admin]` installs the
+//! exporter).
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio::sync::watch;
+use tributary_core::{ChangeEvent, Op};
+use tributary_postgres::SourceHealth;
+
+/// Counters of one sink.
+#[derive(Debug, Clone, Default)]
+struct SinkStats {
+    events: u64,
+    errors: u64,
+    last_ack_ms: Option<i64>,
+    last_error: Option<String>,
+}
+
+/// Shared between the pipeline (writer) and the admin endpoint (reader).
+#[derive(Default)]
+pub struct StatusBoard {
+    sources: Mutex<BTreeMap<String, watch::Receiver<SourceHealth>>>,
+    sinks: Mutex<BTreeMap<String, SinkStats>>,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// `0/1A2B3C`, PostgreSQL's notation for a WAL position.
+fn lsn(position: u64) -> String {
+    format!("{:X}/{:X}", position >> 32, position & 0xFFFF_FFFF)
+}
+
+impl StatusBoard {
+    pub(crate) fn add_source(&self, name: &str, health: watch::Receiver<SourceHealth>) {
+        self.sources
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_owned(), health);
+    }
+
+    pub(crate) fn add_sink(&self, name: &str) {
+        self.sinks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(name.to_owned())
+            .or_default();
+    }
+
+    /// A batch is durable in `sink`; records the sink's counters and metrics.
+    pub(crate) fn sink_wrote(&self, sink: &str, events: &[ChangeEvent], took: Duration) {
+        let labels = [("sink", sink.to_owned())];
+        metrics::counter!("tributary_sink_events_total", &labels).increment(events.len() as u64);
+        metrics::histogram!("tributary_sink_batch_seconds", &labels).record(took.as_secs_f64());
+        let mut sinks = self.sinks.lock().unwrap_or_else(|e| e.into_inner());
+        let stats = sinks.entry(sink.to_owned()).or_default();
+        stats.events += events.len() as u64;
+        stats.last_ack_ms = Some(now_ms());
+    }
+
+    pub(crate) fn sink_failed(&self, sink: &str, kind: &'static str, error: &str) {
+        metrics::counter!("tributary_sink_errors_total", "sink" => sink.to_owned(), "kind" => kind)
+            .increment(1);
+        let mut sinks = self.sinks.lock().unwrap_or_else(|e| e.into_inner());
+        let stats = sinks.entry(sink.to_owned()).or_default();
+        stats.errors += 1;
+        stats.last_error = Some(error.to_owned());
+    }
+
+    /// The whole board as JSON (the `/status` document).
+    pub fn to_json(&self) -> Value {
+        let sources: serde_json::Map<String, Value> = self
+            .sources
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(name, health)| {
+                let h = health.borrow().clone();
+                let tables: Vec<Value> = h
+                    .snapshot
+                    .iter()
+                    .map(|(table, rows, estimated)| {
+                        json!({"table": table, "rows": rows, "estimated_rows": estimated})
+                    })
+                    .collect();
+                (
+                    name.clone(),
+                    json!({
+                        "slot": h.slot,
+                        "position": lsn(h.position),
+                        "confirmed": lsn(h.confirmed),
+                        "lag_bytes": h.lag_bytes,
+                        "lag_seconds": h.lag_seconds,
+                        "retained_wal_bytes": h.retained_bytes,
+                        "lag_alarm": h.lag_alarm,
+                        "snapshot": {"done": h.snapshot_done, "tables": tables},
+                    }),
+                )
+            })
+            .collect();
+        let sinks: serde_json::Map<String, Value> = self
+            .sinks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(name, s)| {
+                (
+                    name.clone(),
+                    json!({
+                        "events": s.events,
+                        "errors": s.errors,
+                        "last_ack_ms": s.last_ack_ms,
+                        "last_error": s.last_error,
+                    }),
+                )
+            })
+            .collect();
+        json!({"sources": sources, "sinks": sinks})
+    }
+}
+
+/// Per-source event metrics of a durable batch: events per table and op,
+/// snapshot rows per table, and commit→sink latency once per transaction.
+pub(crate) fn record_delivered(source: &str, events: &[ChangeEvent]) {
+    let now = now_ms();
+    let mut counts: BTreeMap<(&str, &str, &'static str), u64> = BTreeMap::new();
+    let mut last_commit = None;
+    for e in events {
+        let op = match e.op {
+            Op::Read => "r",
+            Op::Create => "c",
+            Op::Update => "u",
+            Op::Delete => "d",
+            Op::Truncate => "t",
+        };
+        *counts
+            .entry((e.table.schema.as_str(), e.table.table.as_str(), op))
+            .or_default() += 1;
+        if e.op != Op::Read && last_commit != Some(e.id.commit) {
+            last_commit = Some(e.id.commit);
+            let seconds = (now - e.source.ts_ms).max(0) as f64 / 1000.0;
+            metrics::histogram!("tributary_commit_to_sink_seconds", "source" => source.to_owned())
+                .record(seconds);
+        }
+    }
+    for ((schema, table, op), n) in counts {
+        let table = format!("{schema}.{table}");
+        if op == "r" {
+            metrics::counter!(
+                "tributary_snapshot_rows_total",
+                "source" => source.to_owned(),
+                "table" => table.clone()
+            )
+            .increment(n);
+        }
+        metrics::counter!(
+            "tributary_source_events_total",
+            "source" => source.to_owned(),
+            "table" => table,
+            "op" => op
+        )
+        .increment(n);
+    }
+}
