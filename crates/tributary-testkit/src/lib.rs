@@ -24,6 +24,17 @@ pub struct PgCluster {
     tls: bool,
 }
 
+/// Who may connect over TCP.
+#[derive(Clone, Copy, PartialEq)]
+enum Access {
+    /// Anyone, without a password (loopback only).
+    Trust,
+    /// Only over TLS (see [`PgCluster::start_tls`]).
+    TlsOnly,
+    /// With a SCRAM password (see [`PgCluster::start_with_passwords`]).
+    Password,
+}
+
 /// Extra `postgres -c` settings.
 pub type Settings<'a> = &'a [(&'a str, &'a str)];
 
@@ -78,17 +89,24 @@ impl PgCluster {
     }
 
     pub fn start_with(settings: Settings<'_>) -> Self {
-        Self::launch(settings, false)
+        Self::launch(settings, Access::Trust)
+    }
+
+    /// Starts a cluster whose TCP port asks for a SCRAM password (the Unix
+    /// socket, used by the harness, stays trusted).
+    pub fn start_with_passwords() -> Self {
+        Self::launch(&[], Access::Password)
     }
 
     /// Starts a cluster whose TCP port admits only TLS connections, with a
     /// server certificate for `localhost` and `127.0.0.1` signed by
     /// [`PgCluster::ca_file`].
     pub fn start_tls() -> Self {
-        Self::launch(&[], true)
+        Self::launch(&[], Access::TlsOnly)
     }
 
-    fn launch(settings: Settings<'_>, tls: bool) -> Self {
+    fn launch(settings: Settings<'_>, access: Access) -> Self {
+        let tls = access == Access::TlsOnly;
         let dir = tempfile::Builder::new()
             .prefix("tributary-pg-")
             .tempdir()
@@ -134,6 +152,13 @@ impl PgCluster {
         if tls {
             cluster.make_certificates();
             options.push_str(" -c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key");
+        }
+        if access == Access::Password {
+            cluster.write_hba(
+                "local all all trust\nlocal replication all trust\n\
+                 host all all 127.0.0.1/32 scram-sha-256\n\
+                 host replication all 127.0.0.1/32 scram-sha-256\n",
+            );
         }
         let status = cluster
             .command("pg_ctl")
@@ -215,13 +240,15 @@ impl PgCluster {
             std::fs::Permissions::from_mode(0o600),
         )
         .expect("chmod server.key");
-        std::fs::write(
-            data.join("pg_hba.conf"),
+        self.write_hba(
             "local all all trust\nlocal replication all trust\n\
              hostssl all all 127.0.0.1/32 trust\nhostssl replication all 127.0.0.1/32 trust\n\
              hostnossl all all 0.0.0.0/0 reject\nhostnossl replication all 0.0.0.0/0 reject\n",
-        )
-        .expect("write pg_hba.conf");
+        );
+    }
+
+    fn write_hba(&self, rules: &str) {
+        std::fs::write(self.data_dir().join("pg_hba.conf"), rules).expect("write pg_hba.conf");
     }
 
     /// The CA that signed a TLS cluster's server certificate.

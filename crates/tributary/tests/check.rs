@@ -179,3 +179,31 @@ fn unreachable_source_and_invalid_config() {
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("error: "), "{out}");
 }
+
+#[test]
+fn exhausted_slots_and_an_uncreatable_publication_fail_the_check() {
+    let pg = PgCluster::start_with(&[("max_replication_slots", "1")]);
+    let rt = runtime();
+    let db = rt.block_on(pg.create_db("app"));
+    rt.block_on(db.batch_execute(
+        "CREATE ROLE cdc LOGIN REPLICATION;
+         CREATE TABLE t (id int PRIMARY KEY);
+         GRANT SELECT ON t TO cdc;",
+    ))
+    .unwrap();
+    rt.block_on(db.batch_execute("SELECT pg_create_logical_replication_slot('other', 'pgoutput')"))
+        .unwrap();
+    let dir = workdir();
+    let url = format!("postgres://cdc@127.0.0.1:{}/app", pg.port());
+    let (code, out) = check(dir.path(), &config(dir.path(), &url, &["public.t"], ""));
+    assert_eq!(code, 1, "{out}");
+    for expected in [
+        "FAIL  source \"src\": all 1 replication slots are in use",
+        "hint: raise max_replication_slots",
+        "FAIL  source \"src\": publication \"tributary_src\" is missing and this role does not own the tables",
+        "hint: run `tributary setup postgres`",
+        "2 problem(s) found",
+    ] {
+        assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
+    }
+}

@@ -1,6 +1,7 @@
 //! The command line contract: exit codes and error/hint output.
 
 use std::process::Command;
+use std::time::Duration;
 
 use crate::support::*;
 
@@ -72,4 +73,63 @@ fn version_and_help() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn passwords_come_from_env_or_file_and_are_never_printed() {
+    let pg = PgCluster::start_with_passwords();
+    let rt = runtime();
+    let db = rt.block_on(pg.create_db("app"));
+    rt.block_on(db.batch_execute(
+        "CREATE ROLE cdc LOGIN REPLICATION PASSWORD 'Right-Pw-1';
+         CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1);
+         GRANT SELECT ON t TO cdc;
+         CREATE PUBLICATION tributary_src FOR TABLE t;",
+    ))
+    .unwrap();
+    let url = format!("postgres://cdc@127.0.0.1:{}/app", pg.port());
+
+    // From a file: snapshot and stream work.
+    let dir = workdir();
+    std::fs::write(dir.path().join("pw"), "Right-Pw-1\n").unwrap();
+    let extra = format!("password_file = \"{}\"", dir.path().join("pw").display());
+    let mut t = Tributary::start(dir.path(), &config(dir.path(), &url, &["public.t"], &extra));
+    t.wait_for(1, Duration::from_secs(60));
+    assert!(t.terminate().success(), "{}", t.log());
+    assert!(!t.log().contains("Right-Pw-1"), "password logged");
+
+    // From the environment, wrong: a clear error that does not print it.
+    let dir = workdir();
+    let text = config(
+        dir.path(),
+        &url,
+        &["public.t"],
+        "password_env = \"CDC_TEST_PW\"",
+    );
+    let path = dir.path().join("t.toml");
+    std::fs::write(&path, text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_tributary"))
+        .args(["run", "--config"])
+        .arg(&path)
+        .env("CDC_TEST_PW", "Wrong-Pw-2")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("password authentication failed"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("Wrong-Pw-2"), "password printed: {stderr}");
+
+    // Unset: exit 2 naming the variable.
+    let out = Command::new(env!("CARGO_BIN_EXE_tributary"))
+        .args(["run", "--config"])
+        .arg(&path)
+        .env_remove("CDC_TEST_PW")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("CDC_TEST_PW is not set"), "{stderr}");
 }
