@@ -121,10 +121,12 @@ async fn read_table(
 }
 
 /// Rows read of one table against the planner's estimate, published to the
-/// source's health (for `/status`) and logged every few seconds with rate
-/// and ETA, so a long snapshot is never silent.
+/// source's health (for `/status`), and shown as a progress bar on a
+/// terminal or logged every few seconds with rate and ETA otherwise, so a
+/// long snapshot is never silent.
 struct Progress<'a> {
     health: &'a watch::Sender<SourceHealth>,
+    bar: Option<indicatif::ProgressBar>,
     index: usize,
     table: String,
     rows: u64,
@@ -161,8 +163,19 @@ impl<'a> Progress<'a> {
             h.snapshot.push((table.clone(), 0, estimated as u64));
         });
         let now = Instant::now();
+        let bar = std::io::IsTerminal::is_terminal(&std::io::stderr()).then(|| {
+            let bar = indicatif::ProgressBar::new(estimated as u64);
+            let style = indicatif::ProgressStyle::with_template(
+                "{msg} [{bar:30}] {human_pos}/{human_len} rows, {per_sec}, ETA {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+            bar.set_style(style.progress_chars("=> "));
+            bar.set_message(format!("snapshot {table}"));
+            bar
+        });
         Ok(Progress {
             health,
+            bar,
             index,
             table,
             rows: 0,
@@ -178,7 +191,12 @@ impl<'a> Progress<'a> {
             return;
         }
         self.publish();
-        if self.logged.elapsed() >= PROGRESS_LOG_EVERY {
+        if let Some(bar) = &self.bar {
+            if self.rows > bar.length().unwrap_or(0) {
+                bar.set_length(self.rows);
+            }
+            bar.set_position(self.rows);
+        } else if self.logged.elapsed() >= PROGRESS_LOG_EVERY {
             self.logged = Instant::now();
             let rate = self.rows as f64 / self.started.elapsed().as_secs_f64().max(1e-3);
             let eta = self.estimated.saturating_sub(self.rows) as f64 / rate.max(1.0);
@@ -204,6 +222,9 @@ impl<'a> Progress<'a> {
 
     fn finish(self) {
         self.publish();
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
         tracing::info!(
             table = %self.table,
             rows = self.rows,

@@ -117,6 +117,7 @@ impl PostgresSource {
             db: Arc::from(cfg.connection.dbname()),
             mapping: cfg.mapping,
         };
+        links.health.send_modify(|h| h.slot.clone_from(&cfg.slot));
         let mut images = StoredRowImages::new(self.store.clone(), &cfg.name);
         let existing = slot::slot_state(&client, &cfg.slot).await?;
         let snapshot_done = resume.is_some_and(|c| c.snapshot_complete);

@@ -63,7 +63,6 @@ impl WalRetention {
         max_lag_bytes: Option<u64>,
         health: watch::Sender<SourceHealth>,
     ) -> Self {
-        health.send_modify(|h| h.slot.clone_from(&slot));
         Self {
             source,
             slot,
