@@ -5,7 +5,7 @@ use std::process::Command;
 
 use crate::support::*;
 
-fn check(dir: &std::path::Path, text: &str) -> (i32, String) {
+pub fn check(dir: &std::path::Path, text: &str) -> (i32, String) {
     let path = dir.join("check.toml");
     std::fs::write(&path, text).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_tributary"))
@@ -206,4 +206,35 @@ fn exhausted_slots_and_an_uncreatable_publication_fail_the_check() {
     ] {
         assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
     }
+}
+
+#[test]
+fn busy_wal_senders_fail_the_check() {
+    let pg = PgCluster::start_with(&[("max_wal_senders", "1")]);
+    let rt = runtime();
+    let db = rt.block_on(pg.create_db("app"));
+    rt.block_on(db.batch_execute("CREATE TABLE t (id int PRIMARY KEY)"))
+        .unwrap();
+    // A running source holds the only WAL sender.
+    let running = workdir();
+    let mut t = Tributary::start(
+        running.path(),
+        &config(running.path(), &pg.url("app"), &["public.t"], ""),
+    );
+    crate::capture::wait_for_slot(&rt, &db);
+    let dir = workdir();
+    let text = config(
+        dir.path(),
+        &pg.url("app"),
+        &["public.t"],
+        "slot = \"second\"",
+    );
+    let (code, out) = check(dir.path(), &text);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("FAIL  source \"src\": all 1 WAL senders are in use"),
+        "{out}"
+    );
+    assert!(out.contains("hint: raise max_wal_senders"), "{out}");
+    assert!(t.terminate().success());
 }

@@ -121,9 +121,19 @@ fn applied_setup_is_enough_to_stream_and_idempotent() {
         .get(0);
     assert!(!can_read_secrets, "SELECT on exactly the listed tables");
 
-    // The new role streams with that and nothing more.
+    // The new role streams with that and nothing more; `check` agrees first.
     let dir = workdir();
     let url = format!("postgres://cdc@127.0.0.1:{}/cash", pg.port());
+    let (code, out) = crate::check::check(
+        dir.path(),
+        &config(
+            dir.path(),
+            &url,
+            &["public.accounts"],
+            "publication = \"tributary_cash\"",
+        ),
+    );
+    assert_eq!(code, 0, "{out}");
     let mut t = Tributary::start(
         dir.path(),
         &config(

@@ -54,6 +54,12 @@ fn verify_full_snapshots_and_streams_over_tls() {
             .get(0);
         assert_eq!(ssl_walsenders, 1, "{}", t.log());
         assert!(t.terminate().success(), "{}", t.log());
+        let (code, out) = crate::check::check(
+            dir.path(),
+            &config(dir.path(), &url, &["public.items"], &extra),
+        );
+        assert_eq!(code, 0, "{out}");
+        assert!(out.contains("(TLS)"), "{out}");
     }
 }
 
