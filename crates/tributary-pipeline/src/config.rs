@@ -474,6 +474,13 @@ fn unknown_key_hint(message: &str) -> Option<String> {
         .map(|k| (edit_distance(key, k), *k))
         .min()
         .filter(|(d, _)| *d <= 3)?;
+    if nearest.0 == 0 {
+        // Valid, but not here: in TOML, keys after a [section] belong to it.
+        return Some(format!(
+            "`{key}` is valid, but not in this section; top-level keys go before the first \
+             [section]"
+        ));
+    }
     Some(format!("did you mean `{}`?", nearest.1))
 }
 
@@ -523,6 +530,17 @@ path = "./events.jsonl"
         let e = Config::parse(&bad).unwrap_err();
         assert!(e.to_string().contains("tabels"), "{e}");
         assert_eq!(e.hint(), Some("did you mean `tables`?"));
+    }
+
+    #[test]
+    fn a_valid_key_in_the_wrong_section_says_so() {
+        let bad = format!("[admin]\n{GOOD}");
+        let e = Config::parse(&bad).unwrap_err();
+        assert!(
+            e.hint().is_some_and(|h| h.contains("not in this section")),
+            "{:?}",
+            e.hint()
+        );
     }
 
     #[test]
