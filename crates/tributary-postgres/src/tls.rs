@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
-use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore};
@@ -179,18 +179,15 @@ impl TlsOptions {
         let builder = ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
             .map_err(|e| tls_error("no usable TLS protocol version", e))?;
+        let webpki = WebPkiServerVerifier::builder_with_provider(roots, provider)
+            .build()
+            .map_err(|e| tls_error("could not build the certificate verifier", e))?;
         let verifier: Arc<dyn ServerCertVerifier> = match self.mode {
-            SslMode::VerifyFull => WebPkiServerVerifier::builder_with_provider(roots, provider)
-                .build()
-                .map_err(|e| tls_error("could not build the certificate verifier", e))?,
-            SslMode::VerifyCa => Arc::new(ChainOnly {
-                inner: WebPkiServerVerifier::builder_with_provider(roots, provider)
-                    .build()
-                    .map_err(|e| tls_error("could not build the certificate verifier", e))?,
+            SslMode::VerifyFull => webpki,
+            mode => Arc::new(Relaxed {
+                inner: webpki,
+                check_chain: mode == SslMode::VerifyCa,
             }),
-            SslMode::Disable | SslMode::Prefer | SslMode::Require => {
-                Arc::new(EncryptOnly { provider })
-            }
         };
         let builder = builder
             .dangerous()
@@ -256,67 +253,17 @@ fn file_error(option: &str, path: &Path, e: impl std::fmt::Display) -> Error {
     }
 }
 
-/// `prefer`/`require`: the channel is encrypted and the handshake signature
-/// is checked, but the certificate is not (libpq's meaning of these modes).
+/// The certificate policy of `prefer`/`require` (encrypted, the certificate
+/// not checked) and `verify-ca` (the chain must lead to a trusted root, the
+/// name may differ), as libpq defines them. Handshake signatures are always
+/// checked, by the wrapped webpki verifier.
 #[derive(Debug)]
-struct EncryptOnly {
-    provider: Arc<CryptoProvider>,
-}
-
-impl ServerCertVerifier for EncryptOnly {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
-
-/// `verify-ca`: the chain must lead to a trusted root; the name may differ.
-#[derive(Debug)]
-struct ChainOnly {
+struct Relaxed {
     inner: Arc<WebPkiServerVerifier>,
+    check_chain: bool,
 }
 
-impl ServerCertVerifier for ChainOnly {
+impl ServerCertVerifier for Relaxed {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -325,6 +272,9 @@ impl ServerCertVerifier for ChainOnly {
         ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
+        if !self.check_chain {
+            return Ok(ServerCertVerified::assertion());
+        }
         match self
             .inner
             .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)

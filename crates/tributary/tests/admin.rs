@@ -57,22 +57,20 @@ fn metrics_status_and_quiet_logs() {
         std::thread::sleep(Duration::from_millis(200));
     };
     assert!(metrics.starts_with("HTTP/1.0 200") || metrics.starts_with("HTTP/1.1 200"));
-    for expected in [
-        "tributary_source_events_total{source=\"src\",table=\"public.t\",op=\"r\"} 20000",
-        "tributary_source_events_total{source=\"src\",table=\"public.t\",op=\"c\"} 1",
-        "tributary_source_events_total{source=\"src\",table=\"public.t\",op=\"u\"} 1",
-        "tributary_snapshot_rows_total{source=\"src\",table=\"public.t\"} 20000",
-        "tributary_sink_events_total{sink=\"archive\"} 20002",
-        "tributary_sink_batch_seconds_bucket{sink=\"archive\",le=\"",
-        "tributary_commit_to_sink_seconds_bucket{source=\"src\",le=\"0.02\"}",
-        "tributary_source_lag_seconds{source=\"src\"}",
-        "tributary_source_lag_alarm{source=\"src\"} 1",
-    ] {
-        assert!(
-            metrics.contains(expected),
-            "missing {expected:?} in:\n{metrics}"
-        );
-    }
+    assert_contains_all(
+        &metrics,
+        &[
+            "tributary_source_events_total{source=\"src\",table=\"public.t\",op=\"r\"} 20000",
+            "tributary_source_events_total{source=\"src\",table=\"public.t\",op=\"c\"} 1",
+            "tributary_source_events_total{source=\"src\",table=\"public.t\",op=\"u\"} 1",
+            "tributary_snapshot_rows_total{source=\"src\",table=\"public.t\"} 20000",
+            "tributary_sink_events_total{sink=\"archive\"} 20002",
+            "tributary_sink_batch_seconds_bucket{sink=\"archive\",le=\"",
+            "tributary_commit_to_sink_seconds_bucket{source=\"src\",le=\"0.02\"}",
+            "tributary_source_lag_seconds{source=\"src\"}",
+            "tributary_source_lag_alarm{source=\"src\"} 1",
+        ],
+    );
 
     let status = http_get(port, "/status");
     assert!(status.contains("\"slot\":\"tributary_src\""), "{status}");
@@ -88,22 +86,20 @@ fn metrics_status_and_quiet_logs() {
         "{table}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    for expected in [
-        "SOURCE",
-        "CONFIRMED",
-        "src",
-        "tributary_src",
-        "ALARM",
-        "done (public.t 20000/20000)",
-        "SINK",
-        "archive",
-        "20002",
-    ] {
-        assert!(
-            table.contains(expected),
-            "missing {expected:?} in:\n{table}"
-        );
-    }
+    assert_contains_all(
+        &table,
+        &[
+            "SOURCE",
+            "CONFIRMED",
+            "src",
+            "tributary_src",
+            "ALARM",
+            "done (public.t 20000/20000)",
+            "SINK",
+            "archive",
+            "20002",
+        ],
+    );
 
     assert!(t.terminate().success());
     let log = t.log();

@@ -152,6 +152,22 @@ impl Tributary {
         child.wait().unwrap();
     }
 
+    /// Waits for the process to stop by itself because its slot is gone:
+    /// exit 1, `message` and a hint in the log, and no record past the
+    /// `delivered` ones (no silent gap).
+    pub fn assert_stops_at_gap(&mut self, message: &str, delivered: usize) {
+        let status = self.wait_exit(Duration::from_secs(30));
+        let log = self.log();
+        assert_eq!(status.code(), Some(1), "{log}");
+        assert!(log.contains(message), "no {message:?} in:\n{log}");
+        assert!(log.contains("hint: "), "{log}");
+        assert_eq!(
+            read_records(&self.events).len(),
+            delivered,
+            "nothing may be emitted past the gap"
+        );
+    }
+
     /// Waits for the process to exit by itself.
     pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
         let mut child = self.child.take().expect("not running");
@@ -189,6 +205,13 @@ pub fn read_records(path: &Path) -> Vec<Value> {
         .filter(|l| !l.is_empty())
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l}: {e}")))
         .collect()
+}
+
+/// Asserts that `text` contains every one of `expected`.
+pub fn assert_contains_all(text: &str, expected: &[&str]) {
+    for e in expected {
+        assert!(text.contains(e), "missing {e:?} in:\n{text}");
+    }
 }
 
 /// Records that carry a value (no tombstones).

@@ -83,6 +83,15 @@ fn untrusted_certificate_is_refused_with_hint() {
         stderr.contains("hint: ") && stderr.contains("sslrootcert"),
         "{stderr}"
     );
+
+    // `require` encrypts without checking the certificate, as libpq does.
+    let url = tls_url(&pg, "localhost", "sslmode=require");
+    let (code, out) =
+        crate::check::check(dir.path(), &config(dir.path(), &url, &["public.items"], ""));
+    assert!(out.contains("(TLS)"), "{out}");
+    assert!(!out.contains("could not connect"), "{out}");
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("table public.items does not exist"), "{out}");
 }
 
 #[test]
