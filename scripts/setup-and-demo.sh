@@ -52,6 +52,8 @@ type = "file"
 path = "./demo-state/events.jsonl"
 TOML
 
+echo "== tributary check: every precondition, one line each"
+./target/release/tributary check --config demo-state/tributary.toml
 ./target/release/tributary run --config demo-state/tributary.toml 2>demo-state/tributary.log &
 TPID=$!
 for _ in $(seq 100); do [ -s demo-state/events.jsonl ] && break; sleep 0.1; done
