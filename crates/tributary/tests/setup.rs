@@ -149,6 +149,8 @@ fn applied_setup_is_enough_to_stream_and_idempotent() {
     let records = t.wait_for(2, Duration::from_secs(60));
     assert_eq!(records[1]["value"]["op"], "c");
     assert!(t.terminate().success(), "{}", t.log());
+    // The heartbeat needs no grant beyond what setup gave.
+    assert!(!t.log().contains("heartbeat failed"), "{}", t.log());
 }
 
 #[test]
