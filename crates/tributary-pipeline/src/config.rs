@@ -147,6 +147,17 @@ pub struct SinkConfig {
     pub url: Option<String>,
     pub stream: Option<String>,
     pub view: Option<String>,
+    /// NATS: `file` (default) or `memory`, when the stream is created.
+    pub storage: Option<String>,
+    /// NATS: JetStream's duplicate window, when the stream is created.
+    pub duplicate_window: Option<String>,
+    pub user: Option<String>,
+    pub password_env: Option<String>,
+    pub token_env: Option<String>,
+    pub credentials_file: Option<PathBuf>,
+    pub tls_ca: Option<PathBuf>,
+    #[serde(default)]
+    pub require_tls: bool,
 }
 
 fn yes() -> bool {
@@ -180,6 +191,13 @@ const KEYS: &[&str] = &[
     "subject",
     "tombstones",
     "stream",
+    "storage",
+    "duplicate_window",
+    "user",
+    "token_env",
+    "credentials_file",
+    "tls_ca",
+    "require_tls",
     "listen",
     "sql",
 ];
@@ -283,19 +301,39 @@ impl Config {
                     ))
                 }
                 "file" | "stdout" => {}
-                "nats" | "kafka" | "postgres" | "http" => {
+                "nats" => {
+                    if k.url.is_none() {
+                        return Err(ConfigError::new(
+                            format!("sink \"{}\": a nats sink needs a url", k.name),
+                            Some("url = \"nats://127.0.0.1:4222\"".into()),
+                        ));
+                    }
+                    if let Some(w) = &k.duplicate_window {
+                        parse_duration(w)?;
+                    }
+                    if !matches!(k.storage.as_deref(), None | Some("file" | "memory")) {
+                        return Err(ConfigError::new(
+                            format!(
+                                "sink \"{}\": storage must be \"file\" or \"memory\"",
+                                k.name
+                            ),
+                            None,
+                        ));
+                    }
+                }
+                "kafka" | "postgres" | "http" => {
                     return Err(ConfigError::new(
                         format!(
                             "sink \"{}\": type \"{}\" is not available in this version",
                             k.name, k.kind
                         ),
-                        Some("available sink types: file, stdout".into()),
+                        Some("available sink types: file, stdout, nats".into()),
                     ))
                 }
                 other => {
                     return Err(ConfigError::new(
                         format!("sink \"{}\": unknown type \"{other}\"", k.name),
-                        Some("available sink types: file, stdout".into()),
+                        Some("available sink types: file, stdout, nats".into()),
                     ))
                 }
             }
@@ -310,6 +348,51 @@ impl Config {
             }
         }
         Ok(())
+    }
+}
+
+impl SinkConfig {
+    /// A secret from the environment variable named by `var`, if set.
+    fn secret(&self, var: &Option<String>, key: &str) -> Result<Option<String>, ConfigError> {
+        match var {
+            None => Ok(None),
+            Some(var) => std::env::var(var).map(Some).map_err(|_| {
+                ConfigError::new(
+                    format!(
+                        "sink \"{}\": environment variable {var} is not set",
+                        self.name
+                    ),
+                    Some(format!("export {var}=... before starting, or remove {key}")),
+                )
+            }),
+        }
+    }
+
+    /// The NATS sink's settings; `sources` are the source names it serves.
+    pub fn nats_options(
+        &self,
+        sources: Vec<String>,
+    ) -> Result<tributary_sink::NatsOptions, ConfigError> {
+        Ok(tributary_sink::NatsOptions {
+            url: self.url.clone().unwrap_or_default(),
+            stream: self.stream.clone().unwrap_or_else(|| "CDC".into()),
+            subject: self
+                .subject
+                .clone()
+                .unwrap_or_else(|| "{source}.{schema}.{table}".into()),
+            sources,
+            memory_storage: self.storage.as_deref() == Some("memory"),
+            duplicate_window: match &self.duplicate_window {
+                Some(w) => parse_duration(w)?,
+                None => std::time::Duration::from_secs(120),
+            },
+            user: self.user.clone(),
+            password: self.secret(&self.password_env, "password_env")?,
+            token: self.secret(&self.token_env, "token_env")?,
+            credentials_file: self.credentials_file.clone(),
+            tls_ca: self.tls_ca.clone(),
+            require_tls: self.require_tls,
+        })
     }
 }
 

@@ -8,7 +8,7 @@ use tributary_postgres::preflight::{self, Finding, Outcome};
 use tributary_postgres::{
     PostgresSource, PostgresSourceConfig, SourceHealth, SourceItem, SourceLinks,
 };
-use tributary_sink::{FileSink, RecordOptions, Sink, SinkError, StdoutSink};
+use tributary_sink::{FileSink, NatsSink, RecordOptions, Sink, SinkError, StdoutSink};
 use tributary_state::{Checkpoint, StateError, StateStore};
 
 use crate::check::postgres_config;
@@ -100,7 +100,7 @@ struct NamedSink {
     sink: Mutex<Sink>,
 }
 
-fn open_sink(cfg: &SinkConfig) -> Result<Sink, PipelineError> {
+async fn open_sink(cfg: &SinkConfig, sources: Vec<String>) -> Result<Sink, PipelineError> {
     let options = RecordOptions {
         topic: cfg
             .topic
@@ -108,16 +108,18 @@ fn open_sink(cfg: &SinkConfig) -> Result<Sink, PipelineError> {
             .unwrap_or_else(|| RecordOptions::default().topic),
         tombstones: cfg.tombstones,
     };
+    let failed = |error| PipelineError::Sink {
+        sink: cfg.name.clone(),
+        error,
+    };
     let sink = match cfg.kind.as_str() {
-        "file" => {
-            // Validated: a file sink has a path.
-            let path = cfg.path.clone().unwrap_or_default();
-            Sink::File(
-                FileSink::open(path, options).map_err(|error| PipelineError::Sink {
-                    sink: cfg.name.clone(),
-                    error,
-                })?,
-            )
+        // Validated: a file sink has a path.
+        "file" => Sink::File(
+            FileSink::open(cfg.path.clone().unwrap_or_default(), options).map_err(failed)?,
+        ),
+        "nats" => {
+            let nats = cfg.nats_options(sources)?;
+            Sink::Nats(Box::new(NatsSink::open(&nats).await.map_err(failed)?))
         }
         _ => Sink::Stdout(StdoutSink::new(options)),
     };
@@ -131,16 +133,14 @@ pub async fn run(
     board: Arc<StatusBoard>,
 ) -> Result<(), PipelineError> {
     let store = StateStore::open(&config.state_dir)?;
-    let sinks: Vec<Arc<NamedSink>> = config
-        .sinks
-        .iter()
-        .map(|s| {
-            Ok(Arc::new(NamedSink {
-                name: s.name.clone(),
-                sink: Mutex::new(open_sink(s)?),
-            }))
-        })
-        .collect::<Result<_, PipelineError>>()?;
+    let source_names: Vec<String> = config.sources.iter().map(|s| s.name.clone()).collect();
+    let mut sinks: Vec<Arc<NamedSink>> = Vec::with_capacity(config.sinks.len());
+    for s in &config.sinks {
+        sinks.push(Arc::new(NamedSink {
+            name: s.name.clone(),
+            sink: Mutex::new(open_sink(s, source_names.clone()).await?),
+        }));
+    }
     for sink in &sinks {
         board.add_sink(&sink.name);
     }

@@ -6,6 +6,7 @@
 //! crash can cause redelivery (each event keeps its id) but never loss.
 
 mod file;
+mod nats;
 mod record;
 
 use std::path::PathBuf;
@@ -13,6 +14,7 @@ use std::path::PathBuf;
 use tributary_core::ChangeEvent;
 
 pub use file::FileSink;
+pub use nats::{NatsOptions, NatsSink};
 pub use record::RecordEncoder;
 
 /// Errors of a sink.
@@ -32,6 +34,10 @@ pub enum SinkError {
     },
     #[error("could not write to standard output")]
     Stdout(#[source] std::io::Error),
+    #[error("NATS failed while {what}: {reason}")]
+    Nats { what: &'static str, reason: String },
+    #[error("JetStream stream \"{stream}\" does not capture the subjects {subjects}")]
+    StreamSubjects { stream: String, subjects: String },
 }
 
 /// Options of the Debezium record encoding shared by the file-like sinks.
@@ -56,6 +62,7 @@ impl Default for RecordOptions {
 pub enum Sink {
     File(FileSink),
     Stdout(StdoutSink),
+    Nats(Box<NatsSink>),
 }
 
 impl Sink {
@@ -64,6 +71,7 @@ impl Sink {
         match self {
             Sink::File(s) => s.write(events).await,
             Sink::Stdout(s) => s.write(events).await,
+            Sink::Nats(s) => s.write(events).await,
         }
     }
 }

@@ -8,6 +8,7 @@ mod capture;
 mod check;
 mod cli;
 mod faults;
+mod nats;
 mod setup;
 mod tls;
 mod types;

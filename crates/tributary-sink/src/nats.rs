@@ -1,0 +1,249 @@
+//! The NATS JetStream sink (async-nats, the NATS project's own client).
+//!
+//! Each event is published to the subject of the template with payload = the
+//! Debezium value JSON and headers `Nats-Msg-Id` = the event id and
+//! `Tributary-Key` = the key JSON. JetStream drops a message whose id it saw
+//! within the stream's duplicate window, so a batch redelivered after a crash
+//! lands once. A batch is published pipelined (all publishes first, then all
+//! acks), and `write` returns only when JetStream acknowledged every message
+//! as stored; a duplicate ack counts as stored. There are no tombstones on
+//! NATS: a tombstone would carry the delete's id and be dropped as its
+//! duplicate, and JetStream has no compaction that needs one.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, stream};
+use async_nats::HeaderMap;
+use bytes::Bytes;
+use tributary_core::{debezium, ChangeEvent};
+
+use crate::SinkError;
+
+/// Settings of a NATS sink.
+#[derive(Debug, Clone)]
+pub struct NatsOptions {
+    pub url: String,
+    pub stream: String,
+    /// Subject template: `{source}`, `{schema}`, `{table}`.
+    pub subject: String,
+    /// The sources whose events this sink receives (for the stream subjects).
+    pub sources: Vec<String>,
+    /// File (default) or memory storage, when the stream is created.
+    pub memory_storage: bool,
+    /// JetStream's duplicate window, when the stream is created.
+    pub duplicate_window: Duration,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub token: Option<String>,
+    /// A `.creds` file (JWT + NKey seed).
+    pub credentials_file: Option<PathBuf>,
+    /// A CA file; setting it requires TLS.
+    pub tls_ca: Option<PathBuf>,
+    pub require_tls: bool,
+}
+
+/// Publishes at most this many messages before awaiting their acks.
+const IN_FLIGHT: usize = 4096;
+
+pub struct NatsSink {
+    context: jetstream::Context,
+    subject: String,
+    stream: String,
+    /// Reused per event: subject, id, key and value.
+    scratch: String,
+    id: String,
+    buf: Vec<u8>,
+}
+
+fn nats_error(what: &'static str, e: impl std::fmt::Display) -> SinkError {
+    SinkError::Nats {
+        what,
+        reason: e.to_string(),
+    }
+}
+
+/// The stream subjects of a template: placeholders other than `{source}`
+/// become single-token wildcards, one subject per source.
+pub fn stream_subjects(template: &str, sources: &[String]) -> Vec<String> {
+    let generic = template.replace("{schema}", "*").replace("{table}", "*");
+    let mut subjects: Vec<String> = sources
+        .iter()
+        .map(|s| generic.replace("{source}", s))
+        .collect();
+    subjects.sort();
+    subjects.dedup();
+    subjects
+}
+
+/// NATS subject matching: `*` one token, `>` the rest.
+fn covers(pattern: &str, subject: &str) -> bool {
+    let mut p = pattern.split('.');
+    let mut s = subject.split('.');
+    loop {
+        match (p.next(), s.next()) {
+            (Some(">"), Some(_)) => return true,
+            (Some(a), Some(b)) if a == "*" || a == b => {}
+            (None, None) => return true,
+            _ => return false,
+        }
+    }
+}
+
+impl NatsSink {
+    /// Connects, and creates the stream if missing or checks that an
+    /// existing one captures every subject this sink publishes to.
+    pub async fn open(options: &NatsOptions) -> Result<Self, SinkError> {
+        let mut connect = async_nats::ConnectOptions::new()
+            .name("tributary")
+            .connection_timeout(Duration::from_secs(10));
+        if let (Some(user), Some(password)) = (&options.user, &options.password) {
+            connect = connect.user_and_password(user.clone(), password.clone());
+        }
+        if let Some(token) = &options.token {
+            connect = connect.token(token.clone());
+        }
+        if let Some(path) = &options.credentials_file {
+            connect = connect
+                .credentials_file(path)
+                .await
+                .map_err(|e| nats_error("reading the credentials file", e))?;
+        }
+        if let Some(ca) = &options.tls_ca {
+            connect = connect.add_root_certificates(ca.clone()).require_tls(true);
+        } else if options.require_tls {
+            connect = connect.require_tls(true);
+        }
+        let client = connect
+            .connect(options.url.as_str())
+            .await
+            .map_err(|e| nats_error("connecting", e))?;
+        let context = jetstream::new(client);
+        let subjects = stream_subjects(&options.subject, &options.sources);
+        match context.get_stream(&options.stream).await {
+            Ok(mut existing) => {
+                let info = existing
+                    .info()
+                    .await
+                    .map_err(|e| nats_error("reading the stream", e))?;
+                let missing: Vec<&String> = subjects
+                    .iter()
+                    .filter(|s| !info.config.subjects.iter().any(|p| covers(p, s)))
+                    .collect();
+                if !missing.is_empty() {
+                    return Err(SinkError::StreamSubjects {
+                        stream: options.stream.clone(),
+                        subjects: missing
+                            .iter()
+                            .map(|s| s.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    });
+                }
+            }
+            Err(_) => {
+                context
+                    .get_or_create_stream(stream::Config {
+                        name: options.stream.clone(),
+                        subjects: subjects.clone(),
+                        storage: if options.memory_storage {
+                            stream::StorageType::Memory
+                        } else {
+                            stream::StorageType::File
+                        },
+                        duplicate_window: options.duplicate_window,
+                        ..Default::default()
+                    })
+                    .await
+                    .map_err(|e| nats_error("creating the stream", e))?;
+                tracing::info!(stream = %options.stream, subjects = ?subjects, "created JetStream stream");
+            }
+        }
+        Ok(Self {
+            context,
+            subject: options.subject.clone(),
+            stream: options.stream.clone(),
+            scratch: String::new(),
+            id: String::new(),
+            buf: Vec::with_capacity(4096),
+        })
+    }
+
+    /// Publishes the batch and waits until JetStream stored every message.
+    pub async fn write(&mut self, events: &[ChangeEvent]) -> Result<(), SinkError> {
+        use std::fmt::Write;
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let mut duplicates = 0;
+        for chunk in events.chunks(IN_FLIGHT) {
+            let mut acks = Vec::with_capacity(chunk.len());
+            for event in chunk {
+                debezium::write_topic(&mut self.scratch, &self.subject, event);
+                self.id.clear();
+                let _ = write!(self.id, "{}", event.id);
+                let mut headers = HeaderMap::new();
+                headers.insert("Nats-Msg-Id", self.id.as_str());
+                self.buf.clear();
+                debezium::write_key(&mut self.buf, event);
+                headers.insert("Tributary-Key", String::from_utf8_lossy(&self.buf).as_ref());
+                self.buf.clear();
+                debezium::write_value(&mut self.buf, event, now_ms);
+                let ack = self
+                    .context
+                    .publish_with_headers(
+                        self.scratch.clone(),
+                        headers,
+                        Bytes::copy_from_slice(&self.buf),
+                    )
+                    .await
+                    .map_err(|e| nats_error("publishing", e))?;
+                acks.push(ack);
+            }
+            for ack in acks {
+                let ack = ack
+                    .await
+                    .map_err(|e| nats_error("waiting for the publish ack", e))?;
+                duplicates += usize::from(ack.duplicate);
+                if ack.stream != self.stream {
+                    return Err(SinkError::StreamSubjects {
+                        stream: self.stream.clone(),
+                        subjects: format!("(stored in stream {} instead)", ack.stream),
+                    });
+                }
+            }
+        }
+        if duplicates > 0 {
+            tracing::info!(
+                stream = %self.stream,
+                duplicates,
+                "JetStream dropped redelivered messages as duplicates"
+            );
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_per_source_with_wildcards() {
+        let sources = vec!["cash".to_owned(), "stock".to_owned()];
+        assert_eq!(
+            stream_subjects("{source}.{schema}.{table}", &sources),
+            ["cash.*.*", "stock.*.*"]
+        );
+        assert_eq!(stream_subjects("cdc.{table}", &sources), ["cdc.*"]);
+    }
+
+    #[test]
+    fn nats_wildcards() {
+        assert!(covers("cash.*.*", "cash.*.*"));
+        assert!(covers("cash.>", "cash.*.*"));
+        assert!(covers(">", "cash.public.accounts"));
+        assert!(!covers("cash.*", "cash.*.*"));
+        assert!(!covers("stock.*.*", "cash.*.*"));
+    }
+}

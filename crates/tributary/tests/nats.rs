@@ -1,0 +1,148 @@
+//! The NATS JetStream sink against a real `nats-server -js`: the stream is
+//! created, every event lands once with its id as `Nats-Msg-Id`, and a batch
+//! redelivered after a crash is dropped by JetStream's duplicate window.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tributary_testkit::NatsServer;
+
+use crate::support::*;
+
+/// Every message of `stream`: (subject, msg id, key header, payload JSON).
+fn stream_messages(
+    rt: &tokio::runtime::Runtime,
+    url: &str,
+    stream: &str,
+) -> Vec<(String, String, String, Value)> {
+    rt.block_on(async {
+        let client = async_nats::connect(url).await.unwrap();
+        let js = async_nats::jetstream::new(client);
+        let mut s = js.get_stream(stream).await.unwrap();
+        let last = s.info().await.unwrap().state.last_sequence;
+        let mut out = Vec::new();
+        for seq in 1..=last {
+            let m = s.get_raw_message(seq).await.unwrap();
+            let header = |name: &str| {
+                m.headers
+                    .get(name)
+                    .map(|v| v.as_str().to_owned())
+                    .unwrap_or_default()
+            };
+            out.push((
+                m.subject.to_string(),
+                header("Nats-Msg-Id"),
+                header("Tributary-Key"),
+                serde_json::from_slice(&m.payload).unwrap(),
+            ));
+        }
+        out
+    })
+}
+
+fn sink_config(dir: &std::path::Path, pg: &PgCluster, nats: &NatsServer) -> String {
+    config(dir, &pg.url("app"), &["public.t"], "").replace(
+        "type = \"file\"",
+        &format!(
+            "type = \"nats\"\nurl = \"{}\"\nstream = \"CDC\"",
+            nats.url()
+        ),
+    )
+}
+
+#[test]
+fn every_event_lands_once_even_after_a_crash() {
+    let pg = PgCluster::start();
+    let nats = NatsServer::start();
+    let rt = runtime();
+    let db = rt.block_on(pg.create_db("app"));
+    rt.block_on(db.batch_execute(
+        "CREATE TABLE t (id int PRIMARY KEY, n int NOT NULL);
+         INSERT INTO t SELECT g, 0 FROM generate_series(1, 100) g;",
+    ))
+    .unwrap();
+    let dir = workdir();
+    // Crash after the 3rd batch is stored in JetStream but not checkpointed.
+    let mut t = Tributary::start_with_fault(
+        dir.path(),
+        &sink_config(dir.path(), &pg, &nats),
+        Some("sink.after_write:3"),
+    );
+    crate::capture::wait_for_slot(&rt, &db);
+    for i in 0..40 {
+        rt.block_on(db.batch_execute(&format!("INSERT INTO t VALUES ({}, 1)", 1000 + i)))
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let status = t.wait_exit(Duration::from_secs(60));
+    assert!(!status.success(), "{}", t.log());
+    t.restart();
+
+    let expected = 140;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let messages = loop {
+        let m = stream_messages(&rt, &nats.url(), "CDC");
+        if m.len() >= expected {
+            break m;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {expected} messages\n{}",
+            m.len(),
+            t.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    // Give a late duplicate the chance to show up before counting.
+    std::thread::sleep(Duration::from_millis(500));
+    let messages_after = stream_messages(&rt, &nats.url(), "CDC");
+    assert_eq!(messages_after.len(), messages.len());
+    assert_eq!(messages.len(), expected, "JetStream stored a duplicate");
+    let ids: HashSet<&str> = messages.iter().map(|m| m.1.as_str()).collect();
+    assert_eq!(ids.len(), expected);
+    assert!(t.log().contains("fault injected"), "{}", t.log());
+    assert!(
+        t.log()
+            .contains("JetStream dropped redelivered messages as duplicates"),
+        "the crash caused no redelivery, so dedup was not exercised:\n{}",
+        t.log()
+    );
+    let (subject, id, key, value) = &messages[expected - 1];
+    assert_eq!(subject, "src.public.t");
+    assert!(id.starts_with("src:"), "{id}");
+    assert_eq!(key, "{\"id\":1039}");
+    assert_eq!(value["op"], "c");
+    assert_eq!(value["after"]["id"], 1039);
+    let reads = messages.iter().filter(|m| m.3["op"] == "r").count();
+    assert_eq!(reads, 100);
+    assert!(t.terminate().success());
+}
+
+#[test]
+fn an_existing_stream_that_misses_the_subjects_is_refused() {
+    let pg = PgCluster::start();
+    let nats = NatsServer::start();
+    let rt = runtime();
+    let db = rt.block_on(pg.create_db("app"));
+    rt.block_on(db.batch_execute("CREATE TABLE t (id int PRIMARY KEY)"))
+        .unwrap();
+    rt.block_on(async {
+        let client = async_nats::connect(nats.url()).await.unwrap();
+        async_nats::jetstream::new(client)
+            .create_stream(async_nats::jetstream::stream::Config {
+                name: "CDC".into(),
+                subjects: vec!["other.>".into()],
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    });
+    let dir = workdir();
+    let (code, stderr) = run_config(&sink_config(dir.path(), &pg, &nats));
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("JetStream stream \"CDC\" does not capture the subjects src.*.*"),
+        "{stderr}"
+    );
+}
