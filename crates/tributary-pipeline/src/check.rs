@@ -76,11 +76,12 @@ fn strip_subject(text: &str) -> String {
     }
 }
 
-/// Whether a sink can take events, without sending any.
-pub fn check_sink(sink: &SinkConfig) -> CheckLine {
+/// Whether a sink can take events, without sending or creating anything.
+pub async fn check_sink(sink: &SinkConfig, sources: &[String]) -> CheckLine {
     let subject = format!("sink \"{}\"", sink.name);
     let finding = match (sink.kind.as_str(), &sink.path) {
         ("file", Some(path)) => file_writable(path),
+        ("nats", _) => nats_reachable(sink, sources).await,
         _ => Finding {
             outcome: Outcome::Ok,
             message: "stdout".into(),
@@ -88,6 +89,31 @@ pub fn check_sink(sink: &SinkConfig) -> CheckLine {
         },
     };
     CheckLine { subject, finding }
+}
+
+async fn nats_reachable(sink: &SinkConfig, sources: &[String]) -> Finding {
+    let probed = match sink.nats_options(sources.to_vec()) {
+        Ok(options) => tributary_sink::probe_nats(&options)
+            .await
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    match probed {
+        Ok(message) => Finding {
+            outcome: Outcome::Ok,
+            message,
+            hint: None,
+        },
+        Err(message) => Finding {
+            outcome: Outcome::Fail,
+            message,
+            hint: Some(
+                "check url, credentials and TLS of this sink; an existing stream must \
+                 capture the sink's subjects (or choose another `stream`)"
+                    .into(),
+            ),
+        },
+    }
 }
 
 fn file_writable(path: &Path) -> Finding {
@@ -117,6 +143,9 @@ pub async fn check(config: &Config) -> Vec<CheckLine> {
     for src in &config.sources {
         lines.extend(check_source(src).await);
     }
-    lines.extend(config.sinks.iter().map(check_sink));
+    let sources: Vec<String> = config.sources.iter().map(|s| s.name.clone()).collect();
+    for sink in &config.sinks {
+        lines.push(check_sink(sink, &sources).await);
+    }
     lines
 }

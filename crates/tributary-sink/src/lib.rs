@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use tributary_core::ChangeEvent;
 
 pub use file::FileSink;
-pub use nats::{NatsOptions, NatsSink};
+pub use nats::{probe as probe_nats, NatsOptions, NatsSink};
 pub use record::RecordEncoder;
 
 /// Errors of a sink.

@@ -90,56 +90,91 @@ fn covers(pattern: &str, subject: &str) -> bool {
     }
 }
 
+/// Connects with the sink's credentials and TLS settings.
+async fn connect(options: &NatsOptions) -> Result<jetstream::Context, SinkError> {
+    let mut connect = async_nats::ConnectOptions::new()
+        .name("tributary")
+        .connection_timeout(Duration::from_secs(10));
+    if let (Some(user), Some(password)) = (&options.user, &options.password) {
+        connect = connect.user_and_password(user.clone(), password.clone());
+    }
+    if let Some(token) = &options.token {
+        connect = connect.token(token.clone());
+    }
+    if let Some(path) = &options.credentials_file {
+        connect = connect
+            .credentials_file(path)
+            .await
+            .map_err(|e| nats_error("reading the credentials file", e))?;
+    }
+    if let Some(ca) = &options.tls_ca {
+        connect = connect.add_root_certificates(ca.clone()).require_tls(true);
+    } else if options.require_tls {
+        connect = connect.require_tls(true);
+    }
+    let client = connect
+        .connect(options.url.as_str())
+        .await
+        .map_err(|e| nats_error("connecting", e))?;
+    Ok(jetstream::new(client))
+}
+
+/// An existing stream must capture every subject the sink publishes to.
+async fn check_subjects(
+    existing: &mut stream::Stream,
+    name: &str,
+    subjects: &[String],
+) -> Result<(), SinkError> {
+    let info = existing
+        .info()
+        .await
+        .map_err(|e| nats_error("reading the stream", e))?;
+    let missing: Vec<&str> = subjects
+        .iter()
+        .filter(|s| !info.config.subjects.iter().any(|p| covers(p, s)))
+        .map(String::as_str)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(SinkError::StreamSubjects {
+        stream: name.to_owned(),
+        subjects: missing.join(", "),
+    })
+}
+
+/// What `tributary check` says about a NATS sink, without creating anything:
+/// `Ok(message)` when the server answers and the stream exists and captures
+/// the sink's subjects or is missing (then `run` creates it).
+pub async fn probe(options: &NatsOptions) -> Result<String, SinkError> {
+    let context = connect(options).await?;
+    let subjects = stream_subjects(&options.subject, &options.sources);
+    match context.get_stream(&options.stream).await {
+        Ok(mut existing) => {
+            check_subjects(&mut existing, &options.stream, &subjects).await?;
+            Ok(format!(
+                "JetStream stream \"{}\" at {} captures {}",
+                options.stream,
+                options.url,
+                subjects.join(", ")
+            ))
+        }
+        Err(_) => Ok(format!(
+            "JetStream stream \"{}\" at {} does not exist yet; run creates it",
+            options.stream, options.url
+        )),
+    }
+}
+
 impl NatsSink {
     /// Connects, and creates the stream if missing or checks that an
     /// existing one captures every subject this sink publishes to.
     pub async fn open(options: &NatsOptions) -> Result<Self, SinkError> {
-        let mut connect = async_nats::ConnectOptions::new()
-            .name("tributary")
-            .connection_timeout(Duration::from_secs(10));
-        if let (Some(user), Some(password)) = (&options.user, &options.password) {
-            connect = connect.user_and_password(user.clone(), password.clone());
-        }
-        if let Some(token) = &options.token {
-            connect = connect.token(token.clone());
-        }
-        if let Some(path) = &options.credentials_file {
-            connect = connect
-                .credentials_file(path)
-                .await
-                .map_err(|e| nats_error("reading the credentials file", e))?;
-        }
-        if let Some(ca) = &options.tls_ca {
-            connect = connect.add_root_certificates(ca.clone()).require_tls(true);
-        } else if options.require_tls {
-            connect = connect.require_tls(true);
-        }
-        let client = connect
-            .connect(options.url.as_str())
-            .await
-            .map_err(|e| nats_error("connecting", e))?;
-        let context = jetstream::new(client);
+        let context = connect(options).await?;
         let subjects = stream_subjects(&options.subject, &options.sources);
         match context.get_stream(&options.stream).await {
             Ok(mut existing) => {
-                let info = existing
-                    .info()
-                    .await
-                    .map_err(|e| nats_error("reading the stream", e))?;
-                let missing: Vec<&String> = subjects
-                    .iter()
-                    .filter(|s| !info.config.subjects.iter().any(|p| covers(p, s)))
-                    .collect();
-                if !missing.is_empty() {
-                    return Err(SinkError::StreamSubjects {
-                        stream: options.stream.clone(),
-                        subjects: missing
-                            .iter()
-                            .map(|s| s.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", "),
-                    });
-                }
+                check_subjects(&mut existing, &options.stream, &subjects).await?;
             }
             Err(_) => {
                 context

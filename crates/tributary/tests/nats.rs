@@ -70,6 +70,12 @@ fn every_event_lands_once_even_after_a_crash() {
         Some("sink.after_write:3"),
     );
     crate::capture::wait_for_slot(&rt, &db);
+    let (code, out) = crate::check::check(dir.path(), &sink_config(dir.path(), &pg, &nats));
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("ok    sink \"archive\": JetStream stream \"CDC\" at nats://"),
+        "{out}"
+    );
     for i in 0..40 {
         rt.block_on(db.batch_execute(&format!("INSERT INTO t VALUES ({}, 1)", 1000 + i)))
             .unwrap();
@@ -139,6 +145,12 @@ fn an_existing_stream_that_misses_the_subjects_is_refused() {
             .unwrap();
     });
     let dir = workdir();
+    let (code, out) = crate::check::check(dir.path(), &sink_config(dir.path(), &pg, &nats));
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("FAIL  sink \"archive\": JetStream stream \"CDC\" does not capture the subjects src.*.*"),
+        "{out}"
+    );
     let (code, stderr) = run_config(&sink_config(dir.path(), &pg, &nats));
     assert_eq!(code, 1, "{stderr}");
     assert!(
