@@ -7,9 +7,9 @@ cd "$(dirname "$0")/.."
 
 need() { command -v "$1" >/dev/null 2>&1; }
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || ! need cc || ! need openssl; then
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || ! need cc || ! need openssl || ! { need nats-server || [ -x /usr/sbin/nats-server ]; }; then
   $SUDO apt-get update -qq
-  $SUDO apt-get install -y -qq postgresql postgresql-contrib build-essential pkg-config ca-certificates openssl
+  $SUDO apt-get install -y -qq postgresql postgresql-contrib build-essential pkg-config ca-certificates openssl nats-server
 fi
 if ! need cargo; then
   echo "cargo is missing: install a Rust toolchain (1.88 or newer), e.g. with rustup" >&2

@@ -368,7 +368,15 @@ impl NatsServer {
             .tempdir()
             .expect("temp dir");
         let port = free_port();
-        let child = Command::new("nats-server")
+        // Debian installs it in /usr/sbin, which is not on every user's PATH.
+        let program = std::env::var("TRIBUTARY_NATS_SERVER").unwrap_or_else(|_| {
+            if Path::new("/usr/sbin/nats-server").exists() {
+                "/usr/sbin/nats-server".into()
+            } else {
+                "nats-server".into()
+            }
+        });
+        let child = Command::new(program)
             .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
             .arg(dir.path())
             .stdout(Stdio::null())
