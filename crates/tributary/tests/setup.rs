@@ -124,25 +124,15 @@ fn applied_setup_is_enough_to_stream_and_idempotent() {
     // The new role streams with that and nothing more; `check` agrees first.
     let dir = workdir();
     let url = format!("postgres://cdc@127.0.0.1:{}/cash", pg.port());
-    let (code, out) = crate::check::check(
+    let text = config(
         dir.path(),
-        &config(
-            dir.path(),
-            &url,
-            &["public.accounts"],
-            "publication = \"tributary_cash\"",
-        ),
+        &url,
+        &["public.accounts"],
+        "publication = \"tributary_cash\"",
     );
+    let (code, out) = crate::check::check(dir.path(), &text);
     assert_eq!(code, 0, "{out}");
-    let mut t = Tributary::start(
-        dir.path(),
-        &config(
-            dir.path(),
-            &url,
-            &["public.accounts"],
-            "publication = \"tributary_cash\"",
-        ),
-    );
+    let mut t = Tributary::start(dir.path(), &text);
     t.wait_for(1, Duration::from_secs(60));
     rt.block_on(db.batch_execute("INSERT INTO accounts VALUES (2, 20)"))
         .unwrap();
