@@ -158,6 +158,12 @@ pub struct SinkConfig {
     pub tls_ca: Option<PathBuf>,
     #[serde(default)]
     pub require_tls: bool,
+    /// First wait before retrying a failed write (default 100ms).
+    pub retry_initial: Option<String>,
+    /// Longest wait between retries (default 30s).
+    pub retry_max: Option<String>,
+    /// Give up (stop with an error) after this long; default: until shutdown.
+    pub retry_max_elapsed: Option<String>,
 }
 
 fn yes() -> bool {
@@ -197,6 +203,9 @@ const KEYS: &[&str] = &[
     "token_env",
     "credentials_file",
     "tls_ca",
+    "retry_initial",
+    "retry_max",
+    "retry_max_elapsed",
     "require_tls",
     "listen",
     "sql",
@@ -337,6 +346,12 @@ impl Config {
                     ))
                 }
             }
+            for d in [&k.retry_initial, &k.retry_max, &k.retry_max_elapsed]
+                .into_iter()
+                .flatten()
+            {
+                parse_duration(d)?;
+            }
             if k.view.is_some() {
                 return Err(ConfigError::new(
                     format!(
@@ -365,6 +380,17 @@ impl SinkConfig {
                     Some(format!("export {var}=... before starting, or remove {key}")),
                 )
             }),
+        }
+    }
+
+    /// How failed writes of this sink are retried (validated at load).
+    pub fn retry(&self) -> crate::retry::RetryPolicy {
+        let parse = |d: &Option<String>| d.as_deref().and_then(|t| parse_duration(t).ok());
+        let default = crate::retry::RetryPolicy::default();
+        crate::retry::RetryPolicy {
+            initial: parse(&self.retry_initial).unwrap_or(default.initial),
+            max: parse(&self.retry_max).unwrap_or(default.max),
+            max_elapsed: parse(&self.retry_max_elapsed),
         }
     }
 

@@ -8,6 +8,7 @@
 
 pub mod check;
 pub mod config;
+pub mod retry;
 mod run;
 pub mod status;
 

@@ -13,6 +13,7 @@ use tributary_state::{Checkpoint, StateError, StateStore};
 
 use crate::check::postgres_config;
 use crate::config::{Config, SinkConfig};
+use crate::retry::{Backoff, RetryPolicy};
 use crate::status::{self, StatusBoard};
 use crate::ConfigError;
 
@@ -82,6 +83,11 @@ impl PipelineError {
                 }
                 Some(hint)
             }
+            PipelineError::Sink { error, .. } if error.is_transient() => Some(
+                "nothing after the last durable batch was confirmed to the source; after a \
+                 restart it is delivered again (same event ids)"
+                    .into(),
+            ),
             PipelineError::State(StateError::InUse { .. }) => {
                 Some("stop the other process, or give this one its own state_dir".into())
             }
@@ -98,6 +104,7 @@ impl PipelineError {
 struct NamedSink {
     name: String,
     sink: Mutex<Sink>,
+    retry: RetryPolicy,
 }
 
 async fn open_sink(cfg: &SinkConfig, sources: Vec<String>) -> Result<Sink, PipelineError> {
@@ -139,6 +146,7 @@ pub async fn run(
         sinks.push(Arc::new(NamedSink {
             name: s.name.clone(),
             sink: Mutex::new(open_sink(s, source_names.clone()).await?),
+            retry: s.retry(),
         }));
     }
     for sink in &sinks {
@@ -169,8 +177,9 @@ pub async fn run(
         let source = PostgresSource::new(cfg, store.clone());
         let name = src.name.clone();
         let (store, sinks, board) = (store.clone(), sinks.clone(), Arc::clone(&board));
+        let stop = shutdown.clone();
         tasks.spawn(async move {
-            let loop_ = deliver(name.clone(), items, sinks, store, durable_tx, board);
+            let loop_ = deliver(name.clone(), items, sinks, store, durable_tx, board, stop);
             let (source_result, deliver_result) = tokio::join!(source.run(resume, links), loop_);
             deliver_result?;
             source_result.map_err(|error| PipelineError::Source {
@@ -230,6 +239,45 @@ async fn preflight(
     })
 }
 
+/// Writes one batch to one sink, retrying transient failures with backoff
+/// until it is durable, the retry budget is spent, or shutdown.
+async fn write_with_retry(
+    sink: &NamedSink,
+    events: &[ChangeEvent],
+    board: &StatusBoard,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<(), PipelineError> {
+    let mut backoff = Backoff::new(sink.retry);
+    loop {
+        let began = std::time::Instant::now();
+        let error = match sink.sink.lock().await.write(events).await {
+            Ok(()) => {
+                board.sink_wrote(&sink.name, events, began.elapsed());
+                return Ok(());
+            }
+            Err(error) => error,
+        };
+        let transient = error.is_transient();
+        board.sink_failed(
+            &sink.name,
+            if transient { "transient" } else { "permanent" },
+            &error.to_string(),
+        );
+        let delay = if transient { backoff.delay() } else { None };
+        let Some(delay) = delay.filter(|_| !*shutdown.borrow()) else {
+            return Err(PipelineError::Sink {
+                sink: sink.name.clone(),
+                error,
+            });
+        };
+        tracing::warn!(sink = %sink.name, error = %error, retry_in = ?delay, "sink write failed; retrying");
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+}
+
 /// Writes what a source sends to every sink and commits checkpoints.
 async fn deliver(
     source: String,
@@ -238,6 +286,7 @@ async fn deliver(
     store: StateStore,
     durable: watch::Sender<u64>,
     board: Arc<StatusBoard>,
+    mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), PipelineError> {
     let mut events: Vec<ChangeEvent> = Vec::with_capacity(MAX_BATCH_EVENTS);
     let mut delivered: u64 = 0;
@@ -263,18 +312,7 @@ async fn deliver(
             }
         }
         for sink in &sinks {
-            let began = std::time::Instant::now();
-            let written = sink.sink.lock().await.write(&events).await;
-            match written {
-                Ok(()) => board.sink_wrote(&sink.name, &events, began.elapsed()),
-                Err(error) => {
-                    board.sink_failed(&sink.name, "write", &error.to_string());
-                    return Err(PipelineError::Sink {
-                        sink: sink.name.clone(),
-                        error,
-                    });
-                }
-            }
+            write_with_retry(sink, &events, &board, &mut shutdown).await?;
         }
         if !events.is_empty() {
             status::record_delivered(&source, &events);

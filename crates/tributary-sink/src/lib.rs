@@ -40,6 +40,24 @@ pub enum SinkError {
     StreamSubjects { stream: String, subjects: String },
 }
 
+impl SinkError {
+    /// Whether trying the same write again later may succeed.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            SinkError::Write { .. } => true,
+            SinkError::Nats { what, .. } => {
+                matches!(
+                    *what,
+                    "publishing" | "waiting for the publish ack" | "connecting"
+                )
+            }
+            SinkError::Open { .. } | SinkError::Stdout(_) | SinkError::StreamSubjects { .. } => {
+                false
+            }
+        }
+    }
+}
+
 /// Options of the Debezium record encoding shared by the file-like sinks.
 #[derive(Debug, Clone)]
 pub struct RecordOptions {

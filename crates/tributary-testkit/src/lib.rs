@@ -368,6 +368,15 @@ impl NatsServer {
             .tempdir()
             .expect("temp dir");
         let port = free_port();
+        let child = Self::spawn(port, dir.path());
+        Self {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+
+    fn spawn(port: u16, store: &Path) -> std::process::Child {
         // Debian installs it in /usr/sbin, which is not on every user's PATH.
         let program = std::env::var("TRIBUTARY_NATS_SERVER").unwrap_or_else(|_| {
             if Path::new("/usr/sbin/nats-server").exists() {
@@ -378,7 +387,7 @@ impl NatsServer {
         });
         let child = Command::new(program)
             .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-            .arg(dir.path())
+            .arg(store)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -391,11 +400,19 @@ impl NatsServer {
             );
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
-        Self {
-            child,
-            port,
-            _dir: dir,
-        }
+        child
+    }
+
+    /// Stops the server (its JetStream store stays).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts it again on the same port with the same store.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.child = Self::spawn(self.port, self._dir.path());
     }
 
     /// `nats://127.0.0.1:PORT`.

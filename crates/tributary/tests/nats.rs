@@ -19,7 +19,9 @@ fn stream_messages(
     rt.block_on(async {
         let client = async_nats::connect(url).await.unwrap();
         let js = async_nats::jetstream::new(client);
-        let mut s = js.get_stream(stream).await.unwrap();
+        let Ok(mut s) = js.get_stream(stream).await else {
+            return Vec::new(); // not created yet
+        };
         let last = s.info().await.unwrap().state.last_sequence;
         let mut out = Vec::new();
         for seq in 1..=last {
@@ -157,4 +159,83 @@ fn an_existing_stream_that_misses_the_subjects_is_refused() {
         stderr.contains("JetStream stream \"CDC\" does not capture the subjects src.*.*"),
         "{stderr}"
     );
+}
+
+#[test]
+fn a_broker_down_for_ten_seconds_pauses_capture_and_loses_nothing() {
+    let pg = PgCluster::start();
+    let mut nats = NatsServer::start();
+    let rt = runtime();
+    let db = rt.block_on(pg.create_db("app"));
+    rt.block_on(db.batch_execute(
+        "CREATE TABLE t (id int PRIMARY KEY, n int NOT NULL);
+         INSERT INTO t SELECT g, 0 FROM generate_series(1, 20) g;",
+    ))
+    .unwrap();
+    let dir = workdir();
+    let text = sink_config(dir.path(), &pg, &nats).replace(
+        "stream = \"CDC\"",
+        "stream = \"CDC\"\nretry_initial = \"50ms\"\nretry_max = \"1s\"",
+    );
+    let mut t = Tributary::start(dir.path(), &text);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while stream_messages(&rt, &nats.url(), "CDC").len() < 20 {
+        assert!(Instant::now() < deadline, "{}", t.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let confirmed = || -> i64 {
+        rt.block_on(db.query_one(
+            "SELECT (confirmed_flush_lsn - '0/0')::int8 FROM pg_replication_slots \
+             WHERE slot_name = 'tributary_src'",
+            &[],
+        ))
+        .unwrap()
+        .get(0)
+    };
+
+    nats.stop();
+    let down_at = Instant::now();
+    let before_writes = confirmed();
+    for i in 0..30 {
+        rt.block_on(db.batch_execute(&format!("INSERT INTO t VALUES ({}, 1)", 100 + i)))
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(10).saturating_sub(down_at.elapsed()));
+    // Nothing durable, so nothing confirmed past what was before the writes.
+    assert!(
+        confirmed() <= before_writes + 1_000,
+        "confirmed moved while the broker was down"
+    );
+    assert!(
+        t.log().contains("sink write failed; retrying"),
+        "{}",
+        t.log()
+    );
+
+    nats.restart();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let messages = loop {
+        let m = stream_messages(&rt, &nats.url(), "CDC");
+        if m.len() >= 50 {
+            break m;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of 50 messages\n{}",
+            m.len(),
+            t.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(messages.len(), 50);
+    let ids: HashSet<&str> = messages.iter().map(|m| m.1.as_str()).collect();
+    assert_eq!(ids.len(), 50, "a duplicate was stored");
+    let inserted: HashSet<i64> = messages
+        .iter()
+        .filter(|m| m.3["op"] == "c")
+        .map(|m| m.3["after"]["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(inserted, (100..130).collect());
+    assert!(t.terminate().success(), "{}", t.log());
 }
