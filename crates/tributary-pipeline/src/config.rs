@@ -109,6 +109,16 @@ pub enum SnapshotSetting {
     Always,
 }
 
+#[derive(Debug, Deserialize, Default, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum OnErrorSetting {
+    /// Stop the pipeline with the event's id and the reason (default).
+    #[default]
+    Stop,
+    /// Write the event and the reason to the dead-letter file and go on.
+    DeadLetter,
+}
+
 #[derive(Debug, Deserialize, Default, Clone, Copy)]
 #[serde(rename_all = "lowercase")]
 pub enum SlotLostSetting {
@@ -158,6 +168,11 @@ pub struct SinkConfig {
     pub tls_ca: Option<PathBuf>,
     #[serde(default)]
     pub require_tls: bool,
+    /// What to do with an event the target refuses for good.
+    #[serde(default)]
+    pub on_error: OnErrorSetting,
+    /// Where dead letters go (default `<state_dir>/dead-letter-<sink>.jsonl`).
+    pub dead_letter_path: Option<PathBuf>,
     /// First wait before retrying a failed write (default 100ms).
     pub retry_initial: Option<String>,
     /// Longest wait between retries (default 30s).
@@ -203,6 +218,8 @@ const KEYS: &[&str] = &[
     "token_env",
     "credentials_file",
     "tls_ca",
+    "on_error",
+    "dead_letter_path",
     "retry_initial",
     "retry_max",
     "retry_max_elapsed",

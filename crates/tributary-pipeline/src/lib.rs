@@ -8,6 +8,7 @@
 
 pub mod check;
 pub mod config;
+mod dead_letter;
 pub mod retry;
 mod run;
 pub mod status;

@@ -8,11 +8,13 @@ use tributary_postgres::preflight::{self, Finding, Outcome};
 use tributary_postgres::{
     PostgresSource, PostgresSourceConfig, SourceHealth, SourceItem, SourceLinks,
 };
-use tributary_sink::{FileSink, NatsSink, RecordOptions, Sink, SinkError, StdoutSink};
+use tributary_sink::{FileSink, NatsSink, RecordOptions, Rejection, Sink, SinkError, StdoutSink};
 use tributary_state::{Checkpoint, StateError, StateStore};
 
 use crate::check::postgres_config;
+use crate::config::OnErrorSetting;
 use crate::config::{Config, SinkConfig};
+use crate::dead_letter::DeadLetters;
 use crate::retry::{Backoff, RetryPolicy};
 use crate::status::{self, StatusBoard};
 use crate::ConfigError;
@@ -43,6 +45,19 @@ pub enum PipelineError {
     },
     #[error("source \"{0}\" stopped unexpectedly")]
     SourceStopped(String),
+    #[error("sink \"{sink}\" refused event {id}: {reason}")]
+    Rejected {
+        sink: String,
+        id: String,
+        reason: String,
+    },
+    #[error("sink \"{sink}\": could not write dead letters to {path}")]
+    DeadLetter {
+        sink: String,
+        path: String,
+        #[source]
+        error: std::io::Error,
+    },
     #[error("{subject}: {}", .failures[0].message)]
     Preflight {
         subject: String,
@@ -83,6 +98,11 @@ impl PipelineError {
                 }
                 Some(hint)
             }
+            PipelineError::Rejected { .. } => Some(
+                "set on_error = \"dead_letter\" on this sink to keep such events in a file \
+                 with the reason and go on"
+                    .into(),
+            ),
             PipelineError::Sink { error, .. } if error.is_transient() => Some(
                 "nothing after the last durable batch was confirmed to the source; after a \
                  restart it is delivered again (same event ids)"
@@ -105,6 +125,9 @@ struct NamedSink {
     name: String,
     sink: Mutex<Sink>,
     retry: RetryPolicy,
+    /// `on_error = "dead_letter"`: where refused events go; `None`: stop.
+    dead_letters: Option<std::sync::Mutex<DeadLetters>>,
+    topic: String,
 }
 
 async fn open_sink(cfg: &SinkConfig, sources: Vec<String>) -> Result<Sink, PipelineError> {
@@ -147,6 +170,28 @@ pub async fn run(
             name: s.name.clone(),
             sink: Mutex::new(open_sink(s, source_names.clone()).await?),
             retry: s.retry(),
+            dead_letters: match s.on_error {
+                OnErrorSetting::Stop => None,
+                OnErrorSetting::DeadLetter => {
+                    let path = s.dead_letter_path.clone().unwrap_or_else(|| {
+                        config
+                            .state_dir
+                            .join(format!("dead-letter-{}.jsonl", s.name))
+                    });
+                    let letters =
+                        DeadLetters::open(&path).map_err(|error| PipelineError::DeadLetter {
+                            sink: s.name.clone(),
+                            path: path.display().to_string(),
+                            error,
+                        })?;
+                    Some(std::sync::Mutex::new(letters))
+                }
+            },
+            topic: s
+                .subject
+                .clone()
+                .or_else(|| s.topic.clone())
+                .unwrap_or_else(|| RecordOptions::default().topic),
         }));
     }
     for sink in &sinks {
@@ -251,9 +296,9 @@ async fn write_with_retry(
     loop {
         let began = std::time::Instant::now();
         let error = match sink.sink.lock().await.write(events).await {
-            Ok(()) => {
+            Ok(rejections) => {
                 board.sink_wrote(&sink.name, events, began.elapsed());
-                return Ok(());
+                return divert(sink, events, &rejections, board);
             }
             Err(error) => error,
         };
@@ -276,6 +321,45 @@ async fn write_with_retry(
             _ = shutdown.changed() => {}
         }
     }
+}
+
+/// Applies the sink's `on_error` to the events it refused for good: stop
+/// with the first one, or write them all as dead letters (fsynced) first.
+fn divert(
+    sink: &NamedSink,
+    events: &[ChangeEvent],
+    rejections: &[Rejection],
+    board: &StatusBoard,
+) -> Result<(), PipelineError> {
+    let Some(first) = rejections.first() else {
+        return Ok(());
+    };
+    for r in rejections {
+        board.sink_failed(&sink.name, "rejected", &r.reason);
+    }
+    let Some(letters) = &sink.dead_letters else {
+        return Err(PipelineError::Rejected {
+            sink: sink.name.clone(),
+            id: events[first.index].id.to_string(),
+            reason: first.reason.clone(),
+        });
+    };
+    let rejected: Vec<(&ChangeEvent, &str)> = rejections
+        .iter()
+        .map(|r| (&events[r.index], r.reason.as_str()))
+        .collect();
+    let mut letters = letters.lock().unwrap_or_else(|e| e.into_inner());
+    letters
+        .write(&sink.name, &sink.topic, &rejected)
+        .map_err(|error| PipelineError::DeadLetter {
+            sink: sink.name.clone(),
+            path: letters.path().display().to_string(),
+            error,
+        })?;
+    for (event, reason) in &rejected {
+        tracing::warn!(sink = %sink.name, id = %event.id, reason, "event refused; written as a dead letter");
+    }
+    Ok(())
 }
 
 /// Writes what a source sends to every sink and commits checkpoints.

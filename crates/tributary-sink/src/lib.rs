@@ -83,12 +83,20 @@ pub enum Sink {
     Nats(Box<NatsSink>),
 }
 
+/// An event the target refused for good (a poison event), by its index in
+/// the batch; every other event of the batch is durable.
+#[derive(Debug, Clone)]
+pub struct Rejection {
+    pub index: usize,
+    pub reason: String,
+}
+
 impl Sink {
-    /// Writes a batch; returns once it is durable.
-    pub async fn write(&mut self, events: &[ChangeEvent]) -> Result<(), SinkError> {
+    /// Writes a batch; returns once every event is durable or rejected.
+    pub async fn write(&mut self, events: &[ChangeEvent]) -> Result<Vec<Rejection>, SinkError> {
         match self {
-            Sink::File(s) => s.write(events).await,
-            Sink::Stdout(s) => s.write(events).await,
+            Sink::File(s) => s.write(events).await.map(|()| Vec::new()),
+            Sink::Stdout(s) => s.write(events).await.map(|()| Vec::new()),
             Sink::Nats(s) => s.write(events).await,
         }
     }

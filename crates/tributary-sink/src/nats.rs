@@ -13,12 +13,13 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::{self, stream};
 use async_nats::HeaderMap;
 use bytes::Bytes;
 use tributary_core::{debezium, ChangeEvent};
 
-use crate::SinkError;
+use crate::{Rejection, SinkError};
 
 /// Settings of a NATS sink.
 #[derive(Debug, Clone)]
@@ -205,15 +206,18 @@ impl NatsSink {
     }
 
     /// Publishes the batch and waits until JetStream stored every message.
-    pub async fn write(&mut self, events: &[ChangeEvent]) -> Result<(), SinkError> {
+    /// A message larger than the server's `max_payload` is a rejection (it
+    /// can never be stored); every other failure fails the whole batch.
+    pub async fn write(&mut self, events: &[ChangeEvent]) -> Result<Vec<Rejection>, SinkError> {
         use std::fmt::Write;
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
         let mut duplicates = 0;
-        for chunk in events.chunks(IN_FLIGHT) {
+        let mut rejections = Vec::new();
+        for (chunk_no, chunk) in events.chunks(IN_FLIGHT).enumerate() {
             let mut acks = Vec::with_capacity(chunk.len());
-            for event in chunk {
+            for (i, event) in chunk.iter().enumerate() {
                 debezium::write_topic(&mut self.scratch, &self.subject, event);
                 self.id.clear();
                 let _ = write!(self.id, "{}", event.id);
@@ -224,16 +228,27 @@ impl NatsSink {
                 headers.insert("Tributary-Key", String::from_utf8_lossy(&self.buf).as_ref());
                 self.buf.clear();
                 debezium::write_value(&mut self.buf, event, now_ms);
-                let ack = self
+                let published = self
                     .context
                     .publish_with_headers(
                         self.scratch.clone(),
                         headers,
                         Bytes::copy_from_slice(&self.buf),
                     )
-                    .await
-                    .map_err(|e| nats_error("publishing", e))?;
-                acks.push(ack);
+                    .await;
+                match published {
+                    Ok(ack) => acks.push(ack),
+                    Err(e) if e.kind() == PublishErrorKind::MaxPayloadExceeded => {
+                        rejections.push(Rejection {
+                            index: chunk_no * IN_FLIGHT + i,
+                            reason: format!(
+                                "{} bytes exceed the server's max_payload",
+                                self.buf.len()
+                            ),
+                        });
+                    }
+                    Err(e) => return Err(nats_error("publishing", e)),
+                }
             }
             for ack in acks {
                 let ack = ack
@@ -255,7 +270,7 @@ impl NatsSink {
                 "JetStream dropped redelivered messages as duplicates"
             );
         }
-        Ok(())
+        Ok(rejections)
     }
 }
 

@@ -239,3 +239,78 @@ fn a_broker_down_for_ten_seconds_pauses_capture_and_loses_nothing() {
     assert_eq!(inserted, (100..130).collect());
     assert!(t.terminate().success(), "{}", t.log());
 }
+
+#[test]
+fn a_poison_event_is_dead_lettered_or_stops_the_pipeline() {
+    let pg = PgCluster::start();
+    let nats = NatsServer::start();
+    let rt = runtime();
+    let db = rt.block_on(pg.create_db("app"));
+    rt.block_on(db.batch_execute("CREATE TABLE t (id int PRIMARY KEY, body text)"))
+        .unwrap();
+    let insert_poison = "INSERT INTO t VALUES (1, 'small');
+         INSERT INTO t VALUES (2, repeat('x', 2000000));
+         INSERT INTO t VALUES (3, 'small');";
+
+    // on_error = "dead_letter": the 2 MB event (over NATS's 1 MB max_payload)
+    // goes to the file with its reason; the others flow.
+    let dir = workdir();
+    let letters = dir.path().join("dead.jsonl");
+    let text = sink_config(dir.path(), &pg, &nats).replace(
+        "stream = \"CDC\"",
+        &format!(
+            "stream = \"CDC\"\non_error = \"dead_letter\"\ndead_letter_path = \"{}\"",
+            letters.display()
+        ),
+    );
+    let mut t = Tributary::start(dir.path(), &text);
+    crate::capture::wait_for_slot(&rt, &db);
+    rt.block_on(db.batch_execute(insert_poison)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while stream_messages(&rt, &nats.url(), "CDC").len() < 2 {
+        assert!(Instant::now() < deadline, "{}", t.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let stored: Vec<i64> = stream_messages(&rt, &nats.url(), "CDC")
+        .iter()
+        .map(|m| m.3["after"]["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(stored, [1, 3]);
+    let dead = read_records(&letters);
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0]["sink"], "archive");
+    assert_eq!(dead[0]["value"]["after"]["id"], 2);
+    assert_eq!(dead[0]["topic"], "src.public.t");
+    assert!(
+        dead[0]["reason"].as_str().unwrap().contains("max_payload"),
+        "{}",
+        dead[0]["reason"]
+    );
+    assert!(
+        t.log().contains("event refused; written as a dead letter"),
+        "{}",
+        t.log()
+    );
+    assert!(!t.log().contains("xxxxxxxx"), "a row value was logged");
+    assert!(t.terminate().success(), "{}", t.log());
+
+    // The default, on_error = "stop": a fresh pipeline meets the same event
+    // in its snapshot and exits 1 naming it, with a hint.
+    let dir = workdir();
+    let text = sink_config(dir.path(), &pg, &nats).replace(
+        "stream = \"CDC\"",
+        "stream = \"CDC2\"\nsubject = \"two.{table}\"",
+    );
+    let mut t = Tributary::start(dir.path(), &text);
+    let status = t.wait_exit(Duration::from_secs(60));
+    assert_eq!(status.code(), Some(1), "{}", t.log());
+    let log = t.log();
+    assert!(
+        log.contains("error: sink \"archive\" refused event src:"),
+        "{log}"
+    );
+    assert!(
+        log.contains("hint: set on_error = \"dead_letter\""),
+        "{log}"
+    );
+}
