@@ -362,7 +362,20 @@ fn divert(
     Ok(())
 }
 
-/// Writes what a source sends to every sink and commits checkpoints.
+/// Batches each sink's queue holds: with back-pressure, a slow or down sink
+/// lets the others run ahead by at most this many batches.
+const SINK_QUEUE: usize = 16;
+
+/// One gathered batch, shared by every sink's lane.
+struct Batch {
+    events: Arc<Vec<ChangeEvent>>,
+    /// The checkpoint after these events, numbered in the order sent.
+    checkpoint: Option<u64>,
+}
+
+/// Writes what a source sends to every sink, each sink in its own lane with
+/// its own position, and commits a checkpoint once every lane made it
+/// durable: the source confirms the minimum over all sinks.
 async fn deliver(
     source: String,
     mut items: mpsc::Receiver<SourceItem>,
@@ -370,12 +383,52 @@ async fn deliver(
     store: StateStore,
     durable: watch::Sender<u64>,
     board: Arc<StatusBoard>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> Result<(), PipelineError> {
+    let progress = Arc::new(tokio::sync::Notify::new());
+    let mut lanes = Vec::with_capacity(sinks.len());
+    let mut tasks = tokio::task::JoinSet::new();
+    for sink in &sinks {
+        let (tx, rx) = mpsc::channel::<Batch>(SINK_QUEUE);
+        let done = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        tasks.spawn(lane(
+            source.clone(),
+            Arc::clone(sink),
+            rx,
+            Arc::clone(&done),
+            Arc::clone(&progress),
+            Arc::clone(&board),
+            shutdown.clone(),
+        ));
+        lanes.push((tx, done));
+    }
+    let mut confirm = Confirmer {
+        source: &source,
+        sinks: &sinks,
+        store: &store,
+        durable: &durable,
+        pending: std::collections::VecDeque::new(),
+        next_seq: 1,
+    };
     let mut events: Vec<ChangeEvent> = Vec::with_capacity(MAX_BATCH_EVENTS);
     let mut delivered: u64 = 0;
-    while let Some(first) = items.recv().await {
-        // Gather what is already waiting into one durable write.
+    loop {
+        let first = tokio::select! {
+            item = items.recv() => match item {
+                Some(item) => item,
+                None => break,
+            },
+            _ = progress.notified() => {
+                confirm.advance(&lanes)?;
+                continue;
+            }
+            Some(ended) = tasks.join_next() => {
+                // A lane only ends early with an error.
+                ended.unwrap_or_else(|e| Err(PipelineError::SourceStopped(e.to_string())))?;
+                continue;
+            }
+        };
+        // Gather what is already waiting into one batch.
         let mut checkpoint: Option<Checkpoint> = None;
         let mut next = Some(first);
         while let Some(item) = next.take() {
@@ -395,29 +448,123 @@ async fn deliver(
                 next = items.try_recv().ok();
             }
         }
-        for sink in &sinks {
-            write_with_retry(sink, &events, &board, &mut shutdown).await?;
-        }
-        if !events.is_empty() {
-            status::record_delivered(&source, &events);
-            fault::point(fault::SINK_WRITTEN);
-        }
+        status::record_source_events(&source, &events);
         delivered += events.len() as u64;
-        events.clear();
-        if let Some(cp) = checkpoint {
-            let positions: Vec<(&str, u64)> = sinks
-                .iter()
-                .map(|s| (s.name.as_str(), cp.position))
-                .collect();
-            store.commit(&source, cp, &positions)?;
-            fault::point(fault::CHECKPOINT_COMMITTED);
-            let _ = durable.send(cp.position);
+        let batch_events = Arc::new(std::mem::replace(
+            &mut events,
+            Vec::with_capacity(MAX_BATCH_EVENTS),
+        ));
+        let seq = checkpoint.map(|cp| confirm.expect(cp));
+        for (tx, _) in &lanes {
+            let batch = Batch {
+                events: Arc::clone(&batch_events),
+                checkpoint: seq,
+            };
+            if tx.send(batch).await.is_err() {
+                break; // the lane failed; its error comes from join_next
+            }
         }
+        confirm.advance(&lanes)?;
     }
+    // The source is done: let every lane drain, then confirm what they made durable.
+    let positions: Vec<Arc<std::sync::atomic::AtomicU64>> =
+        lanes.iter().map(|(_, done)| Arc::clone(done)).collect();
+    drop(lanes);
+    while let Some(ended) = tasks.join_next().await {
+        ended.unwrap_or_else(|e| Err(PipelineError::SourceStopped(e.to_string())))?;
+    }
+    confirm.advance_to(min_done(&positions))?;
     tracing::info!(
         source,
         events = delivered,
         "delivery stopped; checkpoints saved"
     );
+    Ok(())
+}
+
+fn min_done(positions: &[Arc<std::sync::atomic::AtomicU64>]) -> u64 {
+    positions
+        .iter()
+        .map(|p| p.load(std::sync::atomic::Ordering::Acquire))
+        .min()
+        .unwrap_or(0)
+}
+
+/// Source checkpoints sent to the lanes and not yet durable in all of them.
+struct Confirmer<'a> {
+    source: &'a str,
+    sinks: &'a [Arc<NamedSink>],
+    store: &'a StateStore,
+    durable: &'a watch::Sender<u64>,
+    pending: std::collections::VecDeque<(u64, Checkpoint)>,
+    next_seq: u64,
+}
+
+impl Confirmer<'_> {
+    /// Numbers a checkpoint (positions can repeat: a snapshot starts and ends
+    /// at the same one) and remembers it until every lane passed it.
+    fn expect(&mut self, checkpoint: Checkpoint) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.pending.push_back((seq, checkpoint));
+        seq
+    }
+
+    fn advance(
+        &mut self,
+        lanes: &[(mpsc::Sender<Batch>, Arc<std::sync::atomic::AtomicU64>)],
+    ) -> Result<(), PipelineError> {
+        let done: Vec<Arc<std::sync::atomic::AtomicU64>> =
+            lanes.iter().map(|(_, d)| Arc::clone(d)).collect();
+        self.advance_to(min_done(&done))
+    }
+
+    /// Commits the newest checkpoint every lane has made durable.
+    fn advance_to(&mut self, all_done: u64) -> Result<(), PipelineError> {
+        let mut newest = None;
+        while self
+            .pending
+            .front()
+            .is_some_and(|(seq, _)| *seq <= all_done)
+        {
+            newest = self.pending.pop_front().map(|(_, cp)| cp);
+        }
+        let Some(cp) = newest else {
+            return Ok(());
+        };
+        let positions: Vec<(&str, u64)> = self
+            .sinks
+            .iter()
+            .map(|s| (s.name.as_str(), cp.position))
+            .collect();
+        self.store.commit(self.source, cp, &positions)?;
+        fault::point(fault::CHECKPOINT_COMMITTED);
+        let _ = self.durable.send(cp.position);
+        Ok(())
+    }
+}
+
+/// One sink's lane: writes batches in order (retrying), then marks the
+/// batch's checkpoint as durable in this sink.
+async fn lane(
+    source: String,
+    sink: Arc<NamedSink>,
+    mut batches: mpsc::Receiver<Batch>,
+    done: Arc<std::sync::atomic::AtomicU64>,
+    progress: Arc<tokio::sync::Notify>,
+    board: Arc<StatusBoard>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), PipelineError> {
+    while let Some(batch) = batches.recv().await {
+        if !batch.events.is_empty() {
+            write_with_retry(&sink, &batch.events, &board, &mut shutdown).await?;
+            status::record_latency(&source, &sink.name, &batch.events);
+            fault::point(fault::SINK_WRITTEN);
+        }
+        if let Some(seq) = batch.checkpoint {
+            done.store(seq, std::sync::atomic::Ordering::Release);
+            progress.notify_one();
+        }
+    }
     Ok(())
 }

@@ -129,12 +129,10 @@ impl StatusBoard {
     }
 }
 
-/// Per-source event metrics of a durable batch: events per table and op,
-/// snapshot rows per table, and commit→sink latency once per transaction.
-pub(crate) fn record_delivered(source: &str, events: &[ChangeEvent]) {
-    let now = now_ms();
+/// Per-source event counts of a batch handed to the sinks: events per table
+/// and op, and snapshot rows per table.
+pub(crate) fn record_source_events(source: &str, events: &[ChangeEvent]) {
     let mut counts: BTreeMap<(&str, &str, &'static str), u64> = BTreeMap::new();
-    let mut last_commit = None;
     for e in events {
         let op = match e.op {
             Op::Read => "r",
@@ -146,12 +144,6 @@ pub(crate) fn record_delivered(source: &str, events: &[ChangeEvent]) {
         *counts
             .entry((e.table.schema.as_str(), e.table.table.as_str(), op))
             .or_default() += 1;
-        if e.op != Op::Read && last_commit != Some(e.id.commit) {
-            last_commit = Some(e.id.commit);
-            let seconds = (now - e.source.ts_ms).max(0) as f64 / 1000.0;
-            metrics::histogram!("tributary_commit_to_sink_seconds", "source" => source.to_owned())
-                .record(seconds);
-        }
     }
     for ((schema, table, op), n) in counts {
         let table = format!("{schema}.{table}");
@@ -170,5 +162,24 @@ pub(crate) fn record_delivered(source: &str, events: &[ChangeEvent]) {
             "op" => op
         )
         .increment(n);
+    }
+}
+
+/// Commit→sink latency of a batch now durable in `sink`: one sample per
+/// transaction (snapshot rows have no commit).
+pub(crate) fn record_latency(source: &str, sink: &str, events: &[ChangeEvent]) {
+    let now = now_ms();
+    let mut last_commit = None;
+    for e in events {
+        if e.op != Op::Read && last_commit != Some(e.id.commit) {
+            last_commit = Some(e.id.commit);
+            let seconds = (now - e.source.ts_ms).max(0) as f64 / 1000.0;
+            metrics::histogram!(
+                "tributary_commit_to_sink_seconds",
+                "source" => source.to_owned(),
+                "sink" => sink.to_owned()
+            )
+            .record(seconds);
+        }
     }
 }

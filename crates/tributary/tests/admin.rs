@@ -66,7 +66,7 @@ fn metrics_status_and_quiet_logs() {
             "tributary_snapshot_rows_total{source=\"src\",table=\"public.t\"} 20000",
             "tributary_sink_events_total{sink=\"archive\"} 20002",
             "tributary_sink_batch_seconds_bucket{sink=\"archive\",le=\"",
-            "tributary_commit_to_sink_seconds_bucket{source=\"src\",le=\"0.02\"}",
+            "tributary_commit_to_sink_seconds_bucket{source=\"src\",sink=\"archive\",le=\"0.02\"}",
             "tributary_source_lag_seconds{source=\"src\"}",
             "tributary_source_lag_alarm{source=\"src\"} 1",
         ],
