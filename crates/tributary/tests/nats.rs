@@ -314,3 +314,67 @@ fn a_poison_event_is_dead_lettered_or_stops_the_pipeline() {
         "{log}"
     );
 }
+
+#[test]
+fn with_one_sink_down_the_other_keeps_receiving_and_the_slot_waits() {
+    let pg = PgCluster::start();
+    let mut nats = NatsServer::start();
+    let rt = runtime();
+    let db = rt.block_on(pg.create_db("app"));
+    rt.block_on(db.batch_execute("CREATE TABLE t (id int PRIMARY KEY)"))
+        .unwrap();
+    let dir = workdir();
+    // The file sink "archive" plus a NATS sink "bus".
+    let text = format!(
+        "{}\n[[sink]]\nname = \"bus\"\ntype = \"nats\"\nurl = \"{}\"\nstream = \"CDC\"\nretry_max = \"500ms\"\n",
+        config(dir.path(), &pg.url("app"), &["public.t"], ""),
+        nats.url()
+    );
+    let mut t = Tributary::start(dir.path(), &text);
+    crate::capture::wait_for_slot(&rt, &db);
+    let confirmed = || -> i64 {
+        rt.block_on(db.query_one(
+            "SELECT (confirmed_flush_lsn - '0/0')::int8 FROM pg_replication_slots \
+             WHERE slot_name = 'tributary_src'",
+            &[],
+        ))
+        .unwrap()
+        .get(0)
+    };
+    rt.block_on(db.batch_execute("INSERT INTO t VALUES (0)"))
+        .unwrap();
+    t.wait_for(1, Duration::from_secs(60));
+
+    nats.stop();
+    let before = confirmed();
+    for i in 1..=10 {
+        rt.block_on(db.batch_execute(&format!("INSERT INTO t VALUES ({i})")))
+            .unwrap();
+    }
+    // The file sink gets all ten while the bus is down...
+    let records = t.wait_for(11, Duration::from_secs(30));
+    assert_eq!(records.last().unwrap()["key"]["id"], 10);
+    std::thread::sleep(Duration::from_secs(2));
+    // ...but the slot is not confirmed past what the bus has.
+    assert!(
+        confirmed() <= before + 1_000,
+        "confirmed passed the down sink"
+    );
+
+    nats.restart();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let m = stream_messages(&rt, &nats.url(), "CDC");
+        if m.len() == 11 && confirmed() > before + 1_000 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of 11 on the bus\n{}",
+            m.len(),
+            t.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(t.terminate().success(), "{}", t.log());
+}
