@@ -3,9 +3,12 @@
 # next to pg_recvlogical (the server's own pgoutput decode rate), same run,
 # same workload: one transaction inserting ROWS rows (default 300000).
 # Tributary's time ends when its slot's confirmed_flush_lsn reaches the end LSN.
+# SINK=nats measures the NATS JetStream sink instead (a throwaway
+# nats-server -js, file storage); the count is read from its /jsz monitor.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROWS=${ROWS:-300000}
+SINK=${SINK:-file}
 cargo build --release --locked -p tributary >/dev/null 2>&1
 BIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
 W=$(mktemp -d /tmp/tributary-bench-XXXX)
@@ -27,11 +30,18 @@ url = "postgres://postgres@127.0.0.1:$PORT/postgres"
 tables = ["public.t"]
 publication = "p"
 snapshot = "never"
-[[sink]]
-name = "file"
-type = "file"
-path = "$W/events.jsonl"
 TOML
+if [ "$SINK" = nats ]; then
+  NPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  MPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  NATS_BIN=$(command -v nats-server || echo /usr/sbin/nats-server)
+  "$NATS_BIN" -js -a 127.0.0.1 -p "$NPORT" -m "$MPORT" -sd "$W/nats" >/dev/null 2>&1 & NP=$!
+  trap 'kill $NP 2>/dev/null; "${RUNAS[@]}" "$BIN/pg_ctl" stop -m immediate -D "$W/data" >/dev/null 2>&1; rm -rf "$W"' EXIT
+  until curl -s "127.0.0.1:$MPORT/varz" >/dev/null; do sleep 0.1; done
+  printf '[[sink]]\nname = "bus"\ntype = "nats"\nurl = "nats://127.0.0.1:%s"\nstream = "CDC"\n' "$NPORT" >> "$W/t.toml"
+else
+  printf '[[sink]]\nname = "file"\ntype = "file"\npath = "%s/events.jsonl"\n' "$W" >> "$W/t.toml"
+fi
 # First run only creates Tributary's slot.
 ./target/release/tributary run --config "$W/t.toml" 2>"$W/t1.log" & P=$!
 until [ "$("${PSQL[@]}" -c "SELECT count(*) FROM pg_replication_slots WHERE slot_name='tributary_bench' AND active")" = 1 ]; do sleep 0.1; done
@@ -44,14 +54,19 @@ S=$(now)
   -o proto_version=1 -o publication_names=p -f /dev/null
 PEER=$(echo "$(now) - $S" | bc)
 S=$(now)
-/usr/bin/time -v -o "$W/time.txt" ./target/release/tributary run --config "$W/t.toml" 2>"$W/t2.log" & P=$!
+./target/release/tributary run --config "$W/t.toml" 2>"$W/t2.log" & P=$!
 until [ "$("${PSQL[@]}" -c "SELECT confirmed_flush_lsn >= '$END' FROM pg_replication_slots WHERE slot_name='tributary_bench'")" = t ]; do sleep 0.02; done
 TRIB=$(echo "$(now) - $S" | bc)
+# Peak RSS of the process itself (VmHWM), read before it stops.
+RSS=$(awk '/VmHWM/ {print $2}' "/proc/$P/status")
 kill -TERM $P; wait $P || true
-EVENTS=$(wc -l < "$W/events.jsonl")
-RSS=$(awk -F: '/Maximum resident/ {print $2}' "$W/time.txt")
+if [ "$SINK" = nats ]; then
+  EVENTS=$(curl -s "127.0.0.1:$MPORT/jsz" | python3 -c 'import json,sys; print(json.load(sys.stdin)["messages"])')
+else
+  EVENTS=$(wc -l < "$W/events.jsonl")
+fi
 [ "$EVENTS" -eq "$ROWS" ] || { echo "event count $EVENTS != $ROWS" >&2; exit 1; }
 printf 'workload: one transaction of %d inserts (%s)\n' "$ROWS" "$(nproc) cores"
 printf 'pg_recvlogical: %.2f s  %.0f rows/s\n' "$PEER" "$(echo "$ROWS / $PEER" | bc -l)"
-printf 'tributary:      %.2f s  %.0f events/s  (peak RSS %d kB, %d events verified)\n' "$TRIB" "$(echo "$ROWS / $TRIB" | bc -l)" "$RSS" "$EVENTS"
+printf 'tributary (%s sink): %.2f s  %.0f events/s  (peak RSS %d kB, %d events verified)\n' "$SINK" "$TRIB" "$(echo "$ROWS / $TRIB" | bc -l)" "$RSS" "$EVENTS"
 printf 'ratio tributary/pg_recvlogical throughput: %.2f\n' "$(echo "$PEER / $TRIB" | bc -l)"
