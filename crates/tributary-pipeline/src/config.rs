@@ -173,6 +173,24 @@ pub struct SinkConfig {
     pub on_error: OnErrorSetting,
     /// Where dead letters go (default `<state_dir>/dead-letter-<sink>.jsonl`).
     pub dead_letter_path: Option<PathBuf>,
+    /// Transforms: only these tables (default: all of the sources').
+    pub tables: Option<Vec<String>>,
+    #[serde(default)]
+    pub exclude_tables: Vec<String>,
+    /// `schema.table.column` lists.
+    #[serde(default)]
+    pub exclude_columns: Vec<String>,
+    #[serde(default)]
+    pub mask_columns: Vec<String>,
+    #[serde(default)]
+    pub hash_columns: Vec<String>,
+    /// `schema.table.column` = characters (or bytes) to keep.
+    #[serde(default)]
+    pub truncate_columns: std::collections::BTreeMap<String, usize>,
+    /// What masked values become (default `****`).
+    pub mask_text: Option<String>,
+    /// The salt of `hash_columns`, from this environment variable.
+    pub hash_salt_env: Option<String>,
     /// First wait before retrying a failed write (default 100ms).
     pub retry_initial: Option<String>,
     /// Longest wait between retries (default 30s).
@@ -219,6 +237,13 @@ const KEYS: &[&str] = &[
     "credentials_file",
     "tls_ca",
     "on_error",
+    "exclude_tables",
+    "exclude_columns",
+    "mask_columns",
+    "hash_columns",
+    "truncate_columns",
+    "mask_text",
+    "hash_salt_env",
     "dead_letter_path",
     "retry_initial",
     "retry_max",
@@ -363,6 +388,7 @@ impl Config {
                     ))
                 }
             }
+            k.transform()?;
             for d in [&k.retry_initial, &k.retry_max, &k.retry_max_elapsed]
                 .into_iter()
                 .flatten()
@@ -398,6 +424,66 @@ impl SinkConfig {
                 )
             }),
         }
+    }
+
+    /// The sink's transforms (tables and columns).
+    pub fn transform(&self) -> Result<crate::transform::Transform, ConfigError> {
+        use crate::transform::{ColumnRule, Transform};
+        let tables = |list: &[String]| -> Result<std::collections::HashSet<TableRef>, ConfigError> {
+            list.iter().map(|t| parse_table(t)).collect()
+        };
+        let mut columns: std::collections::HashMap<
+            TableRef,
+            std::collections::HashMap<String, ColumnRule>,
+        > = Default::default();
+        let mut add = |spec: &str, rule: ColumnRule| -> Result<(), ConfigError> {
+            let (table, column) = spec
+                .rsplit_once('.')
+                .filter(|(t, c)| t.contains('.') && !c.is_empty())
+                .ok_or_else(|| {
+                    ConfigError::new(
+                        format!(
+                            "sink \"{}\": column \"{spec}\" is not schema.table.column",
+                            self.name
+                        ),
+                        Some("e.g. \"public.accounts.email\"".into()),
+                    )
+                })?;
+            columns
+                .entry(parse_table(table)?)
+                .or_default()
+                .insert(column.to_owned(), rule);
+            Ok(())
+        };
+        for c in &self.exclude_columns {
+            add(c, ColumnRule::Drop)?;
+        }
+        for c in &self.mask_columns {
+            add(c, ColumnRule::Mask)?;
+        }
+        for c in &self.hash_columns {
+            add(c, ColumnRule::Hash)?;
+        }
+        for (c, n) in &self.truncate_columns {
+            add(c, ColumnRule::Truncate(*n))?;
+        }
+        let salt = match &self.hash_salt_env {
+            Some(_) => self.secret(&self.hash_salt_env, "hash_salt_env")?.unwrap_or_default(),
+            None if !self.hash_columns.is_empty() => {
+                return Err(ConfigError::new(
+                    format!("sink \"{}\": hash_columns without a salt", self.name),
+                    Some("set hash_salt_env to a variable holding a secret salt, so hashes cannot be looked up".into()),
+                ))
+            }
+            None => String::new(),
+        };
+        Ok(Transform::new(
+            self.tables.as_deref().map(tables).transpose()?,
+            tables(&self.exclude_tables)?,
+            columns,
+            self.mask_text.clone().unwrap_or_else(|| "****".into()),
+            salt,
+        ))
     }
 
     /// How failed writes of this sink are retried (validated at load).

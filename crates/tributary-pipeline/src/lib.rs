@@ -12,6 +12,7 @@ mod dead_letter;
 pub mod retry;
 mod run;
 pub mod status;
+pub mod transform;
 
 pub use config::{Config, ConfigError};
 pub use run::{run, PipelineError};

@@ -17,6 +17,7 @@ use crate::config::{Config, SinkConfig};
 use crate::dead_letter::DeadLetters;
 use crate::retry::{Backoff, RetryPolicy};
 use crate::status::{self, StatusBoard};
+use crate::transform::Transform;
 use crate::ConfigError;
 
 /// Items buffered between a source and its pipeline loop: bounds memory and
@@ -125,6 +126,8 @@ struct NamedSink {
     name: String,
     sink: Mutex<Sink>,
     retry: RetryPolicy,
+    /// Tables and columns this sink receives; `None`: everything as is.
+    transform: Option<Transform>,
     /// `on_error = "dead_letter"`: where refused events go; `None`: stop.
     dead_letters: Option<std::sync::Mutex<DeadLetters>>,
     topic: String,
@@ -170,6 +173,7 @@ pub async fn run(
             name: s.name.clone(),
             sink: Mutex::new(open_sink(s, source_names.clone()).await?),
             retry: s.retry(),
+            transform: Some(s.transform()?).filter(|t| !t.is_identity()),
             dead_letters: match s.on_error {
                 OnErrorSetting::Stop => None,
                 OnErrorSetting::DeadLetter => {
@@ -556,9 +560,17 @@ async fn lane(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), PipelineError> {
     while let Some(batch) = batches.recv().await {
-        if !batch.events.is_empty() {
-            write_with_retry(&sink, &batch.events, &board, &mut shutdown).await?;
-            status::record_latency(&source, &sink.name, &batch.events);
+        let transformed;
+        let events: &[ChangeEvent] = match &sink.transform {
+            Some(t) => {
+                transformed = t.apply(&batch.events);
+                &transformed
+            }
+            None => &batch.events,
+        };
+        if !events.is_empty() {
+            write_with_retry(&sink, events, &board, &mut shutdown).await?;
+            status::record_latency(&source, &sink.name, events);
             fault::point(fault::SINK_WRITTEN);
         }
         if let Some(seq) = batch.checkpoint {

@@ -11,5 +11,6 @@ mod faults;
 mod nats;
 mod setup;
 mod tls;
+mod transform;
 mod types;
 mod wal;

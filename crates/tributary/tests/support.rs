@@ -13,6 +13,8 @@ pub struct Tributary {
     pub dir: PathBuf,
     pub events: PathBuf,
     config: PathBuf,
+    /// Extra environment for the next starts.
+    env: Vec<(String, String)>,
 }
 
 /// Runs `tributary run` on `text` to its exit: (exit code, stderr).
@@ -73,9 +75,15 @@ impl Tributary {
             dir: dir.to_owned(),
             events: dir.join("events.jsonl"),
             config,
+            env: Vec::new(),
         };
         t.restart_with_fault(fault);
         t
+    }
+
+    /// Sets an environment variable for the next starts.
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.env.push((key.to_owned(), value.to_owned()));
     }
 
     /// Starts the process again with the same config and state.
@@ -97,6 +105,7 @@ impl Tributary {
             .arg(&self.config)
             .env("RUST_LOG", "info")
             .env("TRIBUTARY_FAULT", fault.unwrap_or(""))
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
