@@ -183,15 +183,7 @@ fn a_broker_down_for_ten_seconds_pauses_capture_and_loses_nothing() {
         assert!(Instant::now() < deadline, "{}", t.log());
         std::thread::sleep(Duration::from_millis(100));
     }
-    let confirmed = || -> i64 {
-        rt.block_on(db.query_one(
-            "SELECT (confirmed_flush_lsn - '0/0')::int8 FROM pg_replication_slots \
-             WHERE slot_name = 'tributary_src'",
-            &[],
-        ))
-        .unwrap()
-        .get(0)
-    };
+    let confirmed = || confirmed_flush(&rt, &db);
 
     nats.stop();
     let down_at = Instant::now();
@@ -332,15 +324,7 @@ fn with_one_sink_down_the_other_keeps_receiving_and_the_slot_waits() {
     );
     let mut t = Tributary::start(dir.path(), &text);
     crate::capture::wait_for_slot(&rt, &db);
-    let confirmed = || -> i64 {
-        rt.block_on(db.query_one(
-            "SELECT (confirmed_flush_lsn - '0/0')::int8 FROM pg_replication_slots \
-             WHERE slot_name = 'tributary_src'",
-            &[],
-        ))
-        .unwrap()
-        .get(0)
-    };
+    let confirmed = || confirmed_flush(&rt, &db);
     rt.block_on(db.batch_execute("INSERT INTO t VALUES (0)"))
         .unwrap();
     t.wait_for(1, Duration::from_secs(60));

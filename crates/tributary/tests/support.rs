@@ -216,6 +216,17 @@ pub fn read_records(path: &Path) -> Vec<Value> {
         .collect()
 }
 
+/// The source slot's `confirmed_flush_lsn`, as a number.
+pub fn confirmed_flush(rt: &tokio::runtime::Runtime, db: &tokio_postgres::Client) -> i64 {
+    rt.block_on(db.query_one(
+        "SELECT (confirmed_flush_lsn - '0/0')::int8 FROM pg_replication_slots \
+         WHERE slot_name = 'tributary_src'",
+        &[],
+    ))
+    .unwrap()
+    .get(0)
+}
+
 /// Asserts that `text` contains every one of `expected`.
 pub fn assert_contains_all(text: &str, expected: &[&str]) {
     for e in expected {
