@@ -187,6 +187,9 @@ pub struct SinkConfig {
     /// `schema.table.column` = characters (or bytes) to keep.
     #[serde(default)]
     pub truncate_columns: std::collections::BTreeMap<String, usize>,
+    /// Routing: `"schema.table" = "topic or subject template"`.
+    #[serde(default)]
+    pub routes: std::collections::BTreeMap<String, String>,
     /// What masked values become (default `****`).
     pub mask_text: Option<String>,
     /// The salt of `hash_columns`, from this environment variable.
@@ -243,6 +246,7 @@ const KEYS: &[&str] = &[
     "hash_columns",
     "truncate_columns",
     "mask_text",
+    "routes",
     "hash_salt_env",
     "dead_letter_path",
     "retry_initial",
@@ -389,6 +393,7 @@ impl Config {
                 }
             }
             k.transform()?;
+            k.routes()?;
             for d in [&k.retry_initial, &k.retry_max, &k.retry_max_elapsed]
                 .into_iter()
                 .flatten()
@@ -424,6 +429,14 @@ impl SinkConfig {
                 )
             }),
         }
+    }
+
+    /// The routing transform: per-table topic/subject templates.
+    pub fn routes(&self) -> Result<tributary_sink::Routes, ConfigError> {
+        self.routes
+            .iter()
+            .map(|(table, template)| Ok((parse_table(table)?, template.clone())))
+            .collect()
     }
 
     /// The sink's transforms (tables and columns).
@@ -509,6 +522,7 @@ impl SinkConfig {
                 .subject
                 .clone()
                 .unwrap_or_else(|| "{source}.{schema}.{table}".into()),
+            routes: self.routes()?,
             sources,
             memory_storage: self.storage.as_deref() == Some("memory"),
             duplicate_window: match &self.duplicate_window {

@@ -139,6 +139,7 @@ async fn open_sink(cfg: &SinkConfig, sources: Vec<String>) -> Result<Sink, Pipel
             .topic
             .clone()
             .unwrap_or_else(|| RecordOptions::default().topic),
+        routes: cfg.routes()?,
         tombstones: cfg.tombstones,
     };
     let failed = |error| PipelineError::Sink {

@@ -63,14 +63,29 @@ impl SinkError {
 pub struct RecordOptions {
     /// Topic template: `{source}`, `{schema}`, `{table}`.
     pub topic: String,
+    /// Per-table templates that replace `topic` (routing).
+    pub routes: Routes,
     /// Emit a tombstone (same key, `null` value) after each delete.
     pub tombstones: bool,
+}
+
+/// Per-table topic (or subject) templates: the routing transform.
+pub type Routes = std::collections::HashMap<tributary_core::TableRef, String>;
+
+/// The template for `event`: its table's route, else `default`.
+pub(crate) fn template_for<'a>(
+    routes: &'a Routes,
+    default: &'a str,
+    event: &ChangeEvent,
+) -> &'a str {
+    routes.get(&*event.table).map_or(default, String::as_str)
 }
 
 impl Default for RecordOptions {
     fn default() -> Self {
         Self {
             topic: "{source}.{schema}.{table}".into(),
+            routes: Routes::new(),
             tombstones: true,
         }
     }

@@ -28,6 +28,8 @@ pub struct NatsOptions {
     pub stream: String,
     /// Subject template: `{source}`, `{schema}`, `{table}`.
     pub subject: String,
+    /// Per-table subject templates (routing).
+    pub routes: crate::Routes,
     /// The sources whose events this sink receives (for the stream subjects).
     pub sources: Vec<String>,
     /// File (default) or memory storage, when the stream is created.
@@ -50,6 +52,7 @@ const IN_FLIGHT: usize = 4096;
 pub struct NatsSink {
     context: jetstream::Context,
     subject: String,
+    routes: crate::Routes,
     stream: String,
     /// Reused per event: subject, id, key and value.
     scratch: String,
@@ -66,12 +69,19 @@ fn nats_error(what: &'static str, e: impl std::fmt::Display) -> SinkError {
 
 /// The stream subjects of a template: placeholders other than `{source}`
 /// become single-token wildcards, one subject per source.
-pub fn stream_subjects(template: &str, sources: &[String]) -> Vec<String> {
+/// Routed tables add their own subjects.
+fn stream_subjects(template: &str, routes: &crate::Routes, sources: &[String]) -> Vec<String> {
     let generic = template.replace("{schema}", "*").replace("{table}", "*");
     let mut subjects: Vec<String> = sources
         .iter()
         .map(|s| generic.replace("{source}", s))
         .collect();
+    for (table, route) in routes {
+        let routed = route
+            .replace("{schema}", &table.schema)
+            .replace("{table}", &table.table);
+        subjects.extend(sources.iter().map(|s| routed.replace("{source}", s)));
+    }
     subjects.sort();
     subjects.dedup();
     subjects
@@ -149,7 +159,7 @@ async fn check_subjects(
 /// the sink's subjects or is missing (then `run` creates it).
 pub async fn probe(options: &NatsOptions) -> Result<String, SinkError> {
     let context = connect(options).await?;
-    let subjects = stream_subjects(&options.subject, &options.sources);
+    let subjects = stream_subjects(&options.subject, &options.routes, &options.sources);
     match context.get_stream(&options.stream).await {
         Ok(mut existing) => {
             check_subjects(&mut existing, &options.stream, &subjects).await?;
@@ -172,7 +182,7 @@ impl NatsSink {
     /// existing one captures every subject this sink publishes to.
     pub async fn open(options: &NatsOptions) -> Result<Self, SinkError> {
         let context = connect(options).await?;
-        let subjects = stream_subjects(&options.subject, &options.sources);
+        let subjects = stream_subjects(&options.subject, &options.routes, &options.sources);
         match context.get_stream(&options.stream).await {
             Ok(mut existing) => {
                 check_subjects(&mut existing, &options.stream, &subjects).await?;
@@ -198,6 +208,7 @@ impl NatsSink {
         Ok(Self {
             context,
             subject: options.subject.clone(),
+            routes: options.routes.clone(),
             stream: options.stream.clone(),
             scratch: String::new(),
             id: String::new(),
@@ -218,7 +229,8 @@ impl NatsSink {
         for (chunk_no, chunk) in events.chunks(IN_FLIGHT).enumerate() {
             let mut acks = Vec::with_capacity(chunk.len());
             for (i, event) in chunk.iter().enumerate() {
-                debezium::write_topic(&mut self.scratch, &self.subject, event);
+                let template = crate::template_for(&self.routes, &self.subject, event);
+                debezium::write_topic(&mut self.scratch, template, event);
                 self.id.clear();
                 let _ = write!(self.id, "{}", event.id);
                 let mut headers = HeaderMap::new();
@@ -281,11 +293,20 @@ mod tests {
     #[test]
     fn subjects_per_source_with_wildcards() {
         let sources = vec!["cash".to_owned(), "stock".to_owned()];
+        let none = crate::Routes::new();
         assert_eq!(
-            stream_subjects("{source}.{schema}.{table}", &sources),
+            stream_subjects("{source}.{schema}.{table}", &none, &sources),
             ["cash.*.*", "stock.*.*"]
         );
-        assert_eq!(stream_subjects("cdc.{table}", &sources), ["cdc.*"]);
+        assert_eq!(stream_subjects("cdc.{table}", &none, &sources), ["cdc.*"]);
+        let routes = crate::Routes::from([(
+            tributary_core::TableRef::new("public", "accounts"),
+            "ledger.{source}.{table}".to_owned(),
+        )]);
+        assert_eq!(
+            stream_subjects("cdc.{table}", &routes, &sources[..1]),
+            ["cdc.*", "ledger.cash.accounts"]
+        );
     }
 
     #[test]

@@ -43,7 +43,8 @@ impl RecordEncoder {
         use std::fmt::Write;
         let out = &mut self.buf;
         out.extend_from_slice(b"{\"topic\":");
-        debezium::write_topic(&mut self.scratch, &self.options.topic, event);
+        let template = crate::template_for(&self.options.routes, &self.options.topic, event);
+        debezium::write_topic(&mut self.scratch, template, event);
         debezium::write_str(out, &self.scratch);
         out.extend_from_slice(b",\"key\":");
         debezium::write_key(out, event);

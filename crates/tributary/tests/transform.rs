@@ -35,7 +35,8 @@ fn tables_and_columns_are_filtered_masked_hashed_and_truncated() {
          mask_columns = [\"public.accounts.email\"]\n\
          hash_columns = [\"public.accounts.phone\"]\n\
          hash_salt_env = \"TEST_SALT\"\n\
-         truncate_columns = { \"public.accounts.note\" = 6 }",
+         truncate_columns = { \"public.accounts.note\" = 6 }\n\
+         routes = { \"public.accounts\" = \"{source}.private.{table}\" }",
     );
     std::fs::write(dir.path().join("tributary.toml"), &text).unwrap();
     let mut t = Tributary::start(dir.path(), &text);
@@ -59,7 +60,7 @@ fn tables_and_columns_are_filtered_masked_hashed_and_truncated() {
         records.len(),
         "audit leaked: {records_now:?}"
     );
-    assert!(records.iter().all(|r| r["topic"] == "src.public.accounts"));
+    assert!(records.iter().all(|r| r["topic"] == "src.private.accounts"), "{records:?}");
 
     let phone_hash: String = Sha256::digest(b"pepper555-0100")
         .iter()
