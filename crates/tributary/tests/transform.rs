@@ -60,7 +60,10 @@ fn tables_and_columns_are_filtered_masked_hashed_and_truncated() {
         records.len(),
         "audit leaked: {records_now:?}"
     );
-    assert!(records.iter().all(|r| r["topic"] == "src.private.accounts"), "{records:?}");
+    assert!(
+        records.iter().all(|r| r["topic"] == "src.private.accounts"),
+        "{records:?}"
+    );
 
     let phone_hash: String = Sha256::digest(b"pepper555-0100")
         .iter()
