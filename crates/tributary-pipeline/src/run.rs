@@ -392,6 +392,7 @@ async fn deliver(
 ) -> Result<(), PipelineError> {
     let progress = Arc::new(tokio::sync::Notify::new());
     let mut lanes = Vec::with_capacity(sinks.len());
+    let mut done_per_sink = Vec::with_capacity(sinks.len());
     let mut tasks = tokio::task::JoinSet::new();
     for sink in &sinks {
         let (tx, rx) = mpsc::channel::<Batch>(SINK_QUEUE);
@@ -405,13 +406,15 @@ async fn deliver(
             Arc::clone(&board),
             shutdown.clone(),
         ));
-        lanes.push((tx, done));
+        lanes.push(tx);
+        done_per_sink.push(done);
     }
     let mut confirm = Confirmer {
         source: &source,
         sinks: &sinks,
         store: &store,
         durable: &durable,
+        done: done_per_sink,
         pending: std::collections::VecDeque::new(),
         next_seq: 1,
     };
@@ -424,7 +427,7 @@ async fn deliver(
                 None => break,
             },
             _ = progress.notified() => {
-                confirm.advance(&lanes)?;
+                confirm.advance()?;
                 continue;
             }
             Some(ended) = tasks.join_next() => {
@@ -460,7 +463,7 @@ async fn deliver(
             Vec::with_capacity(MAX_BATCH_EVENTS),
         ));
         let seq = checkpoint.map(|cp| confirm.expect(cp));
-        for (tx, _) in &lanes {
+        for tx in &lanes {
             let batch = Batch {
                 events: Arc::clone(&batch_events),
                 checkpoint: seq,
@@ -469,16 +472,14 @@ async fn deliver(
                 break; // the lane failed; its error comes from join_next
             }
         }
-        confirm.advance(&lanes)?;
+        confirm.advance()?;
     }
     // The source is done: let every lane drain, then confirm what they made durable.
-    let positions: Vec<Arc<std::sync::atomic::AtomicU64>> =
-        lanes.iter().map(|(_, done)| Arc::clone(done)).collect();
     drop(lanes);
     while let Some(ended) = tasks.join_next().await {
         ended.unwrap_or_else(|e| Err(PipelineError::SourceStopped(e.to_string())))?;
     }
-    confirm.advance_to(min_done(&positions))?;
+    confirm.advance()?;
     tracing::info!(
         source,
         events = delivered,
@@ -487,20 +488,14 @@ async fn deliver(
     Ok(())
 }
 
-fn min_done(positions: &[Arc<std::sync::atomic::AtomicU64>]) -> u64 {
-    positions
-        .iter()
-        .map(|p| p.load(std::sync::atomic::Ordering::Acquire))
-        .min()
-        .unwrap_or(0)
-}
-
 /// Source checkpoints sent to the lanes and not yet durable in all of them.
 struct Confirmer<'a> {
     source: &'a str,
     sinks: &'a [Arc<NamedSink>],
     store: &'a StateStore,
     durable: &'a watch::Sender<u64>,
+    /// Per sink, the number of the last checkpoint its lane made durable.
+    done: Vec<Arc<std::sync::atomic::AtomicU64>>,
     pending: std::collections::VecDeque<(u64, Checkpoint)>,
     next_seq: u64,
 }
@@ -515,17 +510,14 @@ impl Confirmer<'_> {
         seq
     }
 
-    fn advance(
-        &mut self,
-        lanes: &[(mpsc::Sender<Batch>, Arc<std::sync::atomic::AtomicU64>)],
-    ) -> Result<(), PipelineError> {
-        let done: Vec<Arc<std::sync::atomic::AtomicU64>> =
-            lanes.iter().map(|(_, d)| Arc::clone(d)).collect();
-        self.advance_to(min_done(&done))
-    }
-
     /// Commits the newest checkpoint every lane has made durable.
-    fn advance_to(&mut self, all_done: u64) -> Result<(), PipelineError> {
+    fn advance(&mut self) -> Result<(), PipelineError> {
+        let all_done = self
+            .done
+            .iter()
+            .map(|d| d.load(std::sync::atomic::Ordering::Acquire))
+            .min()
+            .unwrap_or(0);
         let mut newest = None;
         while self
             .pending
@@ -560,6 +552,7 @@ async fn lane(
     board: Arc<StatusBoard>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), PipelineError> {
+    let latency = status::latency_histogram(&source, &sink.name);
     while let Some(batch) = batches.recv().await {
         let transformed;
         let events: &[ChangeEvent] = match &sink.transform {
@@ -571,7 +564,7 @@ async fn lane(
         };
         if !events.is_empty() {
             write_with_retry(&sink, events, &board, &mut shutdown).await?;
-            status::record_latency(&source, &sink.name, events);
+            status::record_latency(&latency, events);
             fault::point(fault::SINK_WRITTEN);
         }
         if let Some(seq) = batch.checkpoint {

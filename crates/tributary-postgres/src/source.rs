@@ -362,7 +362,6 @@ impl Stream {
         let mut batch: Vec<ChangeEvent> = Vec::with_capacity(BATCH);
         let mut skip_tx = false;
         let mut last_committed = self.start;
-        let mut last_checkpoint = self.start;
         let mut durable_open = true;
         let mut commit_time_ms = 0;
         let mut stopping = *links.shutdown.borrow();
@@ -441,21 +440,12 @@ impl Stream {
                         }
                         send(&links.out, checkpoint(end)).await?;
                         self.retention.sent(end, Some(commit_time_ms));
-                        last_checkpoint = end;
                         self.start = end;
                     }
                     last_committed = end;
                 }
                 ReplicationEvent::KeepAlive { wal_end, .. } => {
-                    // Between transactions everything before wal_end was sent:
-                    // let the slot advance even when captured tables are idle.
-                    let end = wal_end.as_u64();
-                    if !self.decoder.in_transaction() && end > last_checkpoint {
-                        send(&links.out, checkpoint(end)).await?;
-                        self.retention.sent(end, None);
-                        last_checkpoint = end;
-                        self.start = end;
-                    }
+                    self.sent_up_to(wal_end.as_u64(), &links.out).await?;
                 }
                 ReplicationEvent::Message {
                     transactional: false,
@@ -466,17 +456,22 @@ impl Stream {
                     // Our heartbeat came back through the slot: every
                     // transaction committed before it was sent, so its
                     // position can be confirmed once durable.
-                    let end = lsn.as_u64();
-                    if !self.decoder.in_transaction() && end > last_checkpoint {
-                        send(&links.out, checkpoint(end)).await?;
-                        self.retention.sent(end, None);
-                        last_checkpoint = end;
-                        self.start = end;
-                    }
+                    self.sent_up_to(lsn.as_u64(), &links.out).await?;
                 }
                 ReplicationEvent::Message { .. } => {}
                 ReplicationEvent::StoppedAt { .. } => break,
             }
+        }
+        Ok(())
+    }
+
+    /// Between transactions, everything before `end` was sent: a checkpoint
+    /// there lets the slot advance even when the captured tables are idle.
+    async fn sent_up_to(&mut self, end: u64, out: &mpsc::Sender<SourceItem>) -> Result<(), Error> {
+        if !self.decoder.in_transaction() && end > self.start {
+            send(out, checkpoint(end)).await?;
+            self.retention.sent(end, None);
+            self.start = end;
         }
         Ok(())
     }

@@ -3,7 +3,6 @@
 //! logs that never carry row values.
 
 use std::io::{Read, Write};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::support::*;
@@ -68,6 +67,7 @@ fn metrics_status_and_quiet_logs() {
             "tributary_sink_batch_seconds_bucket{sink=\"archive\",le=\"",
             "tributary_commit_to_sink_seconds_bucket{source=\"src\",sink=\"archive\",le=\"0.02\"}",
             "tributary_source_lag_seconds{source=\"src\"}",
+            "tributary_source_retained_wal_bytes{source=\"src\"}",
             "tributary_source_lag_alarm{source=\"src\"} 1",
         ],
     );
@@ -75,19 +75,11 @@ fn metrics_status_and_quiet_logs() {
     let status = http_get(port, "/status");
     assert!(status.contains("\"slot\":\"tributary_src\""), "{status}");
 
-    let out = Command::new(env!("CARGO_BIN_EXE_tributary"))
-        .args(["status", "--config"])
-        .arg(dir.path().join("tributary.toml"))
-        .output()
-        .unwrap();
-    let table = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{table}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = cli("status", dir.path(), &text, &[]);
+    let table = &out.stdout;
+    assert_eq!(out.code, 0, "{table}{}", out.stderr);
     assert_contains_all(
-        &table,
+        table,
         &[
             "SOURCE",
             "CONFIRMED",
@@ -115,15 +107,9 @@ fn status_without_a_running_process_says_so() {
         "{}\n[admin]\nlisten = \"127.0.0.1:{port}\"\n",
         config(dir.path(), "postgres://u@127.0.0.1:1/db", &["public.t"], "")
     );
-    let path = dir.path().join("t.toml");
-    std::fs::write(&path, text).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_tributary"))
-        .args(["status", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let out = cli("status", dir.path(), &text, &[]);
+    let stderr = &out.stderr;
+    assert_eq!(out.code, 1, "{stderr}");
     assert!(
         stderr.contains("hint: is `tributary run --config"),
         "{stderr}"

@@ -1,22 +1,12 @@
 //! `tributary check`: one line per check, each failing case named with a
 //! hint, and `run` refusing to start with the same message.
 
-use std::process::Command;
-
 use crate::support::*;
 
+/// Runs `tributary check` to its exit: (exit code, stdout then stderr).
 pub fn check(dir: &std::path::Path, text: &str) -> (i32, String) {
-    let path = dir.join("check.toml");
-    std::fs::write(&path, text).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_tributary"))
-        .args(["check", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
-    )
+    let out = cli("check", dir, text, &[]);
+    (out.code, out.stdout + &out.stderr)
 }
 
 #[test]

@@ -106,16 +106,14 @@ fn passwords_come_from_env_or_file_and_are_never_printed() {
         &["public.t"],
         "password_env = \"CDC_TEST_PW\"",
     );
-    let path = dir.path().join("t.toml");
-    std::fs::write(&path, text).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_tributary"))
-        .args(["run", "--config"])
-        .arg(&path)
-        .env("CDC_TEST_PW", "Wrong-Pw-2")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let out = cli(
+        "run",
+        dir.path(),
+        &text,
+        &[("CDC_TEST_PW", Some("Wrong-Pw-2"))],
+    );
+    let stderr = &out.stderr;
+    assert_eq!(out.code, 1, "{stderr}");
     assert!(
         stderr.contains("password authentication failed"),
         "{stderr}"
@@ -123,13 +121,8 @@ fn passwords_come_from_env_or_file_and_are_never_printed() {
     assert!(!stderr.contains("Wrong-Pw-2"), "password printed: {stderr}");
 
     // Unset: exit 2 naming the variable.
-    let out = Command::new(env!("CARGO_BIN_EXE_tributary"))
-        .args(["run", "--config"])
-        .arg(&path)
-        .env_remove("CDC_TEST_PW")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let out = cli("run", dir.path(), &text, &[("CDC_TEST_PW", None)]);
+    let stderr = &out.stderr;
+    assert_eq!(out.code, 2, "{stderr}");
     assert!(stderr.contains("CDC_TEST_PW is not set"), "{stderr}");
 }

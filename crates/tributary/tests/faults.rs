@@ -225,3 +225,51 @@ fn repeated_changes(records: &[serde_json::Value]) -> usize {
         .filter(|r| !seen.insert(r["id"].as_str().unwrap().to_owned()))
         .count()
 }
+
+#[test]
+fn sigterm_mid_transaction_finishes_it_and_a_restart_repeats_nothing() {
+    let n = 300_000;
+    let pg = PgCluster::start();
+    let rt = runtime();
+    let db = rt.block_on(pg.create_db("app"));
+    rt.block_on(db.batch_execute("CREATE TABLE big (id int PRIMARY KEY)"))
+        .unwrap();
+    let dir = workdir();
+    let mut t = Tributary::start(
+        dir.path(),
+        &config(dir.path(), &pg.url("app"), &["public.big"], ""),
+    );
+    crate::capture::wait_for_slot(&rt, &db);
+    rt.block_on(db.batch_execute(&format!(
+        "INSERT INTO big SELECT g FROM generate_series(1, {n}) g"
+    )))
+    .unwrap();
+    // Signal while the transaction is being streamed (lines counted, not
+    // parsed: the last one may be half written).
+    let lines = || {
+        std::fs::read(&t.events)
+            .map(|b| b.iter().filter(|&&c| c == b'\n').count())
+            .unwrap_or(0)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while lines() < 1000 {
+        assert!(std::time::Instant::now() < deadline, "{}", t.log());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let at_signal = lines();
+    assert!(at_signal < n, "the transaction was already through");
+    assert!(t.terminate().success(), "{}", t.log());
+    assert_eq!(
+        read_records(&t.events).len(),
+        n,
+        "the open transaction was not finished"
+    );
+
+    t.restart();
+    rt.block_on(db.batch_execute("INSERT INTO big VALUES (0)"))
+        .unwrap();
+    let records = t.wait_for(n + 1, Duration::from_secs(60));
+    assert_eq!(records.len(), n + 1, "something was delivered twice");
+    assert_eq!(records[n]["key"]["id"], 0);
+    assert!(t.terminate().success());
+}

@@ -17,20 +17,39 @@ pub struct Tributary {
     env: Vec<(String, String)>,
 }
 
+/// What one `tributary` command printed, and how it exited.
+pub struct CliOutput {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Writes `text` to `<dir>/<command>.toml` and runs `tributary COMMAND
+/// --config` on it to its exit; `env` sets (`Some`) or removes (`None`)
+/// variables.
+pub fn cli(command: &str, dir: &Path, text: &str, env: &[(&str, Option<&str>)]) -> CliOutput {
+    let path = dir.join(format!("{command}.toml"));
+    std::fs::write(&path, text).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tributary"));
+    cmd.args([command, "--config"]).arg(&path);
+    for (key, value) in env {
+        match value {
+            Some(v) => cmd.env(key, v),
+            None => cmd.env_remove(key),
+        };
+    }
+    let out = cmd.output().unwrap();
+    CliOutput {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
 /// Runs `tributary run` on `text` to its exit: (exit code, stderr).
 pub fn run_config(text: &str) -> (i32, String) {
-    let dir = workdir();
-    let path = dir.path().join("t.toml");
-    std::fs::write(&path, text).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_tributary"))
-        .args(["run", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let out = cli("run", workdir().path(), text, &[]);
+    (out.code, out.stderr)
 }
 
 /// Config for one postgres source and one file sink.
