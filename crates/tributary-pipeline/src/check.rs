@@ -82,6 +82,7 @@ pub async fn check_sink(sink: &SinkConfig, sources: &[String]) -> CheckLine {
     let finding = match (sink.kind.as_str(), &sink.path) {
         ("file", Some(path)) => file_writable(path),
         ("nats", _) => nats_reachable(sink, sources).await,
+        ("postgres", _) => postgres_reachable(sink).await,
         _ => Finding {
             outcome: Outcome::Ok,
             message: "stdout".into(),
@@ -110,6 +111,43 @@ async fn nats_reachable(sink: &SinkConfig, sources: &[String]) -> Finding {
             hint: Some(
                 "check url, credentials and TLS of this sink; an existing stream must \
                  capture the sink's subjects (or choose another `stream`)"
+                    .into(),
+            ),
+        },
+    }
+}
+
+async fn postgres_reachable(sink: &SinkConfig) -> Finding {
+    let positions = sink
+        .positions_table
+        .clone()
+        .unwrap_or_else(|| "public.tributary_positions".into());
+    let probed = match sink.password() {
+        Ok(password) => {
+            match ConnectionConfig::parse(sink.url.as_deref().unwrap_or_default(), password) {
+                Ok(connection) => tributary_sink::probe_postgres(&connection, &positions)
+                    .await
+                    .map_err(|e| match std::error::Error::source(&e) {
+                        Some(cause) => format!("{e}: {cause}"),
+                        None => e.to_string(),
+                    }),
+                Err(e) => Err(e.to_string()),
+            }
+        }
+        Err(e) => Err(e.to_string()),
+    };
+    match probed {
+        Ok(message) => Finding {
+            outcome: Outcome::Ok,
+            message,
+            hint: None,
+        },
+        Err(message) => Finding {
+            outcome: Outcome::Fail,
+            message,
+            hint: Some(
+                "check url and password of this sink; its role needs CREATE on the target \
+                 schemas (or existing tables it may write)"
                     .into(),
             ),
         },

@@ -11,6 +11,7 @@ pub mod config;
 mod dead_letter;
 pub mod retry;
 mod run;
+mod schemas;
 pub mod status;
 pub mod transform;
 

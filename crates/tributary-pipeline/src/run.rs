@@ -5,10 +5,14 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, watch, Mutex};
 use tributary_core::{fault, ChangeEvent};
 use tributary_postgres::preflight::{self, Finding, Outcome};
+use tributary_postgres::ConnectionConfig;
 use tributary_postgres::{
     PostgresSource, PostgresSourceConfig, SourceHealth, SourceItem, SourceLinks,
 };
-use tributary_sink::{FileSink, NatsSink, RecordOptions, Rejection, Sink, SinkError, StdoutSink};
+use tributary_sink::{
+    FileSink, NatsSink, PostgresOptions, PostgresSink, RecordOptions, Rejection, Sink, SinkError,
+    StdoutSink,
+};
 use tributary_state::{Checkpoint, StateError, StateStore};
 
 use crate::check::postgres_config;
@@ -16,6 +20,7 @@ use crate::config::OnErrorSetting;
 use crate::config::{Config, SinkConfig};
 use crate::dead_letter::DeadLetters;
 use crate::retry::{Backoff, RetryPolicy};
+use crate::schemas::SourceSchemas;
 use crate::status::{self, StatusBoard};
 use crate::transform::Transform;
 use crate::ConfigError;
@@ -71,9 +76,7 @@ impl PipelineError {
     pub fn detail(&self) -> Option<String> {
         match self {
             PipelineError::Source { error, .. } => error.detail(),
-            PipelineError::Sink { error, .. } => {
-                std::error::Error::source(error).map(ToString::to_string)
-            }
+            PipelineError::Sink { error, .. } => error.detail(),
             PipelineError::State(e) => std::error::Error::source(e).map(ToString::to_string),
             PipelineError::Preflight { failures, .. } if failures.len() > 1 => Some(format!(
                 "also: {}",
@@ -133,7 +136,8 @@ struct NamedSink {
     topic: String,
 }
 
-async fn open_sink(cfg: &SinkConfig, sources: Vec<String>) -> Result<Sink, PipelineError> {
+async fn open_sink(cfg: &SinkConfig, config: &Config) -> Result<Sink, PipelineError> {
+    let sources: Vec<String> = config.sources.iter().map(|s| s.name.clone()).collect();
     let options = RecordOptions {
         topic: cfg
             .topic
@@ -155,9 +159,48 @@ async fn open_sink(cfg: &SinkConfig, sources: Vec<String>) -> Result<Sink, Pipel
             let nats = cfg.nats_options(sources)?;
             Sink::Nats(Box::new(NatsSink::open(&nats).await.map_err(failed)?))
         }
+        "postgres" => Sink::Postgres(Box::new(
+            PostgresSink::open(postgres_sink_options(cfg, config)?)
+                .await
+                .map_err(failed)?,
+        )),
         _ => Sink::Stdout(StdoutSink::new(options)),
     };
     Ok(sink)
+}
+
+/// The PostgreSQL sink's settings: the target, and each source's database
+/// for the definitions of tables it creates.
+fn postgres_sink_options(
+    cfg: &SinkConfig,
+    config: &Config,
+) -> Result<PostgresOptions, PipelineError> {
+    let failed = |error| PipelineError::Sink {
+        sink: cfg.name.clone(),
+        error: SinkError::PostgresConnect(error),
+    };
+    let connection =
+        ConnectionConfig::parse(cfg.url.as_deref().unwrap_or_default(), cfg.password()?)
+            .map_err(failed)?;
+    let mut sources = std::collections::HashMap::new();
+    for src in &config.sources {
+        sources.insert(src.name.clone(), postgres_config(src)?.connection);
+    }
+    Ok(PostgresOptions {
+        name: cfg.name.clone(),
+        connection,
+        target: cfg
+            .target
+            .clone()
+            .unwrap_or_else(|| "{schema}.{table}".into()),
+        routes: cfg.routes()?,
+        history: cfg.mode.as_deref() == Some("history"),
+        positions_table: cfg
+            .positions_table
+            .clone()
+            .unwrap_or_else(|| "public.tributary_positions".into()),
+        schemas: Arc::new(SourceSchemas::new(sources, cfg.transform()?)),
+    })
 }
 
 /// Runs every source until `shutdown` becomes true or one fails.
@@ -167,12 +210,11 @@ pub async fn run(
     board: Arc<StatusBoard>,
 ) -> Result<(), PipelineError> {
     let store = StateStore::open(&config.state_dir)?;
-    let source_names: Vec<String> = config.sources.iter().map(|s| s.name.clone()).collect();
     let mut sinks: Vec<Arc<NamedSink>> = Vec::with_capacity(config.sinks.len());
     for s in &config.sinks {
         sinks.push(Arc::new(NamedSink {
             name: s.name.clone(),
-            sink: Mutex::new(open_sink(s, source_names.clone()).await?),
+            sink: Mutex::new(open_sink(s, &config).await?),
             retry: s.retry(),
             transform: Some(s.transform()?).filter(|t| !t.is_identity()),
             dead_letters: match s.on_error {

@@ -56,6 +56,21 @@ impl Transform {
         !self.exclude.contains(table) && self.include.as_ref().is_none_or(|i| i.contains(table))
     }
 
+    /// A source table definition as this sink's events shape it: dropped
+    /// columns gone, masked and hashed ones text (their values are strings
+    /// now, whatever the source type was).
+    pub fn reshape(&self, table: &TableRef, columns: &mut Vec<(String, String)>) {
+        let Some(rules) = self.columns.get(table) else {
+            return;
+        };
+        columns.retain(|(name, _)| rules.get(name) != Some(&ColumnRule::Drop));
+        for (name, sql_type) in columns.iter_mut() {
+            if matches!(rules.get(name), Some(ColumnRule::Mask | ColumnRule::Hash)) {
+                *sql_type = "text".into();
+            }
+        }
+    }
+
     /// The events this sink receives, rewritten.
     pub fn apply(&self, events: &[ChangeEvent]) -> Vec<ChangeEvent> {
         events

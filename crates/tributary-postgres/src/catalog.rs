@@ -180,3 +180,49 @@ async fn key_columns(client: &Client, table_oid: u32) -> Result<Vec<String>, Err
         .map_err(|e| Error::query("reading the table's key", e))?;
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
+
+/// A table's published columns as portable SQL types (for a PostgreSQL sink
+/// that creates the table elsewhere), and its key columns.
+///
+/// Domains become their base type, enums and types outside `pg_catalog`
+/// (extensions) become `text` (arrays of them `text[]`): the target database
+/// may not have those types, and their values travel as text anyway.
+pub async fn portable_definition(
+    client: &Client,
+    table: &TableRef,
+) -> Result<(Vec<(String, String)>, Vec<String>), Error> {
+    let rows = client
+        .query(
+            "WITH cols AS ( \
+               SELECT c.oid AS rel, a.attnum, a.attname::text AS name, \
+                      CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE a.atttypid END AS typ, \
+                      CASE WHEN t.typtype = 'd' THEN t.typtypmod ELSE a.atttypmod END AS typmod \
+               FROM pg_class c \
+               JOIN pg_namespace n ON n.oid = c.relnamespace \
+               JOIN pg_attribute a ON a.attrelid = c.oid \
+               JOIN pg_type t ON t.oid = a.atttypid \
+               WHERE n.nspname = $1 AND c.relname = $2 \
+                 AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '') \
+             SELECT cols.rel, cols.name, \
+               CASE \
+                 WHEN t.typtype = 'b' AND t.typnamespace = 'pg_catalog'::regnamespace \
+                      AND (e.oid IS NULL OR (e.typtype = 'b' AND e.typnamespace = 'pg_catalog'::regnamespace)) \
+                   THEN format_type(cols.typ, cols.typmod) \
+                 WHEN t.typcategory = 'A' THEN 'text[]' \
+                 ELSE 'text' END \
+             FROM cols JOIN pg_type t ON t.oid = cols.typ \
+             LEFT JOIN pg_type e ON e.oid = t.typelem AND t.typcategory = 'A' \
+             ORDER BY cols.attnum",
+            &[&table.schema, &table.table],
+        )
+        .await
+        .map_err(|e| Error::query("reading the table's column types", e))?;
+    let Some(first) = rows.first() else {
+        return Err(Error::TableMissing {
+            table: table.to_string(),
+        });
+    };
+    let oid: u32 = first.get(0);
+    let columns = rows.iter().map(|r| (r.get(1), r.get(2))).collect();
+    Ok((columns, key_columns(client, oid).await?))
+}

@@ -7,6 +7,7 @@
 
 mod file;
 mod nats;
+mod postgres;
 mod record;
 
 use std::path::PathBuf;
@@ -15,6 +16,9 @@ use tributary_core::ChangeEvent;
 
 pub use file::FileSink;
 pub use nats::{probe as probe_nats, NatsOptions, NatsSink};
+pub use postgres::{
+    probe as probe_postgres, PostgresOptions, PostgresSink, SchemaSource, TableDefinition,
+};
 pub use record::RecordEncoder;
 
 /// Errors of a sink.
@@ -38,9 +42,44 @@ pub enum SinkError {
     Nats { what: &'static str, reason: String },
     #[error("JetStream stream \"{stream}\" does not capture the subjects {subjects}")]
     StreamSubjects { stream: String, subjects: String },
+    #[error("PostgreSQL target failed while {what}")]
+    Postgres {
+        what: String,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    #[error("could not connect to the PostgreSQL target")]
+    PostgresConnect(#[source] tributary_postgres::Error),
+    #[error("the PostgreSQL target connection is closed")]
+    PostgresClosed,
+    #[error("no definition for target table of {table}: {reason}")]
+    PostgresSchema { table: String, reason: String },
 }
 
 impl SinkError {
+    /// The underlying cause, for the `detail:` line. For the PostgreSQL
+    /// target it is the server's message and SQLSTATE, never its DETAIL
+    /// field, which can quote row values.
+    pub fn detail(&self) -> Option<String> {
+        let pg = match self {
+            SinkError::Postgres { source, .. } => Some(source),
+            SinkError::PostgresConnect(tributary_postgres::Error::Connect { source, .. }) => {
+                Some(source)
+            }
+            _ => None,
+        };
+        if let Some(db) = pg.and_then(|e| e.as_db_error()) {
+            return Some(format!("{} (SQLSTATE {})", db.message(), db.code().code()));
+        }
+        let mut cause = std::error::Error::source(self)?;
+        let mut text = cause.to_string();
+        while let Some(next) = cause.source() {
+            text = format!("{text}: {next}");
+            cause = next;
+        }
+        Some(text)
+    }
+
     /// Whether trying the same write again later may succeed.
     pub fn is_transient(&self) -> bool {
         match self {
@@ -51,9 +90,27 @@ impl SinkError {
                     "publishing" | "waiting for the publish ack" | "connecting"
                 )
             }
-            SinkError::Open { .. } | SinkError::Stdout(_) | SinkError::StreamSubjects { .. } => {
-                false
-            }
+            SinkError::Postgres { source, .. } => postgres_transient(source),
+            SinkError::PostgresConnect(_) | SinkError::PostgresClosed => true,
+            SinkError::Open { .. }
+            | SinkError::Stdout(_)
+            | SinkError::StreamSubjects { .. }
+            | SinkError::PostgresSchema { .. } => false,
+        }
+    }
+}
+
+/// Whether a PostgreSQL error may pass by itself: a lost connection, a
+/// server shutting down or out of resources, a serialization failure.
+fn postgres_transient(e: &tokio_postgres::Error) -> bool {
+    match e.code() {
+        None => true, // I/O: the connection broke
+        Some(code) => {
+            let c = code.code();
+            c.starts_with("08")
+                || c.starts_with("40")
+                || c.starts_with("53")
+                || c.starts_with("57P")
         }
     }
 }
@@ -96,6 +153,7 @@ pub enum Sink {
     File(FileSink),
     Stdout(StdoutSink),
     Nats(Box<NatsSink>),
+    Postgres(Box<PostgresSink>),
 }
 
 /// An event the target refused for good (a poison event), by its index in
@@ -113,6 +171,7 @@ impl Sink {
             Sink::File(s) => s.write(events).await.map(|()| Vec::new()),
             Sink::Stdout(s) => s.write(events).await.map(|()| Vec::new()),
             Sink::Nats(s) => s.write(events).await,
+            Sink::Postgres(s) => s.write(events).await,
         }
     }
 }

@@ -22,6 +22,8 @@ pub struct PgCluster {
     port: u16,
     user: Option<(u32, u32)>,
     tls: bool,
+    /// The `postgres -c` options it was started with (for restarts).
+    options: String,
 }
 
 /// Who may connect over TCP.
@@ -115,12 +117,13 @@ impl PgCluster {
         if let Some((uid, gid)) = user {
             std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).expect("chown temp dir");
         }
-        let cluster = Self {
+        let mut cluster = Self {
             dir,
             bindir: pg_bindir(),
             port: free_port(),
             user,
             tls,
+            options: String::new(),
         };
         let status = cluster
             .command("initdb")
@@ -160,18 +163,36 @@ impl PgCluster {
                  host replication all 127.0.0.1/32 scram-sha-256\n",
             );
         }
-        let status = cluster
+        cluster.options = options;
+        cluster.restart();
+        cluster
+    }
+
+    /// Stops the server (fast shutdown: clients are disconnected).
+    pub fn stop(&self) {
+        let status = self
             .command("pg_ctl")
-            .args(["start", "-w", "-t", "60", "-D"])
-            .arg(cluster.data_dir())
-            .arg("-l")
-            .arg(cluster.dir.path().join("server.log"))
-            .args(["-o", &options])
+            .args(["stop", "-m", "fast", "-w", "-D"])
+            .arg(self.data_dir())
             .stdout(Stdio::null())
             .status()
             .expect("run pg_ctl");
-        assert!(status.success(), "pg_ctl start failed: {}", cluster.log());
-        cluster
+        assert!(status.success(), "pg_ctl stop failed: {}", self.log());
+    }
+
+    /// Starts the server again (after [`PgCluster::stop`]), same port and data.
+    pub fn restart(&self) {
+        let status = self
+            .command("pg_ctl")
+            .args(["start", "-w", "-t", "60", "-D"])
+            .arg(self.data_dir())
+            .arg("-l")
+            .arg(self.dir.path().join("server.log"))
+            .args(["-o", &self.options])
+            .stdout(Stdio::null())
+            .status()
+            .expect("run pg_ctl");
+        assert!(status.success(), "pg_ctl start failed: {}", self.log());
     }
 
     /// A CA, a server certificate it signed, and a pg_hba.conf that rejects

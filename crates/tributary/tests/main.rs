@@ -9,6 +9,7 @@ mod check;
 mod cli;
 mod faults;
 mod nats;
+mod pgsink;
 mod setup;
 mod tls;
 mod transform;

@@ -12,6 +12,9 @@ use tributary_core::TableRef;
 use tributary_postgres::value_mapping::{DecimalHandling, IntervalHandling, MappingOptions};
 use tributary_postgres::{SlotLost, SnapshotMode};
 
+mod sink;
+pub use sink::{OnErrorSetting, SinkConfig};
+
 /// An unusable configuration (exit code 2).
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{message}")]
@@ -109,16 +112,6 @@ pub enum SnapshotSetting {
     Always,
 }
 
-#[derive(Debug, Deserialize, Default, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum OnErrorSetting {
-    /// Stop the pipeline with the event's id and the reason (default).
-    #[default]
-    Stop,
-    /// Write the event and the reason to the dead-letter file and go on.
-    DeadLetter,
-}
-
 #[derive(Debug, Deserialize, Default, Clone, Copy)]
 #[serde(rename_all = "lowercase")]
 pub enum SlotLostSetting {
@@ -141,69 +134,6 @@ pub enum IntervalSetting {
     #[default]
     Numeric,
     String,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SinkConfig {
-    pub name: String,
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub path: Option<PathBuf>,
-    pub topic: Option<String>,
-    pub subject: Option<String>,
-    #[serde(default = "yes")]
-    pub tombstones: bool,
-    pub url: Option<String>,
-    pub stream: Option<String>,
-    pub view: Option<String>,
-    /// NATS: `file` (default) or `memory`, when the stream is created.
-    pub storage: Option<String>,
-    /// NATS: JetStream's duplicate window, when the stream is created.
-    pub duplicate_window: Option<String>,
-    pub user: Option<String>,
-    pub password_env: Option<String>,
-    pub token_env: Option<String>,
-    pub credentials_file: Option<PathBuf>,
-    pub tls_ca: Option<PathBuf>,
-    #[serde(default)]
-    pub require_tls: bool,
-    /// What to do with an event the target refuses for good.
-    #[serde(default)]
-    pub on_error: OnErrorSetting,
-    /// Where dead letters go (default `<state_dir>/dead-letter-<sink>.jsonl`).
-    pub dead_letter_path: Option<PathBuf>,
-    /// Transforms: only these tables (default: all of the sources').
-    pub tables: Option<Vec<String>>,
-    #[serde(default)]
-    pub exclude_tables: Vec<String>,
-    /// `schema.table.column` lists.
-    #[serde(default)]
-    pub exclude_columns: Vec<String>,
-    #[serde(default)]
-    pub mask_columns: Vec<String>,
-    #[serde(default)]
-    pub hash_columns: Vec<String>,
-    /// `schema.table.column` = characters (or bytes) to keep.
-    #[serde(default)]
-    pub truncate_columns: std::collections::BTreeMap<String, usize>,
-    /// Routing: `"schema.table" = "topic or subject template"`.
-    #[serde(default)]
-    pub routes: std::collections::BTreeMap<String, String>,
-    /// What masked values become (default `****`).
-    pub mask_text: Option<String>,
-    /// The salt of `hash_columns`, from this environment variable.
-    pub hash_salt_env: Option<String>,
-    /// First wait before retrying a failed write (default 100ms).
-    pub retry_initial: Option<String>,
-    /// Longest wait between retries (default 30s).
-    pub retry_max: Option<String>,
-    /// Give up (stop with an error) after this long; default: until shutdown.
-    pub retry_max_elapsed: Option<String>,
-}
-
-fn yes() -> bool {
-    true
 }
 
 /// Every valid key, for "did you mean" hints.
@@ -253,6 +183,20 @@ const KEYS: &[&str] = &[
     "retry_max",
     "retry_max_elapsed",
     "require_tls",
+    "target",
+    "mode",
+    "positions_table",
+    "bearer_token_env",
+    "hmac_secret_env",
+    "timeout",
+    "batch_size",
+    "brokers",
+    "compression",
+    "create_topics",
+    "partitions",
+    "replication_factor",
+    "properties",
+    "sasl_password_env",
     "listen",
     "sql",
 ];
@@ -348,194 +292,9 @@ impl Config {
                     None,
                 ));
             }
-            match k.kind.as_str() {
-                "file" if k.path.is_none() => {
-                    return Err(ConfigError::new(
-                        format!("sink \"{}\": a file sink needs a path", k.name),
-                        Some("path = \"./events.jsonl\"".into()),
-                    ))
-                }
-                "file" | "stdout" => {}
-                "nats" => {
-                    if k.url.is_none() {
-                        return Err(ConfigError::new(
-                            format!("sink \"{}\": a nats sink needs a url", k.name),
-                            Some("url = \"nats://127.0.0.1:4222\"".into()),
-                        ));
-                    }
-                    if let Some(w) = &k.duplicate_window {
-                        parse_duration(w)?;
-                    }
-                    if !matches!(k.storage.as_deref(), None | Some("file" | "memory")) {
-                        return Err(ConfigError::new(
-                            format!(
-                                "sink \"{}\": storage must be \"file\" or \"memory\"",
-                                k.name
-                            ),
-                            None,
-                        ));
-                    }
-                }
-                "kafka" | "postgres" | "http" => {
-                    return Err(ConfigError::new(
-                        format!(
-                            "sink \"{}\": type \"{}\" is not available in this version",
-                            k.name, k.kind
-                        ),
-                        Some("available sink types: file, stdout, nats".into()),
-                    ))
-                }
-                other => {
-                    return Err(ConfigError::new(
-                        format!("sink \"{}\": unknown type \"{other}\"", k.name),
-                        Some("available sink types: file, stdout, nats".into()),
-                    ))
-                }
-            }
-            k.transform()?;
-            k.routes()?;
-            for d in [&k.retry_initial, &k.retry_max, &k.retry_max_elapsed]
-                .into_iter()
-                .flatten()
-            {
-                parse_duration(d)?;
-            }
-            if k.view.is_some() {
-                return Err(ConfigError::new(
-                    format!(
-                        "sink \"{}\": `view` is not available in this version",
-                        k.name
-                    ),
-                    None,
-                ));
-            }
+            k.validate()?;
         }
         Ok(())
-    }
-}
-
-impl SinkConfig {
-    /// A secret from the environment variable named by `var`, if set.
-    fn secret(&self, var: &Option<String>, key: &str) -> Result<Option<String>, ConfigError> {
-        match var {
-            None => Ok(None),
-            Some(var) => std::env::var(var).map(Some).map_err(|_| {
-                ConfigError::new(
-                    format!(
-                        "sink \"{}\": environment variable {var} is not set",
-                        self.name
-                    ),
-                    Some(format!("export {var}=... before starting, or remove {key}")),
-                )
-            }),
-        }
-    }
-
-    /// The routing transform: per-table topic/subject templates.
-    pub fn routes(&self) -> Result<tributary_sink::Routes, ConfigError> {
-        self.routes
-            .iter()
-            .map(|(table, template)| Ok((parse_table(table)?, template.clone())))
-            .collect()
-    }
-
-    /// The sink's transforms (tables and columns).
-    pub fn transform(&self) -> Result<crate::transform::Transform, ConfigError> {
-        use crate::transform::{ColumnRule, Transform};
-        let tables = |list: &[String]| -> Result<std::collections::HashSet<TableRef>, ConfigError> {
-            list.iter().map(|t| parse_table(t)).collect()
-        };
-        let mut columns: std::collections::HashMap<
-            TableRef,
-            std::collections::HashMap<String, ColumnRule>,
-        > = Default::default();
-        let mut add = |spec: &str, rule: ColumnRule| -> Result<(), ConfigError> {
-            let (table, column) = spec
-                .rsplit_once('.')
-                .filter(|(t, c)| t.contains('.') && !c.is_empty())
-                .ok_or_else(|| {
-                    ConfigError::new(
-                        format!(
-                            "sink \"{}\": column \"{spec}\" is not schema.table.column",
-                            self.name
-                        ),
-                        Some("e.g. \"public.accounts.email\"".into()),
-                    )
-                })?;
-            columns
-                .entry(parse_table(table)?)
-                .or_default()
-                .insert(column.to_owned(), rule);
-            Ok(())
-        };
-        for c in &self.exclude_columns {
-            add(c, ColumnRule::Drop)?;
-        }
-        for c in &self.mask_columns {
-            add(c, ColumnRule::Mask)?;
-        }
-        for c in &self.hash_columns {
-            add(c, ColumnRule::Hash)?;
-        }
-        for (c, n) in &self.truncate_columns {
-            add(c, ColumnRule::Truncate(*n))?;
-        }
-        let salt = match &self.hash_salt_env {
-            Some(_) => self.secret(&self.hash_salt_env, "hash_salt_env")?.unwrap_or_default(),
-            None if !self.hash_columns.is_empty() => {
-                return Err(ConfigError::new(
-                    format!("sink \"{}\": hash_columns without a salt", self.name),
-                    Some("set hash_salt_env to a variable holding a secret salt, so hashes cannot be looked up".into()),
-                ))
-            }
-            None => String::new(),
-        };
-        Ok(Transform::new(
-            self.tables.as_deref().map(tables).transpose()?,
-            tables(&self.exclude_tables)?,
-            columns,
-            self.mask_text.clone().unwrap_or_else(|| "****".into()),
-            salt,
-        ))
-    }
-
-    /// How failed writes of this sink are retried (validated at load).
-    pub fn retry(&self) -> crate::retry::RetryPolicy {
-        let parse = |d: &Option<String>| d.as_deref().and_then(|t| parse_duration(t).ok());
-        let default = crate::retry::RetryPolicy::default();
-        crate::retry::RetryPolicy {
-            initial: parse(&self.retry_initial).unwrap_or(default.initial),
-            max: parse(&self.retry_max).unwrap_or(default.max),
-            max_elapsed: parse(&self.retry_max_elapsed),
-        }
-    }
-
-    /// The NATS sink's settings; `sources` are the source names it serves.
-    pub fn nats_options(
-        &self,
-        sources: Vec<String>,
-    ) -> Result<tributary_sink::NatsOptions, ConfigError> {
-        Ok(tributary_sink::NatsOptions {
-            url: self.url.clone().unwrap_or_default(),
-            stream: self.stream.clone().unwrap_or_else(|| "CDC".into()),
-            subject: self
-                .subject
-                .clone()
-                .unwrap_or_else(|| "{source}.{schema}.{table}".into()),
-            routes: self.routes()?,
-            sources,
-            memory_storage: self.storage.as_deref() == Some("memory"),
-            duplicate_window: match &self.duplicate_window {
-                Some(w) => parse_duration(w)?,
-                None => std::time::Duration::from_secs(120),
-            },
-            user: self.user.clone(),
-            password: self.secret(&self.password_env, "password_env")?,
-            token: self.secret(&self.token_env, "token_env")?,
-            credentials_file: self.credentials_file.clone(),
-            tls_ca: self.tls_ca.clone(),
-            require_tls: self.require_tls,
-        })
     }
 }
 
