@@ -83,6 +83,8 @@ pub async fn check_sink(sink: &SinkConfig, sources: &[String]) -> CheckLine {
         ("file", Some(path)) => file_writable(path),
         ("nats", _) => nats_reachable(sink, sources).await,
         ("postgres", _) => postgres_reachable(sink).await,
+        ("kafka", _) => kafka_reachable(sink).await,
+        ("http", _) => http_reachable(sink).await,
         _ => Finding {
             outcome: Outcome::Ok,
             message: "stdout".into(),
@@ -111,6 +113,52 @@ async fn nats_reachable(sink: &SinkConfig, sources: &[String]) -> Finding {
             hint: Some(
                 "check url, credentials and TLS of this sink; an existing stream must \
                  capture the sink's subjects (or choose another `stream`)"
+                    .into(),
+            ),
+        },
+    }
+}
+
+async fn http_reachable(sink: &SinkConfig) -> Finding {
+    let probed = match sink.http_options(tributary_sink::RecordOptions::default()) {
+        Ok(options) => tributary_sink::probe_http(&options)
+            .await
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    match probed {
+        Ok(message) => Finding {
+            outcome: Outcome::Ok,
+            message,
+            hint: None,
+        },
+        Err(message) => Finding {
+            outcome: Outcome::Fail,
+            message,
+            hint: Some("check the url of this sink and that the receiver is running".into()),
+        },
+    }
+}
+
+async fn kafka_reachable(sink: &SinkConfig) -> Finding {
+    let probed = match sink.kafka_options() {
+        Ok(options) => tributary_sink::probe_kafka(&options)
+            .await
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    match probed {
+        Ok(message) => Finding {
+            outcome: Outcome::Ok,
+            message,
+            hint: None,
+        },
+        Err(message) => Finding {
+            outcome: Outcome::Fail,
+            message,
+            hint: Some(
+                "check brokers and the security properties (security.protocol, sasl.*, ssl.*) \
+                 of this sink"
                     .into(),
             ),
         },

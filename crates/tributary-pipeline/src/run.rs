@@ -10,8 +10,8 @@ use tributary_postgres::{
     PostgresSource, PostgresSourceConfig, SourceHealth, SourceItem, SourceLinks,
 };
 use tributary_sink::{
-    FileSink, NatsSink, PostgresOptions, PostgresSink, RecordOptions, Rejection, Sink, SinkError,
-    StdoutSink,
+    FileSink, HttpSink, KafkaSink, NatsSink, PostgresOptions, PostgresSink, RecordOptions,
+    Rejection, Sink, SinkError, StdoutSink,
 };
 use tributary_state::{Checkpoint, StateError, StateStore};
 
@@ -159,6 +159,14 @@ async fn open_sink(cfg: &SinkConfig, config: &Config) -> Result<Sink, PipelineEr
             let nats = cfg.nats_options(sources)?;
             Sink::Nats(Box::new(NatsSink::open(&nats).await.map_err(failed)?))
         }
+        "http" => Sink::Http(Box::new(
+            HttpSink::open(cfg.http_options(options)?).map_err(failed)?,
+        )),
+        "kafka" => Sink::Kafka(Box::new(
+            KafkaSink::open(cfg.kafka_options()?)
+                .await
+                .map_err(failed)?,
+        )),
         "postgres" => Sink::Postgres(Box::new(
             PostgresSink::open(postgres_sink_options(cfg, config)?)
                 .await

@@ -6,6 +6,8 @@
 //! crash can cause redelivery (each event keeps its id) but never loss.
 
 mod file;
+mod http;
+mod kafka;
 mod nats;
 mod postgres;
 mod record;
@@ -15,6 +17,8 @@ use std::path::PathBuf;
 use tributary_core::ChangeEvent;
 
 pub use file::FileSink;
+pub use http::{probe as probe_http, signature as http_signature, HttpOptions, HttpSink};
+pub use kafka::{probe as probe_kafka, KafkaOptions, KafkaSink};
 pub use nats::{probe as probe_nats, NatsOptions, NatsSink};
 pub use postgres::{
     probe as probe_postgres, PostgresOptions, PostgresSink, SchemaSource, TableDefinition,
@@ -42,6 +46,14 @@ pub enum SinkError {
     Nats { what: &'static str, reason: String },
     #[error("JetStream stream \"{stream}\" does not capture the subjects {subjects}")]
     StreamSubjects { stream: String, subjects: String },
+    #[error("HTTP receiver failed while {what}: {reason}")]
+    Http {
+        what: &'static str,
+        reason: String,
+        transient: bool,
+    },
+    #[error("Kafka failed while {what}: {reason}")]
+    Kafka { what: &'static str, reason: String },
     #[error("PostgreSQL target failed while {what}")]
     Postgres {
         what: String,
@@ -91,6 +103,12 @@ impl SinkError {
                 )
             }
             SinkError::Postgres { source, .. } => postgres_transient(source),
+            SinkError::Http { transient, .. } => *transient,
+            SinkError::Kafka { what, .. } => {
+                *what != "configuring the client"
+                    && *what != "configuring the producer"
+                    && *what != "configuring the admin client"
+            }
             SinkError::PostgresConnect(_) | SinkError::PostgresClosed => true,
             SinkError::Open { .. }
             | SinkError::Stdout(_)
@@ -154,6 +172,8 @@ pub enum Sink {
     Stdout(StdoutSink),
     Nats(Box<NatsSink>),
     Postgres(Box<PostgresSink>),
+    Kafka(Box<KafkaSink>),
+    Http(Box<HttpSink>),
 }
 
 /// An event the target refused for good (a poison event), by its index in
@@ -172,6 +192,8 @@ impl Sink {
             Sink::Stdout(s) => s.write(events).await.map(|()| Vec::new()),
             Sink::Nats(s) => s.write(events).await,
             Sink::Postgres(s) => s.write(events).await,
+            Sink::Kafka(s) => s.write(events).await,
+            Sink::Http(s) => s.write(events).await,
         }
     }
 }

@@ -448,3 +448,110 @@ impl Drop for NatsServer {
         let _ = self.child.wait();
     }
 }
+
+/// A throwaway Kafka-compatible broker: `tansu` with in-memory storage on its
+/// own loopback port, run in an empty directory (tansu reads a `.env` file
+/// from its working directory). Killed on drop; a restart starts empty.
+///
+/// The binary comes from `TRIBUTARY_TANSU`, `~/.cache/tributary/tansu/bin`
+/// (where `scripts/test.sh` installs it once) or `PATH`.
+pub struct KafkaBroker {
+    child: Option<std::process::Child>,
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+fn tansu_binary() -> PathBuf {
+    if let Ok(path) = std::env::var("TRIBUTARY_TANSU") {
+        return PathBuf::from(path);
+    }
+    let cached = std::env::var("HOME")
+        .map(|h| PathBuf::from(h).join(".cache/tributary/tansu/bin/tansu"))
+        .unwrap_or_default();
+    if cached.exists() {
+        return cached;
+    }
+    let on_path = Command::new("sh")
+        .args(["-c", "command -v tansu"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
+    on_path.unwrap_or_else(|| {
+        panic!(
+            "tansu (a Kafka-compatible broker) is not installed; scripts/test.sh installs it with \
+             `cargo install tansu --locked --features dynostore --root ~/.cache/tributary/tansu`"
+        )
+    })
+}
+
+impl KafkaBroker {
+    pub fn start() -> Self {
+        let mut broker = Self {
+            child: None,
+            dir: tempfile::Builder::new()
+                .prefix("tributary-kafka-")
+                .tempdir()
+                .expect("temp dir"),
+            port: free_port(),
+        };
+        broker.restart();
+        broker
+    }
+
+    /// `127.0.0.1:PORT`, for `bootstrap.servers`.
+    pub fn brokers(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the broker (its in-memory topics are gone).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the broker on the same port and waits until it listens.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "broker still running");
+        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let log = std::fs::File::create(self.dir.path().join("tansu.log")).expect("tansu log");
+        let child = Command::new(tansu_binary())
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", "memory://tansu/"])
+            .current_dir(self.dir.path())
+            .env_remove("CLUSTER_ID")
+            .env_remove("STORAGE_ENGINE")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start tansu");
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "tansu did not listen: {}",
+                self.log()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("tansu.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for KafkaBroker {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

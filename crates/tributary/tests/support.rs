@@ -87,17 +87,31 @@ impl Tributary {
 
     /// [`Tributary::start`] with a named crash point armed.
     pub fn start_with_fault(dir: &Path, config_text: &str, fault: Option<&str>) -> Self {
+        let mut t = Self::prepare(dir, config_text, &[]);
+        t.restart_with_fault(fault);
+        t
+    }
+
+    /// [`Tributary::start`] with environment variables (secrets) set.
+    pub fn start_with_env(dir: &Path, config_text: &str, env: &[(&str, &str)]) -> Self {
+        let mut t = Self::prepare(dir, config_text, env);
+        t.restart();
+        t
+    }
+
+    fn prepare(dir: &Path, config_text: &str, env: &[(&str, &str)]) -> Self {
         let config = dir.join("tributary.toml");
         std::fs::write(&config, config_text).unwrap();
-        let mut t = Tributary {
+        Tributary {
             child: None,
             dir: dir.to_owned(),
             events: dir.join("events.jsonl"),
             config,
-            env: Vec::new(),
-        };
-        t.restart_with_fault(fault);
-        t
+            env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        }
     }
 
     /// Sets an environment variable for the next starts.

@@ -334,6 +334,56 @@ impl SinkConfig {
         }
     }
 
+    /// The HTTP sink's settings (secrets from the environment).
+    pub fn http_options(
+        &self,
+        records: tributary_sink::RecordOptions,
+    ) -> Result<tributary_sink::HttpOptions, ConfigError> {
+        Ok(tributary_sink::HttpOptions {
+            url: self.url.clone().unwrap_or_default(),
+            bearer_token: self.secret(&self.bearer_token_env, "bearer_token_env")?,
+            hmac_secret: self.secret(&self.hmac_secret_env, "hmac_secret_env")?,
+            timeout: match &self.timeout {
+                Some(t) => parse_duration(t)?,
+                None => std::time::Duration::from_secs(10),
+            },
+            batch_size: self.batch_size.unwrap_or(1000),
+            records,
+            tls_ca: self.tls_ca.clone(),
+        })
+    }
+
+    /// The Kafka sink's settings (secrets from the environment).
+    pub fn kafka_options(&self) -> Result<tributary_sink::KafkaOptions, ConfigError> {
+        let mut properties = self.properties.clone();
+        if let Some(password) = self.secret(&self.sasl_password_env, "sasl_password_env")? {
+            properties.insert("sasl.password".into(), password);
+        }
+        if let Some(ca) = &self.tls_ca {
+            properties.insert("ssl.ca.location".into(), ca.display().to_string());
+            properties
+                .entry("security.protocol".into())
+                .or_insert_with(|| "ssl".into());
+        }
+        if let Some(user) = &self.user {
+            properties.insert("sasl.username".into(), user.clone());
+        }
+        Ok(tributary_sink::KafkaOptions {
+            brokers: self.brokers.clone().unwrap_or_default(),
+            topic: self
+                .topic
+                .clone()
+                .unwrap_or_else(|| "{source}.{schema}.{table}".into()),
+            routes: self.routes()?,
+            tombstones: self.tombstones,
+            compression: self.compression.clone().unwrap_or_else(|| "none".into()),
+            create_topics: self.create_topics.unwrap_or(true),
+            partitions: self.partitions.unwrap_or(1),
+            replication_factor: self.replication_factor.unwrap_or(1),
+            properties,
+        })
+    }
+
     /// The NATS sink's settings; `sources` are the source names it serves.
     pub fn nats_options(
         &self,
