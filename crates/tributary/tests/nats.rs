@@ -11,7 +11,7 @@ use tributary_testkit::NatsServer;
 use crate::support::*;
 
 /// Every message of `stream`: (subject, msg id, key header, payload JSON).
-fn stream_messages(
+pub fn stream_messages(
     rt: &tokio::runtime::Runtime,
     url: &str,
     stream: &str,

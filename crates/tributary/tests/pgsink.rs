@@ -331,3 +331,73 @@ fn a_row_the_target_refuses_is_dead_lettered_and_the_rest_flows() {
     assert_eq!(count(&rt, &wh, "SELECT count(*) FROM history.t"), 3);
     assert!(t.terminate().success(), "{}", t.log());
 }
+
+#[test]
+fn kill9_under_load_leaves_no_duplicate_in_jetstream_nor_the_replica() {
+    let pg = PgCluster::start();
+    let target = PgCluster::start();
+    let nats = tributary_testkit::NatsServer::start();
+    let rt = runtime();
+    let db = rt.block_on(pg.create_db("app"));
+    let wh = rt.block_on(target.create_db("warehouse"));
+    rt.block_on(db.batch_execute(
+        "CREATE TABLE t (id int PRIMARY KEY, n int NOT NULL);
+         INSERT INTO t SELECT g, 0 FROM generate_series(1, 2000) g;",
+    ))
+    .unwrap();
+    let dir = workdir();
+    let text = format!(
+        "{}\n[[sink]]\nname = \"bus\"\ntype = \"nats\"\nurl = \"{}\"\nstream = \"CDC\"\n",
+        sinks_config(dir.path(), &pg, &target, &["public.t"]),
+        nats.url()
+    );
+    let mut t = Tributary::start(dir.path(), &text);
+    crate::capture::wait_for_slot(&rt, &db);
+    // 1500 transactions of three changes each, while Tributary is killed twice.
+    let writer = spawn_writer(pg.url("app"), 1500, |i| {
+        format!(
+            "BEGIN; UPDATE t SET n = n + 1 WHERE id = {}; INSERT INTO t VALUES ({}, 0); \
+             DELETE FROM t WHERE id = {}; COMMIT;",
+            i % 1000 + 1,
+            10_000 + i,
+            2000 - (i % 500)
+        )
+    });
+    for _ in 0..2 {
+        std::thread::sleep(Duration::from_millis(800));
+        t.kill9();
+        t.restart();
+    }
+    writer.join().unwrap();
+    wait_equal(&t, &rt, &db, &wh, "t", "copy.t");
+
+    // JetStream: every event of the history table once, nothing twice.
+    let expected = count(&rt, &wh, "SELECT count(*) FROM history.t");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let messages = loop {
+        let m = crate::nats::stream_messages(&rt, &nats.url(), "CDC");
+        if m.len() as i64 >= expected {
+            break m;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {expected}\n{}",
+            m.len(),
+            t.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let ids: std::collections::HashSet<&str> = messages.iter().map(|m| m.1.as_str()).collect();
+    assert_eq!(ids.len(), messages.len(), "JetStream stored a duplicate");
+    // 2000 snapshot rows, 1500 updates, 1500 inserts, 500 deletes (the
+    // writer deletes each of ids 1501..=2000 once; later deletes find nothing).
+    assert_eq!(expected, 2000 + 1500 + 1500 + 500);
+    assert_eq!(messages.len() as i64, expected);
+    println!(
+        "kill -9 ×2: {} events sent, {} found in JetStream, {} in history, 0 duplicates",
+        expected,
+        messages.len(),
+        expected
+    );
+    assert!(t.terminate().success(), "{}", t.log());
+}
