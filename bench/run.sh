@@ -1,0 +1,187 @@
+#!/usr/bin/env bash
+# Every figure of bench/results.md, each measured next to its peer in the
+# same run on one throwaway PostgreSQL cluster:
+#   (a) one 300k-row insert transaction + 30k single-row update transactions
+#   (b) 200k single-row update transactions (pgbench-style, 4 clients)
+#       peer: pg_recvlogical on a pgoutput slot with --endpos; Tributary's
+#       time ends when its slot's confirmed_flush_lsn reaches the end LSN
+#   (c) snapshot of a 1M-row table; peer: psql -c "COPY c TO STDOUT";
+#       Tributary's time ends when the last row is durable in the file sink
+#   (d) commit→sink latency p50/p99 at a steady 5k tx/s (pgbench -R),
+#       from Tributary's tributary_commit_to_sink_seconds histogram
+#   (e) peak RSS (/usr/bin/time -v) while a 1M-row transaction streams
+# Sink: the file sink (Debezium JSON Lines, fsync per batch). Each run
+# verifies the number of events it measured. Usage:
+#   bench/run.sh [--write]      (--write: also rewrite bench/results.md)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+WRITE=${1:-}
+cargo build --release --locked -p tributary >/dev/null 2>&1
+TRIB=$PWD/target/release/tributary
+BIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+W=$(mktemp -d /tmp/tributary-bench-XXXX)
+RUNAS=(); if [ "$(id -u)" -eq 0 ]; then chown postgres "$W"; RUNAS=(runuser -u postgres --); fi
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+PORT=$(free_port); APORT=$(free_port)
+"${RUNAS[@]}" "$BIN/initdb" -D "$W/data" -U postgres --auth=trust -E UTF8 --locale=C >/dev/null
+"${RUNAS[@]}" "$BIN/pg_ctl" start -w -D "$W/data" -l "$W/server.log" -o "-c listen_addresses=127.0.0.1 \
+  -c port=$PORT -c unix_socket_directories=$W -c wal_level=logical -c max_wal_size=8GB \
+  -c max_replication_slots=10 -c shared_buffers=256MB" >/dev/null
+cleanup() { pkill -P $$ 2>/dev/null || true; "${RUNAS[@]}" "$BIN/pg_ctl" stop -m immediate -D "$W/data" >/dev/null 2>&1; rm -rf "$W"; }
+trap cleanup EXIT
+PSQL=("$BIN/psql" -qAt -h 127.0.0.1 -p "$PORT" -U postgres -d postgres)
+PGBENCH=("$BIN/pgbench" -h 127.0.0.1 -p "$PORT" -U postgres -n -q)
+RECV=("$BIN/pg_recvlogical" -h 127.0.0.1 -p "$PORT" -U postgres -d postgres)
+now() { date +%s.%N; }
+OUT=$W/results.txt
+line() { printf '%s\n' "$*" | tee -a "$OUT"; }
+
+# config NAME TABLES SNAPSHOT: a Tributary config with a file sink.
+config() {
+  cat > "$W/$1.toml" <<TOML
+state_dir = "$W/state-$1"
+[admin]
+listen = "127.0.0.1:$APORT"
+[[source]]
+name = "$1"
+type = "postgres"
+url = "postgres://postgres@127.0.0.1:$PORT/postgres"
+tables = [$2]
+snapshot = "$3"
+[[sink]]
+name = "file"
+type = "file"
+path = "$W/$1.jsonl"
+TOML
+}
+slot_active() { [ "$("${PSQL[@]}" -c "SELECT count(*) FROM pg_replication_slots WHERE slot_name='tributary_$1' AND active")" = 1 ]; }
+# Creates both slots (Tributary's by a first run that only starts streaming).
+make_slots() {
+  "${RECV[@]}" -S "peer_$1" -P pgoutput --create-slot
+  "${PSQL[@]}" -c "CREATE PUBLICATION peer_$1 FOR TABLE $2"
+  config "$1" "\"public.$2\"" never
+  "$TRIB" run --config "$W/$1.toml" 2>"$W/$1-first.log" & local p=$!
+  until slot_active "$1"; do sleep 0.1; done
+  kill -TERM $p; wait $p
+}
+# stream NAME EXPECTED_EVENTS LABEL: times the peer, then Tributary, to the end LSN.
+stream() {
+  local end s peer trib p rss events
+  end=$("${PSQL[@]}" -c "SELECT pg_current_wal_lsn()")
+  s=$(now)
+  "${RECV[@]}" -S "peer_$1" --start --endpos="$end" -o proto_version=1 -o "publication_names=peer_$1" -f /dev/null
+  peer=$(echo "$(now) - $s" | bc)
+  s=$(now)
+  "$TRIB" run --config "$W/$1.toml" 2>"$W/$1.log" & p=$!
+  until [ "$("${PSQL[@]}" -c "SELECT confirmed_flush_lsn >= '$end' FROM pg_replication_slots WHERE slot_name='tributary_$1'")" = t ]; do sleep 0.01; done
+  trib=$(echo "$(now) - $s" | bc)
+  rss=$(awk '/VmHWM/ {print $2}' "/proc/$p/status")
+  kill -TERM $p; wait $p || true
+  events=$(wc -l < "$W/$1.jsonl")
+  [ "$events" -eq "$2" ] || { echo "$1: $events events, expected $2" >&2; exit 1; }
+  line "$3 | pg_recvlogical $(printf %.2f "$peer") s | tributary $(printf %.2f "$trib") s, $(printf %.0f "$(echo "$2 / $trib" | bc -l)") events/s, peak RSS $((rss / 1024)) MB | ratio $(printf %.2f "$(echo "$peer / $trib" | bc -l)") | $events events verified"
+}
+
+: > "$OUT"
+# --- (a) 300k-row transaction + 30k small update transactions
+"${PSQL[@]}" -c "CREATE TABLE a (id int PRIMARY KEY, v text, n bigint)"
+make_slots a a
+"${PSQL[@]}" -c "INSERT INTO a SELECT g, md5(g::text), g FROM generate_series(1, 300000) g"
+printf '\\set id random(1, 300000)\nUPDATE a SET n = n + 1 WHERE id = :id;\n' > "$W/a.sql"
+"${PGBENCH[@]}" -c 2 -t 15000 -f "$W/a.sql" postgres >/dev/null
+stream a 330000 "(a) 300k-row tx + 30k update txs"
+
+# --- (b) 200k single-row update transactions
+"${PSQL[@]}" -c "CREATE TABLE b (id int PRIMARY KEY, v text, n bigint); INSERT INTO b SELECT g, md5(g::text), 0 FROM generate_series(1, 100000) g"
+make_slots b b
+printf '\\set id random(1, 100000)\nUPDATE b SET n = n + 1 WHERE id = :id;\n' > "$W/b.sql"
+"${PGBENCH[@]}" -c 4 -j 2 -t 50000 -f "$W/b.sql" postgres >/dev/null
+stream b 200000 "(b) 200k single-row update txs"
+
+# --- (c) snapshot of a 1M-row table
+"${PSQL[@]}" -c "CREATE TABLE c (id int PRIMARY KEY, v text, n bigint, at timestamptz); \
+  INSERT INTO c SELECT g, md5(g::text), g, '2024-01-01'::timestamptz + g * interval '1 s' FROM generate_series(1, 1000000) g; VACUUM ANALYZE c"
+s=$(now)
+"${PSQL[@]}" -c "COPY c TO STDOUT" > /dev/null
+peer=$(echo "$(now) - $s" | bc)
+config c '"public.c"' initial
+s=$(now)
+"$TRIB" run --config "$W/c.toml" 2>"$W/c.log" & P=$!
+metric() { curl -s "127.0.0.1:$APORT/metrics" | awk -v m="$1" '$1 ~ "^"m {s += $2} END {print s + 0}'; }
+until [ "$(metric 'tributary_sink_events_total')" -ge 1000000 ] 2>/dev/null; do sleep 0.02; done
+trib=$(echo "$(now) - $s" | bc)
+rss=$(awk '/VmHWM/ {print $2}' "/proc/$P/status")
+kill -TERM $P; wait $P || true
+events=$(wc -l < "$W/c.jsonl")
+[ "$events" -eq 1000000 ] || { echo "c: $events events" >&2; exit 1; }
+line "(c) snapshot of 1M rows | COPY TO STDOUT $(printf %.2f "$peer") s | tributary $(printf %.2f "$trib") s, $(printf %.0f "$(echo "1000000 / $trib" | bc -l)") rows/s, peak RSS $((rss / 1024)) MB | ratio $(printf %.2f "$(echo "$peer / $trib" | bc -l)") | $events events verified"
+
+# --- (d) commit→sink latency at a steady 5k tx/s
+"${PSQL[@]}" -c "CREATE TABLE d (id bigserial PRIMARY KEY, v text)"
+config d '"public.d"' never
+"$TRIB" run --config "$W/d.toml" 2>"$W/d.log" & P=$!
+until slot_active d; do sleep 0.1; done
+printf "INSERT INTO d (v) VALUES ('x');\n" > "$W/d.sql"
+TPS=$("${PGBENCH[@]}" -c 4 -j 2 -R 5000 -T 20 -f "$W/d.sql" postgres 2>/dev/null | awk '/^tps/ {print $3; exit}')
+end=$("${PSQL[@]}" -c "SELECT pg_current_wal_lsn()")
+until [ "$("${PSQL[@]}" -c "SELECT confirmed_flush_lsn >= '$end' FROM pg_replication_slots WHERE slot_name='tributary_d'")" = t ]; do sleep 0.05; done
+curl -s "127.0.0.1:$APORT/metrics" > "$W/d.metrics"
+kill -TERM $P; wait $P || true
+events=$(wc -l < "$W/d.jsonl")
+LAT=$(python3 - "$W/d.metrics" <<'PY'
+import re, sys
+buckets, total = [], 0
+for l in open(sys.argv[1]):
+    m = re.match(r'tributary_commit_to_sink_seconds_bucket\{.*le="([^"]+)"\} (\S+)', l)
+    if m and m.group(1) != "+Inf":
+        buckets.append((float(m.group(1)), float(m.group(2))))
+    m = re.match(r'tributary_commit_to_sink_seconds_count\{.*\} (\S+)', l)
+    if m:
+        total = float(m.group(1))
+def q(p):
+    want, lo, below = p * total, 0.0, 0.0
+    for le, n in sorted(buckets):
+        if n >= want:  # linear interpolation inside the bucket
+            return (lo + (le - lo) * (want - below) / max(n - below, 1)) * 1000
+        lo, below = le, n
+    return float("inf")
+print(f"p50 {q(0.5):.1f} ms, p99 {q(0.99):.1f} ms over {int(total)} transactions")
+PY
+)
+line "(d) commit→sink latency at $(printf %.0f "$TPS") tx/s (pgbench -R 5000, 20 s) | $LAT | $events events"
+
+# --- (e) peak RSS while a 1M-row transaction streams
+"${PSQL[@]}" -c "CREATE TABLE e (id int PRIMARY KEY, v text, n bigint)"
+make_slots e e
+"${PSQL[@]}" -c "INSERT INTO e SELECT g, md5(g::text), g FROM generate_series(1, 1000000) g"
+end=$("${PSQL[@]}" -c "SELECT pg_current_wal_lsn()")
+/usr/bin/time -v -o "$W/e.time" "$TRIB" run --config "$W/e.toml" 2>"$W/e.log" & P=$!
+until [ "$("${PSQL[@]}" -c "SELECT confirmed_flush_lsn >= '$end' FROM pg_replication_slots WHERE slot_name='tributary_e'")" = t ]; do sleep 0.05; done
+pkill -TERM -P $P -x tributary; wait $P || true
+events=$(wc -l < "$W/e.jsonl")
+[ "$events" -eq 1000000 ] || { echo "e: $events events" >&2; exit 1; }
+line "(e) 1M-row transaction streamed | peak RSS $(( $(awk -F': ' '/Maximum resident/ {print $2}' "$W/e.time") / 1024 )) MB (/usr/bin/time -v) | $events events verified"
+
+if [ "$WRITE" = --write ]; then
+  # Replaces the measured block of bench/results.md; the analysis around it stays.
+  {
+    echo "Produced by \`bench/run.sh --write\` on $(date -u +%Y-%m-%d), commit $(git rev-parse --short HEAD)."
+    echo "Machine: $(nproc) cores ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM, $("$BIN/postgres" --version)."
+    echo "Sink: file (Debezium JSON Lines, fsync per batch). Single runs on a shared machine: expect ±20%."
+    echo
+    echo "| workload | peer | tributary | ratio (≥ 1.0: at least as fast as the peer) | check |"
+    echo "|---|---|---|---|---|"
+    grep -E '^\((a|b|c)\)' "$OUT" | sed 's/^/| /; s/$/ |/'
+    echo
+    grep -E '^\((d|e)\)' "$OUT" | sed 's/^/- /'
+  } > "$W/block.md"
+  python3 - "$W/block.md" bench/results.md <<'PY'
+import sys, pathlib
+block = pathlib.Path(sys.argv[1]).read_text()
+path = pathlib.Path(sys.argv[2])
+text = path.read_text() if path.exists() else "# Benchmark results\n\n<!-- measured:begin -->\n<!-- measured:end -->\n"
+head, rest = text.split("<!-- measured:begin -->\n", 1)
+_, tail = rest.split("<!-- measured:end -->", 1)
+path.write_text(head + "<!-- measured:begin -->\n" + block + "<!-- measured:end -->" + tail)
+PY
+fi
