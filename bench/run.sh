@@ -13,6 +13,9 @@
 # Sink: the file sink (Debezium JSON Lines, fsync per batch). Each run
 # verifies the number of events it measured. Usage:
 #   bench/run.sh [--write]      (--write: also rewrite bench/results.md)
+#   ONLY="a b" bench/run.sh     (some workloads only)
+#   PROFILE=b bench/run.sh      (Tributary under `perf record -g` in that
+#                                workload; writes perf-b.data here)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WRITE=${1:-}
@@ -30,11 +33,20 @@ PORT=$(free_port); APORT=$(free_port)
 cleanup() { pkill -P $$ 2>/dev/null || true; "${RUNAS[@]}" "$BIN/pg_ctl" stop -m immediate -D "$W/data" >/dev/null 2>&1; rm -rf "$W"; }
 trap cleanup EXIT
 PSQL=("$BIN/psql" -qAt -h 127.0.0.1 -p "$PORT" -U postgres -d postgres)
-PGBENCH=("$BIN/pgbench" -h 127.0.0.1 -p "$PORT" -U postgres -n -q)
+PGBENCH=("$BIN/pgbench" -h 127.0.0.1 -p "$PORT" -U postgres -n)
 RECV=("$BIN/pg_recvlogical" -h 127.0.0.1 -p "$PORT" -U postgres -d postgres)
 now() { date +%s.%N; }
 OUT=$W/results.txt
 line() { printf '%s\n' "$*" | tee -a "$OUT"; }
+want() { [ -z "${ONLY:-}" ] || [[ " $ONLY " == *" $1 "* ]]; }
+# The Tributary command of workload $1 (under perf when profiled).
+trib() {
+  if [ "${PROFILE:-}" = "$1" ]; then
+    echo perf record -e cpu-clock -F 2000 -g -o "$PWD/perf-$1.data" -- "$TRIB"
+  else
+    echo "$TRIB"
+  fi
+}
 
 # config NAME TABLES SNAPSHOT: a Tributary config with a file sink.
 config() {
@@ -72,11 +84,11 @@ stream() {
   "${RECV[@]}" -S "peer_$1" --start --endpos="$end" -o proto_version=1 -o "publication_names=peer_$1" -f /dev/null
   peer=$(echo "$(now) - $s" | bc)
   s=$(now)
-  "$TRIB" run --config "$W/$1.toml" 2>"$W/$1.log" & p=$!
+  $(trib "$1") run --config "$W/$1.toml" 2>"$W/$1.log" & p=$!
   until [ "$("${PSQL[@]}" -c "SELECT confirmed_flush_lsn >= '$end' FROM pg_replication_slots WHERE slot_name='tributary_$1'")" = t ]; do sleep 0.01; done
   trib=$(echo "$(now) - $s" | bc)
   rss=$(awk '/VmHWM/ {print $2}' "/proc/$p/status")
-  kill -TERM $p; wait $p || true
+  pkill -TERM -x tributary -P $p || kill -TERM $p; wait $p || true
   events=$(wc -l < "$W/$1.jsonl")
   [ "$events" -eq "$2" ] || { echo "$1: $events events, expected $2" >&2; exit 1; }
   line "$3 | pg_recvlogical $(printf %.2f "$peer") s | tributary $(printf %.2f "$trib") s, $(printf %.0f "$(echo "$2 / $trib" | bc -l)") events/s, peak RSS $((rss / 1024)) MB | ratio $(printf %.2f "$(echo "$peer / $trib" | bc -l)") | $events events verified"
@@ -84,39 +96,47 @@ stream() {
 
 : > "$OUT"
 # --- (a) 300k-row transaction + 30k small update transactions
+if want a; then
 "${PSQL[@]}" -c "CREATE TABLE a (id int PRIMARY KEY, v text, n bigint)"
 make_slots a a
 "${PSQL[@]}" -c "INSERT INTO a SELECT g, md5(g::text), g FROM generate_series(1, 300000) g"
 printf '\\set id random(1, 300000)\nUPDATE a SET n = n + 1 WHERE id = :id;\n' > "$W/a.sql"
 "${PGBENCH[@]}" -c 2 -t 15000 -f "$W/a.sql" postgres >/dev/null
 stream a 330000 "(a) 300k-row tx + 30k update txs"
+fi
 
 # --- (b) 200k single-row update transactions
+if want b; then
 "${PSQL[@]}" -c "CREATE TABLE b (id int PRIMARY KEY, v text, n bigint); INSERT INTO b SELECT g, md5(g::text), 0 FROM generate_series(1, 100000) g"
 make_slots b b
 printf '\\set id random(1, 100000)\nUPDATE b SET n = n + 1 WHERE id = :id;\n' > "$W/b.sql"
 "${PGBENCH[@]}" -c 4 -j 2 -t 50000 -f "$W/b.sql" postgres >/dev/null
 stream b 200000 "(b) 200k single-row update txs"
+fi
 
 # --- (c) snapshot of a 1M-row table
+if want c; then
 "${PSQL[@]}" -c "CREATE TABLE c (id int PRIMARY KEY, v text, n bigint, at timestamptz); \
-  INSERT INTO c SELECT g, md5(g::text), g, '2024-01-01'::timestamptz + g * interval '1 s' FROM generate_series(1, 1000000) g; VACUUM ANALYZE c"
+  INSERT INTO c SELECT g, md5(g::text), g, '2024-01-01'::timestamptz + g * interval '1 s' FROM generate_series(1, 1000000) g"
+"${PSQL[@]}" -c "VACUUM ANALYZE c"
 s=$(now)
 "${PSQL[@]}" -c "COPY c TO STDOUT" > /dev/null
 peer=$(echo "$(now) - $s" | bc)
 config c '"public.c"' initial
 s=$(now)
-"$TRIB" run --config "$W/c.toml" 2>"$W/c.log" & P=$!
+$(trib c) run --config "$W/c.toml" 2>"$W/c.log" & P=$!
 metric() { curl -s "127.0.0.1:$APORT/metrics" | awk -v m="$1" '$1 ~ "^"m {s += $2} END {print s + 0}'; }
 until [ "$(metric 'tributary_sink_events_total')" -ge 1000000 ] 2>/dev/null; do sleep 0.02; done
 trib=$(echo "$(now) - $s" | bc)
 rss=$(awk '/VmHWM/ {print $2}' "/proc/$P/status")
-kill -TERM $P; wait $P || true
+pkill -TERM -x tributary -P $P || kill -TERM $P; wait $P || true
 events=$(wc -l < "$W/c.jsonl")
 [ "$events" -eq 1000000 ] || { echo "c: $events events" >&2; exit 1; }
 line "(c) snapshot of 1M rows | COPY TO STDOUT $(printf %.2f "$peer") s | tributary $(printf %.2f "$trib") s, $(printf %.0f "$(echo "1000000 / $trib" | bc -l)") rows/s, peak RSS $((rss / 1024)) MB | ratio $(printf %.2f "$(echo "$peer / $trib" | bc -l)") | $events events verified"
+fi
 
 # --- (d) commit→sink latency at a steady 5k tx/s
+if want d; then
 "${PSQL[@]}" -c "CREATE TABLE d (id bigserial PRIMARY KEY, v text)"
 config d '"public.d"' never
 "$TRIB" run --config "$W/d.toml" 2>"$W/d.log" & P=$!
@@ -149,8 +169,10 @@ print(f"p50 {q(0.5):.1f} ms, p99 {q(0.99):.1f} ms over {int(total)} transactions
 PY
 )
 line "(d) commit→sink latency at $(printf %.0f "$TPS") tx/s (pgbench -R 5000, 20 s) | $LAT | $events events"
+fi
 
 # --- (e) peak RSS while a 1M-row transaction streams
+if want e; then
 "${PSQL[@]}" -c "CREATE TABLE e (id int PRIMARY KEY, v text, n bigint)"
 make_slots e e
 "${PSQL[@]}" -c "INSERT INTO e SELECT g, md5(g::text), g FROM generate_series(1, 1000000) g"
@@ -161,6 +183,7 @@ pkill -TERM -P $P -x tributary; wait $P || true
 events=$(wc -l < "$W/e.jsonl")
 [ "$events" -eq 1000000 ] || { echo "e: $events events" >&2; exit 1; }
 line "(e) 1M-row transaction streamed | peak RSS $(( $(awk -F': ' '/Maximum resident/ {print $2}' "$W/e.time") / 1024 )) MB (/usr/bin/time -v) | $events events verified"
+fi
 
 if [ "$WRITE" = --write ]; then
   # Replaces the measured block of bench/results.md; the analysis around it stays.

@@ -295,6 +295,12 @@ async fn slot_gone(cfg: &PostgresSourceConfig) -> Option<Error> {
 const RECONNECT_FIRST: Duration = Duration::from_secs(1);
 const RECONNECT_MAX: Duration = Duration::from_secs(30);
 
+/// The last transaction committed among the events not yet sent.
+struct Pending {
+    end: u64,
+    commit_time_ms: i64,
+}
+
 /// The streaming phase.
 struct Stream {
     retention: WalRetention,
@@ -367,8 +373,13 @@ impl Stream {
         let mut stopping = *links.shutdown.borrow();
         let mut ticks = tokio::time::interval(self.retention.interval());
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Committed transactions not yet handed to the pipeline: while the
+        // channel is full they accumulate, so a slow sink gets bigger batches
+        // (fewer fsyncs) instead of one item per small transaction.
+        let mut pending: Option<Pending> = None;
         loop {
             if stopping && !self.decoder.in_transaction() {
+                self.flush(&mut batch, &mut pending, &links.out).await?;
                 break;
             }
             let event = tokio::select! {
@@ -392,6 +403,12 @@ impl Stream {
                 }
                 _ = ticks.tick() => {
                     self.retention.tick(&self.client).await;
+                    continue;
+                }
+                room = links.out.reserve_many(2), if pending.is_some() => {
+                    // The pipeline caught up: hand over what accumulated.
+                    drop(room.map_err(|_| Error::PipelineClosed)?);
+                    self.flush(&mut batch, &mut pending, &links.out).await?;
                     continue;
                 }
                 ev = self.session.recv() => ev.map_err(|source| Error::Stream { source })?,
@@ -434,17 +451,18 @@ impl Stream {
                     self.decoder.commit();
                     let end = end_lsn.as_u64();
                     if !skip_tx {
-                        if !batch.is_empty() {
-                            let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
-                            send(&links.out, SourceItem::Events(full)).await?;
+                        pending = Some(Pending {
+                            end,
+                            commit_time_ms,
+                        });
+                        if batch.len() >= BATCH || links.out.capacity() >= 2 {
+                            self.flush(&mut batch, &mut pending, &links.out).await?;
                         }
-                        send(&links.out, checkpoint(end)).await?;
-                        self.retention.sent(end, Some(commit_time_ms));
-                        self.start = end;
                     }
                     last_committed = end;
                 }
                 ReplicationEvent::KeepAlive { wal_end, .. } => {
+                    self.flush(&mut batch, &mut pending, &links.out).await?;
                     self.sent_up_to(wal_end.as_u64(), &links.out).await?;
                 }
                 ReplicationEvent::Message {
@@ -456,11 +474,34 @@ impl Stream {
                     // Our heartbeat came back through the slot: every
                     // transaction committed before it was sent, so its
                     // position can be confirmed once durable.
+                    self.flush(&mut batch, &mut pending, &links.out).await?;
                     self.sent_up_to(lsn.as_u64(), &links.out).await?;
                 }
                 ReplicationEvent::Message { .. } => {}
                 ReplicationEvent::StoppedAt { .. } => break,
             }
+        }
+        self.flush(&mut batch, &mut pending, &links.out).await
+    }
+
+    /// Sends the accumulated events and the checkpoint of the last
+    /// transaction committed among them. Only then is that transaction
+    /// "sent": a stream that breaks before drops the batch and the new
+    /// session starts before it, so nothing is lost.
+    async fn flush(
+        &mut self,
+        batch: &mut Vec<ChangeEvent>,
+        pending: &mut Option<Pending>,
+        out: &mpsc::Sender<SourceItem>,
+    ) -> Result<(), Error> {
+        if !batch.is_empty() {
+            let full = std::mem::replace(batch, Vec::with_capacity(BATCH));
+            send(out, SourceItem::Events(full)).await?;
+        }
+        if let Some(p) = pending.take() {
+            send(out, checkpoint(p.end)).await?;
+            self.retention.sent(p.end, Some(p.commit_time_ms));
+            self.start = p.end;
         }
         Ok(())
     }
