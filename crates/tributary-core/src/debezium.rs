@@ -4,8 +4,6 @@
 //! Consumers written for Debezium's PostgreSQL connector read these records
 //! unchanged: same envelope, same `source` fields, same op letters.
 
-use std::io::Write;
-
 use base64::Engine;
 
 use crate::{ChangeEvent, Op, Row, Value};
@@ -61,7 +59,9 @@ pub fn write_value(out: &mut Vec<u8>, event: &ChangeEvent, now_ms: i64) {
     write_source(out, event);
     out.extend_from_slice(b",\"op\":\"");
     out.extend_from_slice(event.op.code().as_bytes());
-    let _ = write!(out, "\",\"ts_ms\":{now_ms},\"transaction\":null}}");
+    out.extend_from_slice(b"\",\"ts_ms\":");
+    write_int(out, now_ms);
+    out.extend_from_slice(b",\"transaction\":null}");
 }
 
 /// Whether a tombstone (same key, `null` value) follows this event.
@@ -77,14 +77,20 @@ fn write_source(out: &mut Vec<u8>, event: &ChangeEvent) {
     out.extend_from_slice(s.connector.as_bytes());
     out.extend_from_slice(b"\",\"name\":");
     write_str(out, &s.name);
-    let _ = write!(out, ",\"ts_ms\":{},\"snapshot\":\"", s.ts_ms);
+    out.extend_from_slice(b",\"ts_ms\":");
+    write_int(out, s.ts_ms);
+    out.extend_from_slice(b",\"snapshot\":\"");
     out.extend_from_slice(s.snapshot.code().as_bytes());
     out.extend_from_slice(b"\",\"db\":");
     write_str(out, &s.db);
     out.extend_from_slice(b",\"sequence\":");
     match s.sequence {
         Some((last, current)) => {
-            let _ = write!(out, "\"[\\\"{last}\\\",\\\"{current}\\\"]\"");
+            out.extend_from_slice(b"\"[\\\"");
+            write_int(out, last);
+            out.extend_from_slice(b"\\\",\\\"");
+            write_int(out, current);
+            out.extend_from_slice(b"\\\"]\"");
         }
         None => out.extend_from_slice(b"null"),
     }
@@ -112,9 +118,7 @@ fn write_source(out: &mut Vec<u8>, event: &ChangeEvent) {
 
 fn write_opt_u64(out: &mut Vec<u8>, v: Option<u64>) {
     match v {
-        Some(v) => {
-            let _ = write!(out, "{v}");
-        }
+        Some(v) => write_int(out, v),
         None => out.extend_from_slice(b"null"),
     }
 }
@@ -146,9 +150,7 @@ pub fn write_json_value(out: &mut Vec<u8>, value: &Value) {
         Value::Null => out.extend_from_slice(b"null"),
         Value::Bool(true) => out.extend_from_slice(b"true"),
         Value::Bool(false) => out.extend_from_slice(b"false"),
-        Value::Int(i) => {
-            let _ = write!(out, "{i}");
-        }
+        Value::Int(i) => write_int(out, *i),
         Value::Float(f) => write_float(out, *f),
         Value::Text(s) => write_str(out, s),
         Value::Bytes(b) => {
@@ -169,6 +171,11 @@ pub fn write_json_value(out: &mut Vec<u8>, value: &Value) {
             out.push(b']');
         }
     }
+}
+
+/// Integers through `itoa` (no `fmt` machinery: this runs per value).
+fn write_int(out: &mut Vec<u8>, i: impl itoa::Integer) {
+    out.extend_from_slice(itoa::Buffer::new().format(i).as_bytes());
 }
 
 fn write_float(out: &mut Vec<u8>, f: f64) {

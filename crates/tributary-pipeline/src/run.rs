@@ -27,9 +27,9 @@ use crate::ConfigError;
 
 /// Items buffered between a source and its pipeline loop: bounds memory and
 /// slows capture down when sinks are slow (back-pressure).
-const CHANNEL_ITEMS: usize = 64;
+const CHANNEL_ITEMS: usize = 16;
 /// At most this many events go to a sink in one durable write.
-const MAX_BATCH_EVENTS: usize = 16_384;
+const MAX_BATCH_EVENTS: usize = 4_096;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
@@ -419,7 +419,7 @@ fn divert(
 
 /// Batches each sink's queue holds: with back-pressure, a slow or down sink
 /// lets the others run ahead by at most this many batches.
-const SINK_QUEUE: usize = 16;
+const SINK_QUEUE: usize = 2;
 
 /// One gathered batch, shared by every sink's lane.
 struct Batch {

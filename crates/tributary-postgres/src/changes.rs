@@ -81,7 +81,7 @@ struct Images {
 /// Decodes the changes of a stream, one transaction at a time.
 pub struct ChangeDecoder {
     ctx: SourceContext,
-    relations: HashMap<u32, TableShape>,
+    relations: HashMap<u32, Arc<TableShape>>,
     tx: Option<TxContext>,
     ordinal: u64,
 }
@@ -98,7 +98,7 @@ impl ChangeDecoder {
 
     /// Registers (or replaces, after a schema change) a relation's shape.
     pub fn set_relation(&mut self, oid: u32, shape: TableShape) {
-        self.relations.insert(oid, shape);
+        self.relations.insert(oid, Arc::new(shape));
     }
 
     pub fn begin(&mut self, tx: TxContext) {
@@ -120,9 +120,11 @@ impl ChangeDecoder {
         self.tx.is_some()
     }
 
-    fn shape(&self, oid: u32) -> Result<&TableShape, Error> {
+    /// The relation's shape, shared (not copied) per change.
+    fn shape(&self, oid: u32) -> Result<Arc<TableShape>, Error> {
         self.relations
             .get(&oid)
+            .cloned()
             .ok_or(Error::UnknownRelation { oid })
     }
 
@@ -179,7 +181,7 @@ impl ChangeDecoder {
         lsn: u64,
         images: &mut dyn RowImages,
     ) -> Result<Vec<ChangeEvent>, Error> {
-        let shape = self.shape(oid)?.clone();
+        let shape = self.shape(oid)?;
         // An insert carries every value in full: nothing can be missing.
         let (after, _) = self.tuple_row(&shape, new, None)?;
         let key = key_of(&shape, &after);
@@ -205,7 +207,7 @@ impl ChangeDecoder {
         lsn: u64,
         images: &mut dyn RowImages,
     ) -> Result<Vec<ChangeEvent>, Error> {
-        let shape = self.shape(oid)?.clone();
+        let shape = self.shape(oid)?;
         let before = match old {
             Some(o) => Some(self.tuple_row(&shape, o.tuple(), None)?.0),
             None => None,
@@ -269,7 +271,7 @@ impl ChangeDecoder {
         old: &OldTuple,
         lsn: u64,
     ) -> Result<Vec<ChangeEvent>, Error> {
-        let shape = self.shape(oid)?.clone();
+        let shape = self.shape(oid)?;
         // A key-only image maps to the key columns with the others null.
         let (before, _) = self.tuple_row(&shape, old.tuple(), None)?;
         let key = key_of(&shape, &before);
