@@ -66,6 +66,8 @@ type = "file"
 path = "$W/$1.jsonl"
 TOML
 }
+# User + system CPU seconds a process used so far.
+cpu_seconds() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$1/stat"; }
 slot_active() { [ "$("${PSQL[@]}" -c "SELECT count(*) FROM pg_replication_slots WHERE slot_name='tributary_$1' AND active")" = 1 ]; }
 # Creates both slots (Tributary's by a first run that only starts streaming).
 make_slots() {
@@ -88,10 +90,11 @@ stream() {
   until [ "$("${PSQL[@]}" -c "SELECT confirmed_flush_lsn >= '$end' FROM pg_replication_slots WHERE slot_name='tributary_$1'")" = t ]; do sleep 0.01; done
   trib=$(echo "$(now) - $s" | bc)
   rss=$(awk '/VmHWM/ {print $2}' "/proc/$p/status")
+  cpu=$(cpu_seconds $p)
   pkill -TERM -x tributary -P $p || kill -TERM $p; wait $p || true
   events=$(wc -l < "$W/$1.jsonl")
   [ "$events" -eq "$2" ] || { echo "$1: $events events, expected $2" >&2; exit 1; }
-  line "$3 | pg_recvlogical $(printf %.2f "$peer") s | tributary $(printf %.2f "$trib") s, $(printf %.0f "$(echo "$2 / $trib" | bc -l)") events/s, peak RSS $((rss / 1024)) MB | ratio $(printf %.2f "$(echo "$peer / $trib" | bc -l)") | $events events verified"
+  line "$3 | pg_recvlogical $(printf %.2f "$peer") s | tributary $(printf %.2f "$trib") s, $(printf %.0f "$(echo "$2 / $trib" | bc -l)") events/s, $cpu CPU-s, peak RSS $((rss / 1024)) MB | ratio $(printf %.2f "$(echo "$peer / $trib" | bc -l)") | $events events verified"
 }
 
 : > "$OUT"
@@ -129,10 +132,11 @@ metric() { curl -s "127.0.0.1:$APORT/metrics" | awk -v m="$1" '$1 ~ "^"m {s += $
 until [ "$(metric 'tributary_sink_events_total')" -ge 1000000 ] 2>/dev/null; do sleep 0.02; done
 trib=$(echo "$(now) - $s" | bc)
 rss=$(awk '/VmHWM/ {print $2}' "/proc/$P/status")
+cpu=$(cpu_seconds $P)
 pkill -TERM -x tributary -P $P || kill -TERM $P; wait $P || true
 events=$(wc -l < "$W/c.jsonl")
 [ "$events" -eq 1000000 ] || { echo "c: $events events" >&2; exit 1; }
-line "(c) snapshot of 1M rows | COPY TO STDOUT $(printf %.2f "$peer") s | tributary $(printf %.2f "$trib") s, $(printf %.0f "$(echo "1000000 / $trib" | bc -l)") rows/s, peak RSS $((rss / 1024)) MB | ratio $(printf %.2f "$(echo "$peer / $trib" | bc -l)") | $events events verified"
+line "(c) snapshot of 1M rows | COPY TO STDOUT $(printf %.2f "$peer") s | tributary $(printf %.2f "$trib") s, $(printf %.0f "$(echo "1000000 / $trib" | bc -l)") rows/s, $cpu CPU-s, peak RSS $((rss / 1024)) MB | ratio $(printf %.2f "$(echo "$peer / $trib" | bc -l)") | $events events verified"
 fi
 
 # --- (d) commit→sink latency at a steady 5k tx/s
@@ -142,7 +146,7 @@ config d '"public.d"' never
 "$TRIB" run --config "$W/d.toml" 2>"$W/d.log" & P=$!
 until slot_active d; do sleep 0.1; done
 printf "INSERT INTO d (v) VALUES ('x');\n" > "$W/d.sql"
-TPS=$("${PGBENCH[@]}" -c 4 -j 2 -R 5000 -T 20 -f "$W/d.sql" postgres 2>/dev/null | awk '/^tps/ {print $3; exit}')
+TPS=$("${PGBENCH[@]}" -c 8 -j 2 -R 5000 -T 20 -f "$W/d.sql" postgres 2>/dev/null | awk '/^tps/ {print $3; exit}')
 end=$("${PSQL[@]}" -c "SELECT pg_current_wal_lsn()")
 until [ "$("${PSQL[@]}" -c "SELECT confirmed_flush_lsn >= '$end' FROM pg_replication_slots WHERE slot_name='tributary_d'")" = t ]; do sleep 0.05; done
 curl -s "127.0.0.1:$APORT/metrics" > "$W/d.metrics"

@@ -195,6 +195,14 @@ fn write_float(out: &mut Vec<u8>, f: f64) {
 
 /// Writes a JSON string with escaping.
 pub fn write_str(out: &mut Vec<u8>, s: &str) {
+    // Most strings need no escaping: copy them as they are.
+    if !s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+        out.reserve(s.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+        return;
+    }
     // Writing into a Vec cannot fail, and a &str always serialises.
     let _ = serde_json::to_writer(&mut *out, s);
 }

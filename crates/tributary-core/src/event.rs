@@ -142,6 +142,33 @@ pub struct EventId {
     pub ordinal: u64,
 }
 
+impl EventId {
+    /// Appends the id as [`fmt::Display`] renders it, without `fmt`'s
+    /// machinery (every record carries one).
+    pub fn push_to(&self, out: &mut String) {
+        fn hex(out: &mut String, mut n: u64) {
+            let mut digits = [0u8; 16];
+            let mut i = digits.len();
+            loop {
+                i -= 1;
+                digits[i] = b"0123456789ABCDEF"[(n & 0xF) as usize];
+                n >>= 4;
+                if n == 0 {
+                    break;
+                }
+            }
+            out.extend(digits[i..].iter().map(|&b| b as char));
+        }
+        out.push_str(&self.source);
+        out.push(':');
+        hex(out, self.commit >> 32);
+        out.push('/');
+        hex(out, self.commit & 0xFFFF_FFFF);
+        out.push(':');
+        out.push_str(itoa::Buffer::new().format(self.ordinal));
+    }
+}
+
 impl fmt::Display for EventId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
@@ -166,4 +193,23 @@ pub struct ChangeEvent {
     pub before: Option<Row>,
     pub after: Option<Row>,
     pub source: SourceInfo,
+}
+
+#[cfg(test)]
+mod id_tests {
+    use super::*;
+
+    #[test]
+    fn push_to_matches_display() {
+        for (commit, ordinal) in [(0, 0), (0x16_B374_D848, 7), (u64::MAX, u64::MAX)] {
+            let id = EventId {
+                source: "cash".into(),
+                commit,
+                ordinal,
+            };
+            let mut pushed = String::new();
+            id.push_to(&mut pushed);
+            assert_eq!(pushed, id.to_string());
+        }
+    }
 }

@@ -8,6 +8,7 @@
 
 pub mod check;
 pub mod config;
+mod confirm;
 mod dead_letter;
 pub mod retry;
 mod run;

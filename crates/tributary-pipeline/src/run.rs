@@ -18,6 +18,7 @@ use tributary_state::{Checkpoint, StateError, StateStore};
 use crate::check::postgres_config;
 use crate::config::OnErrorSetting;
 use crate::config::{Config, SinkConfig};
+use crate::confirm::Confirmer;
 use crate::dead_letter::DeadLetters;
 use crate::retry::{Backoff, RetryPolicy};
 use crate::schemas::SourceSchemas;
@@ -27,7 +28,7 @@ use crate::ConfigError;
 
 /// Items buffered between a source and its pipeline loop: bounds memory and
 /// slows capture down when sinks are slow (back-pressure).
-const CHANNEL_ITEMS: usize = 16;
+const CHANNEL_ITEMS: usize = 8;
 /// At most this many events go to a sink in one durable write.
 const MAX_BATCH_EVENTS: usize = 4_096;
 
@@ -459,15 +460,8 @@ async fn deliver(
         lanes.push(tx);
         done_per_sink.push(done);
     }
-    let mut confirm = Confirmer {
-        source: &source,
-        sinks: &sinks,
-        store: &store,
-        durable: &durable,
-        done: done_per_sink,
-        pending: std::collections::VecDeque::new(),
-        next_seq: 1,
-    };
+    let sink_names = sinks.iter().map(|s| s.name.clone()).collect();
+    let mut confirm = Confirmer::new(&source, sink_names, store, durable, done_per_sink);
     let mut events: Vec<ChangeEvent> = Vec::with_capacity(MAX_BATCH_EVENTS);
     let mut delivered: u64 = 0;
     loop {
@@ -485,6 +479,7 @@ async fn deliver(
                 ended.unwrap_or_else(|e| Err(PipelineError::SourceStopped(e.to_string())))?;
                 continue;
             }
+            failed = confirm.failed() => return Err(failed),
         };
         // Gather what is already waiting into one batch.
         let mut checkpoint: Option<Checkpoint> = None;
@@ -530,65 +525,13 @@ async fn deliver(
         ended.unwrap_or_else(|e| Err(PipelineError::SourceStopped(e.to_string())))?;
     }
     confirm.advance()?;
+    confirm.finish().await?;
     tracing::info!(
         source,
         events = delivered,
         "delivery stopped; checkpoints saved"
     );
     Ok(())
-}
-
-/// Source checkpoints sent to the lanes and not yet durable in all of them.
-struct Confirmer<'a> {
-    source: &'a str,
-    sinks: &'a [Arc<NamedSink>],
-    store: &'a StateStore,
-    durable: &'a watch::Sender<u64>,
-    /// Per sink, the number of the last checkpoint its lane made durable.
-    done: Vec<Arc<std::sync::atomic::AtomicU64>>,
-    pending: std::collections::VecDeque<(u64, Checkpoint)>,
-    next_seq: u64,
-}
-
-impl Confirmer<'_> {
-    /// Numbers a checkpoint (positions can repeat: a snapshot starts and ends
-    /// at the same one) and remembers it until every lane passed it.
-    fn expect(&mut self, checkpoint: Checkpoint) -> u64 {
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        self.pending.push_back((seq, checkpoint));
-        seq
-    }
-
-    /// Commits the newest checkpoint every lane has made durable.
-    fn advance(&mut self) -> Result<(), PipelineError> {
-        let all_done = self
-            .done
-            .iter()
-            .map(|d| d.load(std::sync::atomic::Ordering::Acquire))
-            .min()
-            .unwrap_or(0);
-        let mut newest = None;
-        while self
-            .pending
-            .front()
-            .is_some_and(|(seq, _)| *seq <= all_done)
-        {
-            newest = self.pending.pop_front().map(|(_, cp)| cp);
-        }
-        let Some(cp) = newest else {
-            return Ok(());
-        };
-        let positions: Vec<(&str, u64)> = self
-            .sinks
-            .iter()
-            .map(|s| (s.name.as_str(), cp.position))
-            .collect();
-        self.store.commit(self.source, cp, &positions)?;
-        fault::point(fault::CHECKPOINT_COMMITTED);
-        let _ = self.durable.send(cp.position);
-        Ok(())
-    }
 }
 
 /// One sink's lane: writes batches in order (retrying), then marks the

@@ -339,21 +339,30 @@ fn parse_timestamp(text: &str) -> Option<(i64, Option<i32>)> {
 }
 
 fn push_clock(out: &mut String, micros_of_day: i64) {
-    use std::fmt::Write;
     let secs = micros_of_day / 1_000_000;
     let frac = micros_of_day % 1_000_000;
-    let _ = write!(
-        out,
-        "{:02}:{:02}:{:02}",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    );
+    push_digits(out, secs / 3600, 2);
+    out.push(':');
+    push_digits(out, secs / 60 % 60, 2);
+    out.push(':');
+    push_digits(out, secs % 60, 2);
     if frac != 0 {
-        let digits = format!("{frac:06}");
+        let mut digits = String::with_capacity(6);
+        push_digits(&mut digits, frac, 6);
         out.push('.');
         out.push_str(digits.trim_end_matches('0'));
     }
+}
+
+/// `n` (non-negative) zero-padded to `width` digits: the hot path of every
+/// temporal value, without `fmt`'s machinery.
+fn push_digits(out: &mut String, n: i64, width: usize) {
+    let mut buf = itoa::Buffer::new();
+    let digits = buf.format(n);
+    for _ in digits.len()..width {
+        out.push('0');
+    }
+    out.push_str(digits);
 }
 
 /// Microseconds since epoch → `2024-05-01T08:00:00[.5]Z`.
@@ -363,7 +372,12 @@ fn format_utc(micros: i64) -> String {
     let (y, m, d) = civil_from_days(micros.div_euclid(day));
     let mut out = String::with_capacity(27);
     if (0..=9999).contains(&y) {
-        let _ = write!(out, "{y:04}-{m:02}-{d:02}T");
+        push_digits(&mut out, y, 4);
+        out.push('-');
+        push_digits(&mut out, m, 2);
+        out.push('-');
+        push_digits(&mut out, d, 2);
+        out.push('T');
     } else {
         // ISO-8601 expanded years, as java.time prints them.
         let _ = write!(out, "{y:+05}-{m:02}-{d:02}T");

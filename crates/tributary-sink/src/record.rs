@@ -40,7 +40,6 @@ impl RecordEncoder {
     }
 
     fn line(&mut self, event: &ChangeEvent, tombstone: bool, now_ms: i64) {
-        use std::fmt::Write;
         let out = &mut self.buf;
         out.extend_from_slice(b"{\"topic\":");
         let template = crate::template_for(&self.options.routes, &self.options.topic, event);
@@ -56,7 +55,7 @@ impl RecordEncoder {
         }
         out.extend_from_slice(b",\"id\":");
         self.scratch.clear();
-        let _ = write!(self.scratch, "{}", event.id);
+        event.id.push_to(&mut self.scratch);
         debezium::write_str(out, &self.scratch);
         out.extend_from_slice(b"}\n");
     }
