@@ -344,17 +344,18 @@ async fn preflight(
 /// until it is durable, the retry budget is spent, or shutdown.
 async fn write_with_retry(
     sink: &NamedSink,
-    events: &[ChangeEvent],
+    parts: &[&[ChangeEvent]],
     board: &StatusBoard,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<(), PipelineError> {
     let mut backoff = Backoff::new(sink.retry);
     loop {
         let began = std::time::Instant::now();
-        let error = match sink.sink.lock().await.write(events).await {
+        let error = match sink.sink.lock().await.write_parts(parts).await {
             Ok(rejections) => {
-                board.sink_wrote(&sink.name, events, began.elapsed());
-                return divert(sink, events, &rejections, board);
+                let count = parts.iter().map(|p| p.len()).sum();
+                board.sink_wrote(&sink.name, count, began.elapsed());
+                return divert(sink, parts, &rejections, board);
             }
             Err(error) => error,
         };
@@ -383,13 +384,14 @@ async fn write_with_retry(
 /// with the first one, or write them all as dead letters (fsynced) first.
 fn divert(
     sink: &NamedSink,
-    events: &[ChangeEvent],
+    parts: &[&[ChangeEvent]],
     rejections: &[Rejection],
     board: &StatusBoard,
 ) -> Result<(), PipelineError> {
     let Some(first) = rejections.first() else {
         return Ok(());
     };
+    let events: Vec<&ChangeEvent> = parts.iter().flat_map(|p| p.iter()).collect();
     for r in rejections {
         board.sink_failed(&sink.name, "rejected", &r.reason);
     }
@@ -402,7 +404,7 @@ fn divert(
     };
     let rejected: Vec<(&ChangeEvent, &str)> = rejections
         .iter()
-        .map(|r| (&events[r.index], r.reason.as_str()))
+        .map(|r| (events[r.index], r.reason.as_str()))
         .collect();
     let mut letters = letters.lock().unwrap_or_else(|e| e.into_inner());
     letters
@@ -546,21 +548,34 @@ async fn lane(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), PipelineError> {
     let latency = status::latency_histogram(&source, &sink.name);
-    while let Some(batch) = batches.recv().await {
-        let transformed;
-        let events: &[ChangeEvent] = match &sink.transform {
-            Some(t) => {
-                transformed = t.apply(&batch.events);
-                &transformed
+    let coalesces = sink.sink.lock().await.coalesces();
+    while let Some(first) = batches.recv().await {
+        // Group commit: batches that queued up while the last write ran go
+        // out together, with one fsync.
+        let mut group = vec![first];
+        while coalesces {
+            match batches.try_recv() {
+                Ok(more) => group.push(more),
+                Err(_) => break,
             }
-            None => &batch.events,
+        }
+        let transformed: Vec<Vec<ChangeEvent>> = match &sink.transform {
+            Some(t) => group.iter().map(|b| t.apply(&b.events)).collect(),
+            None => Vec::new(),
         };
-        if !events.is_empty() {
-            write_with_retry(&sink, events, &board, &mut shutdown).await?;
-            status::record_latency(&latency, events);
+        let parts: Vec<&[ChangeEvent]> = match &sink.transform {
+            Some(_) => transformed.iter().map(Vec::as_slice).collect(),
+            None => group.iter().map(|b| b.events.as_slice()).collect(),
+        };
+        let parts: Vec<&[ChangeEvent]> = parts.into_iter().filter(|p| !p.is_empty()).collect();
+        if !parts.is_empty() {
+            write_with_retry(&sink, &parts, &board, &mut shutdown).await?;
+            for part in &parts {
+                status::record_latency(&latency, part);
+            }
             fault::point(fault::SINK_WRITTEN);
         }
-        if let Some(seq) = batch.checkpoint {
+        if let Some(seq) = group.iter().rev().find_map(|b| b.checkpoint) {
             done.store(seq, std::sync::atomic::Ordering::Release);
             progress.notify_one();
         }

@@ -58,13 +58,13 @@ impl StatusBoard {
     }
 
     /// A batch is durable in `sink`; records the sink's counters and metrics.
-    pub(crate) fn sink_wrote(&self, sink: &str, events: &[ChangeEvent], took: Duration) {
+    pub(crate) fn sink_wrote(&self, sink: &str, events: usize, took: Duration) {
         let labels = [("sink", sink.to_owned())];
-        metrics::counter!("tributary_sink_events_total", &labels).increment(events.len() as u64);
+        metrics::counter!("tributary_sink_events_total", &labels).increment(events as u64);
         metrics::histogram!("tributary_sink_batch_seconds", &labels).record(took.as_secs_f64());
         let mut sinks = self.sinks.lock().unwrap_or_else(|e| e.into_inner());
         let stats = sinks.entry(sink.to_owned()).or_default();
-        stats.events += events.len() as u64;
+        stats.events += events as u64;
         stats.last_ack_ms = Some(now_ms());
     }
 

@@ -120,7 +120,9 @@ impl ConnectionConfig {
         .with_application_name("tributary")
         .with_start_lsn(pgwire_replication::Lsn::from_u64(start_lsn))
         .with_tls(self.tls.replication(&self.host))
-        .with_status_interval(std::time::Duration::from_secs(1))
+        // A durable position reaches the server within 100 ms (feedback is
+        // rate-limited to this interval), so WAL is released promptly.
+        .with_status_interval(std::time::Duration::from_millis(100))
         // Messages read ahead of the decoder (default 8192): each pins its
         // slice of the read buffer, so fewer keep memory flat.
         .with_buffer_size(1024)

@@ -50,10 +50,15 @@ impl FileSink {
 
     /// Appends the batch and fsyncs; returns once it is on disk.
     pub async fn write(&mut self, events: &[ChangeEvent]) -> Result<(), SinkError> {
-        if events.is_empty() {
+        self.write_parts(&[events]).await
+    }
+
+    /// Appends several batches with one fsync (group commit).
+    pub async fn write_parts(&mut self, parts: &[&[ChangeEvent]]) -> Result<(), SinkError> {
+        if parts.iter().all(|p| p.is_empty()) {
             return Ok(());
         }
-        let buf = self.encoder.encode(events);
+        let buf = self.encoder.encode_parts(parts);
         let file = &mut self.file;
         // Blocking file I/O off the async workers' hot path.
         tokio::task::block_in_place(|| {

@@ -185,6 +185,37 @@ pub struct Rejection {
 }
 
 impl Sink {
+    /// Whether several queued batches may be written as one (one fsync for
+    /// all: group commit). Sinks that can refuse single events write each
+    /// batch on its own, so a retry never repeats an acknowledged one.
+    pub fn coalesces(&self) -> bool {
+        matches!(self, Sink::File(_) | Sink::Stdout(_))
+    }
+
+    /// Writes batches in order; rejection indices count across all of them.
+    pub async fn write_parts(
+        &mut self,
+        parts: &[&[ChangeEvent]],
+    ) -> Result<Vec<Rejection>, SinkError> {
+        match (self, parts) {
+            (Sink::File(s), _) => s.write_parts(parts).await.map(|()| Vec::new()),
+            (sink, [one]) => sink.write(one).await,
+            (sink, _) => {
+                let (mut all, mut base) = (Vec::new(), 0);
+                for part in parts {
+                    for r in sink.write(part).await? {
+                        all.push(Rejection {
+                            index: base + r.index,
+                            reason: r.reason,
+                        });
+                    }
+                    base += part.len();
+                }
+                Ok(all)
+            }
+        }
+    }
+
     /// Writes a batch; returns once every event is durable or rejected.
     pub async fn write(&mut self, events: &[ChangeEvent]) -> Result<Vec<Rejection>, SinkError> {
         match self {

@@ -25,12 +25,17 @@ impl RecordEncoder {
 
     /// Encodes `events` (with tombstones after deletes, if enabled).
     pub fn encode(&mut self, events: &[ChangeEvent]) -> &[u8] {
+        self.encode_parts(&[events])
+    }
+
+    /// Encodes several batches, in order, into one buffer.
+    pub fn encode_parts(&mut self, parts: &[&[ChangeEvent]]) -> &[u8] {
         let now_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as i64)
             .unwrap_or(0);
         self.buf.clear();
-        for event in events {
+        for event in parts.iter().flat_map(|p| p.iter()) {
             self.line(event, false, now_ms);
             if self.options.tombstones && debezium::has_tombstone(event) {
                 self.line(event, true, now_ms);
