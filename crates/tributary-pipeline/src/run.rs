@@ -553,10 +553,9 @@ async fn lane(
         // Group commit: batches that queued up while the last write ran go
         // out together, with one fsync.
         let mut group = vec![first];
-        while coalesces {
-            match batches.try_recv() {
-                Ok(more) => group.push(more),
-                Err(_) => break,
+        if coalesces {
+            while let Ok(more) = batches.try_recv() {
+                group.push(more);
             }
         }
         let transformed: Vec<Vec<ChangeEvent>> = match &sink.transform {
