@@ -46,14 +46,16 @@ fn metrics_status_and_quiet_logs() {
     t.wait_for(20_002, Duration::from_secs(60));
 
     // Metrics appear once recorded; lag gauges after the first heartbeat.
+    // The slot is confirmed within 100 ms, so a lag over 1 byte (the alarm)
+    // shows between a heartbeat's write and its confirmation: poll for it.
     let deadline = Instant::now() + Duration::from_secs(30);
     let metrics = loop {
         let m = http_get(port, "/metrics");
-        if m.contains("tributary_source_lag_bytes") {
+        if m.contains("tributary_source_lag_alarm{source=\"src\"} 1") {
             break m;
         }
-        assert!(Instant::now() < deadline, "no lag gauge:\n{m}");
-        std::thread::sleep(Duration::from_millis(200));
+        assert!(Instant::now() < deadline, "no lag alarm:\n{m}");
+        std::thread::sleep(Duration::from_millis(20));
     };
     assert!(metrics.starts_with("HTTP/1.0 200") || metrics.starts_with("HTTP/1.1 200"));
     assert_contains_all(
