@@ -154,22 +154,27 @@ kill -TERM $P; wait $P || true
 events=$(wc -l < "$W/d.jsonl")
 LAT=$(python3 - "$W/d.metrics" <<'PY'
 import re, sys
-buckets, total = [], 0
-for l in open(sys.argv[1]):
-    m = re.match(r'tributary_commit_to_sink_seconds_bucket\{.*le="([^"]+)"\} (\S+)', l)
-    if m and m.group(1) != "+Inf":
-        buckets.append((float(m.group(1)), float(m.group(2))))
-    m = re.match(r'tributary_commit_to_sink_seconds_count\{.*\} (\S+)', l)
-    if m:
-        total = float(m.group(1))
-def q(p):
-    want, lo, below = p * total, 0.0, 0.0
-    for le, n in sorted(buckets):
-        if n >= want:  # linear interpolation inside the bucket
-            return (lo + (le - lo) * (want - below) / max(n - below, 1)) * 1000
-        lo, below = le, n
-    return float("inf")
-print(f"p50 {q(0.5):.1f} ms, p99 {q(0.99):.1f} ms over {int(total)} transactions")
+def histogram(name):
+    buckets, total = [], 0
+    for l in open(sys.argv[1]):
+        m = re.match(name + r'_bucket\{.*le="([^"]+)"\} (\S+)', l)
+        if m and m.group(1) != "+Inf":
+            buckets.append((float(m.group(1)), float(m.group(2))))
+        m = re.match(name + r'_count\{.*\} (\S+)', l)
+        if m:
+            total = float(m.group(1))
+    def q(p):
+        want, lo, below = p * total, 0.0, 0.0
+        for le, n in sorted(buckets):
+            if n >= want:  # linear interpolation inside the bucket
+                return (lo + (le - lo) * (want - below) / max(n - below, 1)) * 1000
+            lo, below = le, n
+        return float("inf")
+    return q, int(total)
+lat, n = histogram("tributary_commit_to_sink_seconds")
+write, writes = histogram("tributary_sink_batch_seconds")
+print(f"p50 {lat(0.5):.1f} ms, p99 {lat(0.99):.1f} ms over {n} transactions; "
+      f"sink writes (encode + write + fsync) p50 {write(0.5):.1f} ms, p99 {write(0.99):.1f} ms over {writes} writes")
 PY
 )
 line "(d) commit→sink latency at $(printf %.0f "$TPS") tx/s (pgbench -R 5000, 20 s) | $LAT | $events events"
