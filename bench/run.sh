@@ -30,7 +30,7 @@ PORT=$(free_port); APORT=$(free_port)
 "${RUNAS[@]}" "$BIN/pg_ctl" start -w -D "$W/data" -l "$W/server.log" -o "-c listen_addresses=127.0.0.1 \
   -c port=$PORT -c unix_socket_directories=$W -c wal_level=logical -c max_wal_size=8GB \
   -c max_replication_slots=10 -c shared_buffers=256MB" >/dev/null
-cleanup() { pkill -P $$ 2>/dev/null || true; "${RUNAS[@]}" "$BIN/pg_ctl" stop -m immediate -D "$W/data" >/dev/null 2>&1; rm -rf "$W"; }
+cleanup() { pkill -P $$ 2>/dev/null || true; "${RUNAS[@]}" "$BIN/pg_ctl" stop -m immediate -D "$W/data" >/dev/null 2>&1; [ -n "${KEEP:-}" ] || rm -rf "$W"; }
 trap cleanup EXIT
 PSQL=("$BIN/psql" -qAt -h 127.0.0.1 -p "$PORT" -U postgres -d postgres)
 PGBENCH=("$BIN/pgbench" -h 127.0.0.1 -p "$PORT" -U postgres -n)

@@ -380,24 +380,34 @@ pub struct NatsServer {
     child: std::process::Child,
     port: u16,
     _dir: tempfile::TempDir,
+    /// Extra `nats-server` flags (authentication), kept for restarts.
+    extra: Vec<String>,
 }
 
 impl NatsServer {
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Starts with extra flags, e.g. `["--user", "u", "--pass", "p"]` or
+    /// `["--auth", "token"]`.
+    pub fn start_with(extra: &[&str]) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("tributary-nats-")
             .tempdir()
             .expect("temp dir");
         let port = free_port();
-        let child = Self::spawn(port, dir.path());
+        let extra: Vec<String> = extra.iter().map(|a| (*a).to_owned()).collect();
+        let child = Self::spawn(port, dir.path(), &extra);
         Self {
             child,
             port,
             _dir: dir,
+            extra,
         }
     }
 
-    fn spawn(port: u16, store: &Path) -> std::process::Child {
+    fn spawn(port: u16, store: &Path, extra: &[String]) -> std::process::Child {
         // Debian installs it in /usr/sbin, which is not on every user's PATH.
         let program = std::env::var("TRIBUTARY_NATS_SERVER").unwrap_or_else(|_| {
             if Path::new("/usr/sbin/nats-server").exists() {
@@ -409,6 +419,7 @@ impl NatsServer {
         let child = Command::new(program)
             .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
             .arg(store)
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -433,7 +444,7 @@ impl NatsServer {
     /// Starts it again on the same port with the same store.
     pub fn restart(&mut self) {
         self.stop();
-        self.child = Self::spawn(self.port, self._dir.path());
+        self.child = Self::spawn(self.port, self._dir.path(), &self.extra);
     }
 
     /// `nats://127.0.0.1:PORT`.

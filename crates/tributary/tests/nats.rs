@@ -17,7 +17,20 @@ pub fn stream_messages(
     stream: &str,
 ) -> Vec<(String, String, String, Value)> {
     rt.block_on(async {
-        let client = async_nats::connect(url).await.unwrap();
+        // `nats://user:pass@host` or `nats://token@host`, as options.
+        let (options, url) = match url.strip_prefix("nats://").and_then(|r| r.split_once('@')) {
+            Some((creds, host)) => (
+                match creds.split_once(':') {
+                    Some((u, p)) => {
+                        async_nats::ConnectOptions::with_user_and_password(u.into(), p.into())
+                    }
+                    None => async_nats::ConnectOptions::with_token(creds.into()),
+                },
+                format!("nats://{host}"),
+            ),
+            None => (async_nats::ConnectOptions::new(), url.to_owned()),
+        };
+        let client = options.connect(url).await.unwrap();
         let js = async_nats::jetstream::new(client);
         let Ok(mut s) = js.get_stream(stream).await else {
             return Vec::new(); // not created yet
@@ -361,4 +374,60 @@ fn with_one_sink_down_the_other_keeps_receiving_and_the_slot_waits() {
         std::thread::sleep(Duration::from_millis(200));
     }
     assert!(t.terminate().success(), "{}", t.log());
+}
+
+#[test]
+fn user_password_and_token_authenticate_and_a_wrong_password_is_named_not_printed() {
+    let pg = PgCluster::start();
+    let rt = runtime();
+    let db = rt.block_on(pg.create_db("app"));
+    rt.block_on(
+        db.batch_execute("CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1), (2);"),
+    )
+    .unwrap();
+
+    // User and password (from the environment).
+    let nats = NatsServer::start_with(&["--user", "cdc", "--pass", "s3cret-pw"]);
+    let dir = workdir();
+    let text = sink_config(dir.path(), &pg, &nats).replace(
+        "stream = \"CDC\"",
+        "stream = \"CDC\"\nuser = \"cdc\"\npassword_env = \"NATS_PW\"",
+    );
+    let wrong = cli("check", dir.path(), &text, &[("NATS_PW", Some("wrong-pw"))]);
+    assert_eq!(wrong.code, 1, "{}{}", wrong.stdout, wrong.stderr);
+    assert!(
+        wrong.stdout.contains("FAIL  sink \"archive\""),
+        "{}",
+        wrong.stdout
+    );
+    assert!(
+        !(wrong.stdout + &wrong.stderr).contains("wrong-pw"),
+        "the password was printed"
+    );
+    let mut t = Tributary::start_with_env(dir.path(), &text, &[("NATS_PW", "s3cret-pw")]);
+    let authed = nats.url().replace("nats://", "nats://cdc:s3cret-pw@");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while stream_messages(&rt, &authed, "CDC").len() < 2 {
+        assert!(Instant::now() < deadline, "{}", t.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(t.terminate().success(), "{}", t.log());
+    assert!(!t.log().contains("s3cret-pw"), "the password was logged");
+
+    // A token (from the environment).
+    let nats = NatsServer::start_with(&["--auth", "t0ken-value"]);
+    let dir = workdir();
+    let text = sink_config(dir.path(), &pg, &nats).replace(
+        "stream = \"CDC\"",
+        "stream = \"CDC\"\ntoken_env = \"NATS_TOKEN\"",
+    );
+    let mut t = Tributary::start_with_env(dir.path(), &text, &[("NATS_TOKEN", "t0ken-value")]);
+    let authed = nats.url().replace("nats://", "nats://t0ken-value@");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while stream_messages(&rt, &authed, "CDC").len() < 2 {
+        assert!(Instant::now() < deadline, "{}", t.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(t.terminate().success(), "{}", t.log());
+    assert!(!t.log().contains("t0ken-value"), "the token was logged");
 }
