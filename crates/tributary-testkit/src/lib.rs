@@ -199,54 +199,7 @@ impl PgCluster {
     /// TCP connections without TLS.
     fn make_certificates(&self) {
         let dir = self.dir.path();
-        make_ca(dir, "ca");
-        let openssl = |args: &[&str]| {
-            let out = Command::new("openssl")
-                .args(args)
-                .current_dir(dir)
-                .output()
-                .expect("run openssl (install the openssl package)");
-            assert!(
-                out.status.success(),
-                "openssl {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
-        openssl(&[
-            "req",
-            "-new",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-            "-subj",
-            "/CN=localhost",
-        ]);
-        std::fs::write(
-            dir.join("server.ext"),
-            "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
-        )
-        .expect("write server.ext");
-        openssl(&[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            "server.ext",
-            "-out",
-            "server.crt",
-        ]);
+        make_server_certificate(dir);
         let data = self.data_dir();
         for file in ["server.crt", "server.key"] {
             std::fs::copy(dir.join(file), data.join(file)).expect("copy certificate");
@@ -342,6 +295,59 @@ impl PgCluster {
 }
 
 /// Makes `NAME.key` and a self-signed `NAME.crt` CA certificate in `dir`.
+/// A CA (`ca.crt`) and a server certificate it signed for `localhost` and
+/// `127.0.0.1` (`server.crt`, `server.key`), in `dir`.
+pub fn make_server_certificate(dir: &Path) {
+    make_ca(dir, "ca");
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("run openssl (install the openssl package)");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    openssl(&[
+        "req",
+        "-new",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=localhost",
+    ]);
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
+    )
+    .expect("write server.ext");
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+        "-out",
+        "server.crt",
+    ]);
+}
+
 pub fn make_ca(dir: &Path, name: &str) -> PathBuf {
     let out = Command::new("openssl")
         .args([
@@ -392,13 +398,42 @@ impl NatsServer {
     /// Starts with extra flags, e.g. `["--user", "u", "--pass", "p"]` or
     /// `["--auth", "token"]`.
     pub fn start_with(extra: &[&str]) -> Self {
-        let dir = tempfile::Builder::new()
+        let extra: Vec<String> = extra.iter().map(|a| (*a).to_owned()).collect();
+        Self::launch(Self::temp_dir(), extra)
+    }
+
+    /// Starts a server that requires TLS, with a certificate for
+    /// `127.0.0.1` signed by [`NatsServer::ca_file`].
+    pub fn start_tls() -> Self {
+        let dir = Self::temp_dir();
+        make_server_certificate(dir.path());
+        let file = |name: &str| dir.path().join(name).display().to_string();
+        let extra = vec![
+            "--tls".to_owned(),
+            "--tlscert".to_owned(),
+            file("server.crt"),
+            "--tlskey".to_owned(),
+            file("server.key"),
+        ];
+        Self::launch(dir, extra)
+    }
+
+    /// The CA of a [`NatsServer::start_tls`] server.
+    pub fn ca_file(&self) -> PathBuf {
+        self._dir.path().join("ca.crt")
+    }
+
+    fn temp_dir() -> tempfile::TempDir {
+        tempfile::Builder::new()
             .prefix("tributary-nats-")
             .tempdir()
-            .expect("temp dir");
+            .expect("temp dir")
+    }
+
+    fn launch(dir: tempfile::TempDir, extra: Vec<String>) -> Self {
         let port = free_port();
-        let extra: Vec<String> = extra.iter().map(|a| (*a).to_owned()).collect();
-        let child = Self::spawn(port, dir.path(), &extra);
+        let store = dir.path().join("js");
+        let child = Self::spawn(port, &store, &extra);
         Self {
             child,
             port,
@@ -444,7 +479,7 @@ impl NatsServer {
     /// Starts it again on the same port with the same store.
     pub fn restart(&mut self) {
         self.stop();
-        self.child = Self::spawn(self.port, self._dir.path(), &self.extra);
+        self.child = Self::spawn(self.port, &self._dir.path().join("js"), &self.extra);
     }
 
     /// `nats://127.0.0.1:PORT`.

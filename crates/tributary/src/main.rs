@@ -70,6 +70,10 @@ enum SetupTarget {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // One TLS crypto provider for every client in the process (PostgreSQL,
+    // replication, NATS, HTTP): rustls is built with both ring and aws-lc-rs
+    // by different dependencies and would otherwise refuse to choose.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),

@@ -431,3 +431,58 @@ fn user_password_and_token_authenticate_and_a_wrong_password_is_named_not_printe
     assert!(t.terminate().success(), "{}", t.log());
     assert!(!t.log().contains("t0ken-value"), "the token was logged");
 }
+
+#[test]
+fn tls_with_the_servers_ca_delivers_and_an_untrusted_server_is_refused() {
+    let pg = PgCluster::start();
+    let rt = runtime();
+    let db = rt.block_on(pg.create_db("app"));
+    rt.block_on(
+        db.batch_execute("CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1), (2);"),
+    )
+    .unwrap();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let nats = NatsServer::start_tls();
+    let dir = workdir();
+    // Without the CA the server's certificate is not trusted.
+    let untrusted = sink_config(dir.path(), &pg, &nats)
+        .replace("stream = \"CDC\"", "stream = \"CDC\"\nrequire_tls = true");
+    let out = cli("check", dir.path(), &untrusted, &[]);
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("FAIL  sink \"archive\""),
+        "{}",
+        out.stdout
+    );
+
+    let text = sink_config(dir.path(), &pg, &nats).replace(
+        "stream = \"CDC\"",
+        &format!(
+            "stream = \"CDC\"\ntls_ca = \"{}\"",
+            nats.ca_file().display()
+        ),
+    );
+    let mut t = Tributary::start(dir.path(), &text);
+    let messages = rt.block_on(async {
+        let client = async_nats::ConnectOptions::new()
+            .add_root_certificates(nats.ca_file())
+            .require_tls(true)
+            .connect(nats.url())
+            .await
+            .unwrap();
+        let js = async_nats::jetstream::new(client);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(mut s) = js.get_stream("CDC").await {
+                let n = s.info().await.unwrap().state.messages;
+                if n >= 2 {
+                    break n;
+                }
+            }
+            assert!(Instant::now() < deadline, "no messages over TLS");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    assert_eq!(messages, 2, "{}", t.log());
+    assert!(t.terminate().success(), "{}", t.log());
+}
