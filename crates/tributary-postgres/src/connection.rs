@@ -125,7 +125,7 @@ impl ConnectionConfig {
         .with_status_interval(std::time::Duration::from_millis(100))
         // Messages read ahead of the decoder (default 8192): each pins its
         // slice of the read buffer, so fewer keep memory flat.
-        .with_buffer_size(1024)
+        .with_buffer_size(256)
     }
 }
 

@@ -26,7 +26,7 @@ use crate::wal_retention::{SourceHealth, WalRetention, HEARTBEAT_PREFIX};
 use crate::{snapshot, Error};
 
 /// Events per batch handed to the pipeline while streaming.
-const BATCH: usize = 1024;
+const BATCH: usize = 512;
 
 /// When to take a snapshot (`snapshot` in the config).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
