@@ -189,7 +189,7 @@ end=$("${PSQL[@]}" -c "SELECT pg_current_wal_lsn()")
 /usr/bin/time -v -o "$W/e.time" "$TRIB" run --config "$W/e.toml" 2>"$W/e.log" & P=$!
 if [ -n "${RSS_TRACE:-}" ]; then
   (sleep 0.2; C=$(pgrep -P $P -x tributary); while kill -0 "$C" 2>/dev/null; do
-     echo "$(date +%s.%N | cut -c7-14) $(awk '/VmRSS/ {print $2}' /proc/$C/status) kB, $(wc -l < "$W/e.jsonl" 2>/dev/null) events" >&2; sleep 0.5; done) &
+     echo "$(date +%s.%N | cut -c7-14) $(awk '/VmRSS/ {print $2}' /proc/$C/status) kB ($(awk '/^(Anonymous|Rss)/ {printf "%s %s ", $1, $2}' /proc/$C/smaps_rollup)), $(wc -l < "$W/e.jsonl" 2>/dev/null) events" >&2; sleep 0.5; done) &
 fi
 until [ "$("${PSQL[@]}" -c "SELECT confirmed_flush_lsn >= '$end' FROM pg_replication_slots WHERE slot_name='tributary_e'")" = t ]; do sleep 0.05; done
 pkill -TERM -P $P -x tributary; wait $P || true
