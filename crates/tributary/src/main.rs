@@ -11,12 +11,6 @@ use std::sync::Arc;
 
 use tributary_pipeline::{Config, StatusBoard};
 
-/// mimalloc instead of glibc's malloc: events are allocated on one worker
-/// thread and freed on another, and glibc's per-thread arenas kept that
-/// memory (peak RSS grew with transaction size); measured in bench/results.md.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 mod check;
 mod report;
 mod setup;
