@@ -246,15 +246,6 @@ impl SinkConfig {
         self.secret(&self.password_env, "password_env")
     }
 
-    /// A secret from the environment variable `var` names (`key` is the setting).
-    pub fn secret_of(
-        &self,
-        var: &Option<String>,
-        key: &str,
-    ) -> Result<Option<String>, ConfigError> {
-        self.secret(var, key)
-    }
-
     /// The routing transform: per-table topic/subject templates.
     pub fn routes(&self) -> Result<tributary_sink::Routes, ConfigError> {
         self.routes
