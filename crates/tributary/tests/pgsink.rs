@@ -327,7 +327,13 @@ fn a_row_the_target_refuses_is_dead_lettered_and_the_rest_flows() {
         "{reason}"
     );
     assert!(!t.log().contains("987654"), "a row value was logged");
-    // The history sink has no such constraint and took all three.
+    // The history sink has no such constraint and takes all three (its
+    // lane runs on its own, so wait for it too).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while count(&rt, &wh, "SELECT count(*) FROM history.t") < 3 {
+        assert!(Instant::now() < deadline, "{}", t.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
     assert_eq!(count(&rt, &wh, "SELECT count(*) FROM history.t"), 3);
     assert!(t.terminate().success(), "{}", t.log());
 }
@@ -371,28 +377,33 @@ fn kill9_under_load_leaves_no_duplicate_in_jetstream_nor_the_replica() {
     writer.join().unwrap();
     wait_equal(&t, &rt, &db, &wh, "t", "copy.t");
 
-    // JetStream: every event of the history table once, nothing twice.
-    let expected = count(&rt, &wh, "SELECT count(*) FROM history.t");
+    // 2000 snapshot rows, 1500 updates, 1500 inserts, 500 deletes (the
+    // writer deletes each of ids 1501..=2000 once; later deletes find nothing).
+    // Each sink has its own lane: wait for the history and JetStream too.
+    let expected: i64 = 2000 + 1500 + 1500 + 500;
     let deadline = Instant::now() + Duration::from_secs(60);
     let messages = loop {
         let m = crate::nats::stream_messages(&rt, &nats.url(), "CDC");
-        if m.len() as i64 >= expected {
+        let history = count(&rt, &wh, "SELECT count(*) FROM history.t");
+        if m.len() as i64 >= expected && history >= expected {
             break m;
         }
         assert!(
             Instant::now() < deadline,
-            "{} of {expected}\n{}",
+            "{} in JetStream, {history} in history, of {expected}\n{}",
             m.len(),
             t.log()
         );
         std::thread::sleep(Duration::from_millis(200));
     };
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(count(&rt, &wh, "SELECT count(*) FROM history.t"), expected);
     let ids: std::collections::HashSet<&str> = messages.iter().map(|m| m.1.as_str()).collect();
     assert_eq!(ids.len(), messages.len(), "JetStream stored a duplicate");
-    // 2000 snapshot rows, 1500 updates, 1500 inserts, 500 deletes (the
-    // writer deletes each of ids 1501..=2000 once; later deletes find nothing).
-    assert_eq!(expected, 2000 + 1500 + 1500 + 500);
-    assert_eq!(messages.len() as i64, expected);
+    assert_eq!(
+        crate::nats::stream_messages(&rt, &nats.url(), "CDC").len() as i64,
+        expected
+    );
     println!(
         "kill -9 ×2: {} events sent, {} found in JetStream, {} in history, 0 duplicates",
         expected,
