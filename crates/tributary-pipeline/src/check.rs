@@ -79,127 +79,87 @@ fn strip_subject(text: &str) -> String {
 /// Whether a sink can take events, without sending or creating anything.
 pub async fn check_sink(sink: &SinkConfig, sources: &[String]) -> CheckLine {
     let subject = format!("sink \"{}\"", sink.name);
-    let finding = match (sink.kind.as_str(), &sink.path) {
-        ("file", Some(path)) => file_writable(path),
-        ("nats", _) => nats_reachable(sink, sources).await,
-        ("postgres", _) => postgres_reachable(sink).await,
-        ("kafka", _) => kafka_reachable(sink).await,
-        ("http", _) => http_reachable(sink).await,
-        _ => Finding {
+    let (probed, hint) = match (sink.kind.as_str(), &sink.path) {
+        ("file", Some(path)) => {
+            return CheckLine {
+                subject,
+                finding: file_writable(path),
+            }
+        }
+        ("nats", _) => (
+            nats_reachable(sink, sources).await,
+            "check url, credentials and TLS of this sink; an existing stream must capture the \
+             sink's subjects (or choose another `stream`)",
+        ),
+        ("postgres", _) => (
+            postgres_reachable(sink).await,
+            "check url and password of this sink; its role needs CREATE on the target schemas \
+             (or existing tables it may write)",
+        ),
+        ("kafka", _) => (
+            kafka_reachable(sink).await,
+            "check brokers and the security properties (security.protocol, sasl.*, ssl.*) of \
+             this sink",
+        ),
+        ("http", _) => (
+            http_reachable(sink).await,
+            "check the url of this sink and that the receiver is running",
+        ),
+        _ => (Ok("stdout".into()), ""),
+    };
+    let finding = match probed {
+        Ok(message) => Finding {
             outcome: Outcome::Ok,
-            message: "stdout".into(),
+            message,
             hint: None,
+        },
+        Err(message) => Finding {
+            outcome: Outcome::Fail,
+            message,
+            hint: Some(hint.into()),
         },
     };
     CheckLine { subject, finding }
 }
 
-async fn nats_reachable(sink: &SinkConfig, sources: &[String]) -> Finding {
-    let probed = match sink.nats_options(sources.to_vec()) {
-        Ok(options) => tributary_sink::probe_nats(&options)
-            .await
-            .map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
-    };
-    match probed {
-        Ok(message) => Finding {
-            outcome: Outcome::Ok,
-            message,
-            hint: None,
-        },
-        Err(message) => Finding {
-            outcome: Outcome::Fail,
-            message,
-            hint: Some(
-                "check url, credentials and TLS of this sink; an existing stream must \
-                 capture the sink's subjects (or choose another `stream`)"
-                    .into(),
-            ),
-        },
-    }
+/// A sink's probe: what answered, or why nothing did.
+type Probed = Result<String, String>;
+
+async fn nats_reachable(sink: &SinkConfig, sources: &[String]) -> Probed {
+    let options = sink
+        .nats_options(sources.to_vec())
+        .map_err(|e| e.to_string())?;
+    tributary_sink::probe_nats(&options)
+        .await
+        .map_err(|e| e.to_string())
 }
 
-async fn http_reachable(sink: &SinkConfig) -> Finding {
-    let probed = match sink.http_options(tributary_sink::RecordOptions::default()) {
-        Ok(options) => tributary_sink::probe_http(&options)
-            .await
-            .map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
-    };
-    match probed {
-        Ok(message) => Finding {
-            outcome: Outcome::Ok,
-            message,
-            hint: None,
-        },
-        Err(message) => Finding {
-            outcome: Outcome::Fail,
-            message,
-            hint: Some("check the url of this sink and that the receiver is running".into()),
-        },
-    }
+async fn http_reachable(sink: &SinkConfig) -> Probed {
+    let options = sink
+        .http_options(tributary_sink::RecordOptions::default())
+        .map_err(|e| e.to_string())?;
+    tributary_sink::probe_http(&options)
+        .await
+        .map_err(|e| e.to_string())
 }
 
-async fn kafka_reachable(sink: &SinkConfig) -> Finding {
-    let probed = match sink.kafka_options() {
-        Ok(options) => tributary_sink::probe_kafka(&options)
-            .await
-            .map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
-    };
-    match probed {
-        Ok(message) => Finding {
-            outcome: Outcome::Ok,
-            message,
-            hint: None,
-        },
-        Err(message) => Finding {
-            outcome: Outcome::Fail,
-            message,
-            hint: Some(
-                "check brokers and the security properties (security.protocol, sasl.*, ssl.*) \
-                 of this sink"
-                    .into(),
-            ),
-        },
-    }
+async fn kafka_reachable(sink: &SinkConfig) -> Probed {
+    let options = sink.kafka_options().map_err(|e| e.to_string())?;
+    tributary_sink::probe_kafka(&options)
+        .await
+        .map_err(|e| e.to_string())
 }
 
-async fn postgres_reachable(sink: &SinkConfig) -> Finding {
-    let positions = sink
-        .positions_table
-        .clone()
-        .unwrap_or_else(|| "public.tributary_positions".into());
-    let probed = match sink.password() {
-        Ok(password) => {
-            match ConnectionConfig::parse(sink.url.as_deref().unwrap_or_default(), password) {
-                Ok(connection) => tributary_sink::probe_postgres(&connection, &positions)
-                    .await
-                    .map_err(|e| match std::error::Error::source(&e) {
-                        Some(cause) => format!("{e}: {cause}"),
-                        None => e.to_string(),
-                    }),
-                Err(e) => Err(e.to_string()),
-            }
-        }
-        Err(e) => Err(e.to_string()),
-    };
-    match probed {
-        Ok(message) => Finding {
-            outcome: Outcome::Ok,
-            message,
-            hint: None,
-        },
-        Err(message) => Finding {
-            outcome: Outcome::Fail,
-            message,
-            hint: Some(
-                "check url and password of this sink; its role needs CREATE on the target \
-                 schemas (or existing tables it may write)"
-                    .into(),
-            ),
-        },
-    }
+async fn postgres_reachable(sink: &SinkConfig) -> Probed {
+    let password = sink.password().map_err(|e| e.to_string())?;
+    let connection = ConnectionConfig::parse(sink.url.as_deref().unwrap_or_default(), password)
+        .map_err(|e| e.to_string())?;
+    tributary_sink::probe_postgres(&connection, &sink.positions_table())
+        .await
+        .map_err(|e| match e.detail() {
+            Some(detail) => format!("{e}: {detail}"),
+            None => e.to_string(),
+        })
 }
 
 fn file_writable(path: &Path) -> Finding {

@@ -204,10 +204,7 @@ fn postgres_sink_options(
             .unwrap_or_else(|| "{schema}.{table}".into()),
         routes: cfg.routes()?,
         history: cfg.mode.as_deref() == Some("history"),
-        positions_table: cfg
-            .positions_table
-            .clone()
-            .unwrap_or_else(|| "public.tributary_positions".into()),
+        positions_table: cfg.positions_table(),
         schemas: Arc::new(SourceSchemas::new(sources, cfg.transform()?)),
     })
 }

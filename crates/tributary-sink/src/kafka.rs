@@ -264,11 +264,10 @@ impl KafkaSink {
         pending: &mut Vec<(usize, DeliveryFuture)>,
         index: usize,
     ) -> Result<(), KafkaError> {
-        use std::fmt::Write;
         let template = crate::template_for(&self.options.routes, &self.options.topic, event);
         debezium::write_topic(&mut self.scratch, template, event);
         self.id.clear();
-        let _ = write!(self.id, "{}", event.id);
+        event.id.push_to(&mut self.id);
         self.key.clear();
         debezium::write_key(&mut self.key, event);
         self.value.clear();

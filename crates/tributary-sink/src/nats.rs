@@ -220,7 +220,6 @@ impl NatsSink {
     /// A message larger than the server's `max_payload` is a rejection (it
     /// can never be stored); every other failure fails the whole batch.
     pub async fn write(&mut self, events: &[ChangeEvent]) -> Result<Vec<Rejection>, SinkError> {
-        use std::fmt::Write;
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
@@ -232,7 +231,7 @@ impl NatsSink {
                 let template = crate::template_for(&self.routes, &self.subject, event);
                 debezium::write_topic(&mut self.scratch, template, event);
                 self.id.clear();
-                let _ = write!(self.id, "{}", event.id);
+                event.id.push_to(&mut self.id);
                 let mut headers = HeaderMap::new();
                 headers.insert("Nats-Msg-Id", self.id.as_str());
                 self.buf.clear();

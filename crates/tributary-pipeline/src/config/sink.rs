@@ -246,6 +246,13 @@ impl SinkConfig {
         self.secret(&self.password_env, "password_env")
     }
 
+    /// The PostgreSQL sink's positions table (default `public.tributary_positions`).
+    pub fn positions_table(&self) -> String {
+        self.positions_table
+            .clone()
+            .unwrap_or_else(|| "public.tributary_positions".into())
+    }
+
     /// The routing transform: per-table topic/subject templates.
     pub fn routes(&self) -> Result<tributary_sink::Routes, ConfigError> {
         self.routes

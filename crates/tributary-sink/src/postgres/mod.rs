@@ -589,17 +589,14 @@ impl SinkError {
     }
 
     /// A value or constraint the target refuses: the event's fault, not the
-    /// connection's (SQLSTATE classes 22 and 23, and mismatched types).
+    /// connection's (SQLSTATE classes 22 and 23, and 42804 mismatched types).
     fn is_data_error(&self) -> bool {
         let SinkError::Postgres { source, .. } = self else {
             return false;
         };
         source.code().is_some_and(|c| {
             let code = c.code();
-            code.starts_with("22")
-                || code.starts_with("23")
-                || *c == SqlState::DATATYPE_MISMATCH
-                || *c == SqlState::INVALID_TEXT_REPRESENTATION
+            code.starts_with("22") || code.starts_with("23") || *c == SqlState::DATATYPE_MISMATCH
         })
     }
 

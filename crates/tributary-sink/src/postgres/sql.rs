@@ -113,12 +113,12 @@ fn write_position(out: &mut Vec<u8>, event: &ChangeEvent) {
     );
 }
 
-/// `[[values…, lsn, ordinal (, op, ts, id)], …]` into `out` (cleared first).
-pub(super) fn rows_json<'a>(
+/// `[[…], …]` into `out` (cleared first): one inner array per event, its
+/// elements written by `elements`.
+fn array_per_event<'a>(
     out: &mut Vec<u8>,
     events: &[&'a ChangeEvent],
-    row: impl Fn(&'a ChangeEvent) -> Option<&'a Row>,
-    history: bool,
+    mut elements: impl FnMut(&mut Vec<u8>, &'a ChangeEvent),
 ) {
     out.clear();
     out.push(b'[');
@@ -127,37 +127,44 @@ pub(super) fn rows_json<'a>(
             out.push(b',');
         }
         out.push(b'[');
+        elements(out, event);
+        out.push(b']');
+    }
+    out.push(b']');
+}
+
+/// `[[values…, lsn, ordinal (, op, ts, id)], …]` into `out` (cleared first).
+pub(super) fn rows_json<'a>(
+    out: &mut Vec<u8>,
+    events: &[&'a ChangeEvent],
+    row: impl Fn(&'a ChangeEvent) -> Option<&'a Row>,
+    history: bool,
+) {
+    let mut id = String::new();
+    array_per_event(out, events, |out, event| {
         write_values(out, row(event));
         if history {
             debezium::write_str(out, event.op.code());
             out.push(b',');
             write_position(out, event);
             let _ = write!(out, ",{},", event.source.ts_ms);
-            debezium::write_str(out, &event.id.to_string());
+            id.clear();
+            event.id.push_to(&mut id);
+            debezium::write_str(out, &id);
         } else {
             write_position(out, event);
         }
-        out.push(b']');
-    }
-    out.push(b']');
+    });
 }
 
 /// `[[key values…, lsn, ordinal], …]` in the order of `key` (cleared first).
 pub(super) fn keys_json(out: &mut Vec<u8>, events: &[&ChangeEvent], key: &[String]) {
-    out.clear();
-    out.push(b'[');
-    for (i, event) in events.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        out.push(b'[');
+    array_per_event(out, events, |out, event| {
         for column in key {
             let value = event.key.as_ref().and_then(|k| k.get(column));
             debezium::write_json_value(out, value.unwrap_or(&tributary_core::Value::Null));
             out.push(b',');
         }
         write_position(out, event);
-        out.push(b']');
-    }
-    out.push(b']');
+    });
 }
