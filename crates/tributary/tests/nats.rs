@@ -191,11 +191,9 @@ fn a_broker_down_for_ten_seconds_pauses_capture_and_loses_nothing() {
         "stream = \"CDC\"\nretry_initial = \"50ms\"\nretry_max = \"1s\"",
     );
     let mut t = Tributary::start(dir.path(), &text);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while stream_messages(&rt, &nats.url(), "CDC").len() < 20 {
-        assert!(Instant::now() < deadline, "{}", t.log());
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until(&t, Duration::from_secs(60), || {
+        stream_messages(&rt, &nats.url(), "CDC").len() >= 20
+    });
     let confirmed = || confirmed_flush(&rt, &db);
 
     nats.stop();
@@ -271,11 +269,9 @@ fn a_poison_event_is_dead_lettered_or_stops_the_pipeline() {
     let mut t = Tributary::start(dir.path(), &text);
     crate::capture::wait_for_slot(&rt, &db);
     rt.block_on(db.batch_execute(insert_poison)).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while stream_messages(&rt, &nats.url(), "CDC").len() < 2 {
-        assert!(Instant::now() < deadline, "{}", t.log());
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until(&t, Duration::from_secs(60), || {
+        stream_messages(&rt, &nats.url(), "CDC").len() >= 2
+    });
     let stored: Vec<i64> = stream_messages(&rt, &nats.url(), "CDC")
         .iter()
         .map(|m| m.3["after"]["id"].as_i64().unwrap())
@@ -406,11 +402,9 @@ fn user_password_and_token_authenticate_and_a_wrong_password_is_named_not_printe
     );
     let mut t = Tributary::start_with_env(dir.path(), &text, &[("NATS_PW", "s3cret-pw")]);
     let authed = nats.url().replace("nats://", "nats://cdc:s3cret-pw@");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while stream_messages(&rt, &authed, "CDC").len() < 2 {
-        assert!(Instant::now() < deadline, "{}", t.log());
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until(&t, Duration::from_secs(60), || {
+        stream_messages(&rt, &authed, "CDC").len() >= 2
+    });
     assert!(t.terminate().success(), "{}", t.log());
     assert!(!t.log().contains("s3cret-pw"), "the password was logged");
 
@@ -423,11 +417,9 @@ fn user_password_and_token_authenticate_and_a_wrong_password_is_named_not_printe
     );
     let mut t = Tributary::start_with_env(dir.path(), &text, &[("NATS_TOKEN", "t0ken-value")]);
     let authed = nats.url().replace("nats://", "nats://t0ken-value@");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while stream_messages(&rt, &authed, "CDC").len() < 2 {
-        assert!(Instant::now() < deadline, "{}", t.log());
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until(&t, Duration::from_secs(60), || {
+        stream_messages(&rt, &authed, "CDC").len() >= 2
+    });
     assert!(t.terminate().success(), "{}", t.log());
     assert!(!t.log().contains("t0ken-value"), "the token was logged");
 }

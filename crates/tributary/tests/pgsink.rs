@@ -163,11 +163,9 @@ fn the_replica_equals_the_source_and_history_keeps_every_event_once_across_a_cra
     // History: every event of t exactly once. 300 snapshot rows, 40 inserts,
     // 10 updates, 5 deletes, a key change (delete + create), 1 update.
     let expected = 300 + 40 + 10 + 5 + 2 + 1;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while count(&rt, &wh, "SELECT count(*) FROM history.t") < expected {
-        assert!(Instant::now() < deadline, "{}", t.log());
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_until(&t, Duration::from_secs(30), || {
+        count(&rt, &wh, "SELECT count(*) FROM history.t") >= expected
+    });
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(count(&rt, &wh, "SELECT count(*) FROM history.t"), expected);
     assert_eq!(
@@ -265,11 +263,9 @@ fn a_target_down_for_ten_seconds_pauses_delivery_and_loses_nothing() {
     target.restart();
     let wh = rt.block_on(target.client("warehouse"));
     wait_equal(&t, &rt, &db, &wh, "t", "copy.t");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while count(&rt, &wh, "SELECT count(*) FROM history.t") < 20 + 60 {
-        assert!(Instant::now() < deadline, "{}", t.log());
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_until(&t, Duration::from_secs(30), || {
+        count(&rt, &wh, "SELECT count(*) FROM history.t") >= 20 + 60
+    });
     assert_eq!(count(&rt, &wh, "SELECT count(*) FROM history.t"), 80);
     assert!(t.terminate().success(), "{}", t.log());
 }
@@ -305,11 +301,9 @@ fn a_row_the_target_refuses_is_dead_lettered_and_the_rest_flows() {
          INSERT INTO t VALUES (3, 3); COMMIT;",
     ))
     .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while count(&rt, &wh, "SELECT count(*) FROM copy.t") < 2 || read_records(&letters).is_empty() {
-        assert!(Instant::now() < deadline, "{}", t.log());
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until(&t, Duration::from_secs(60), || {
+        !(count(&rt, &wh, "SELECT count(*) FROM copy.t") < 2 || read_records(&letters).is_empty())
+    });
     let ids: Vec<i32> = rt
         .block_on(wh.query("SELECT id FROM copy.t ORDER BY id", &[]))
         .unwrap()
@@ -329,11 +323,9 @@ fn a_row_the_target_refuses_is_dead_lettered_and_the_rest_flows() {
     assert!(!t.log().contains("987654"), "a row value was logged");
     // The history sink has no such constraint and takes all three (its
     // lane runs on its own, so wait for it too).
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while count(&rt, &wh, "SELECT count(*) FROM history.t") < 3 {
-        assert!(Instant::now() < deadline, "{}", t.log());
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until(&t, Duration::from_secs(30), || {
+        count(&rt, &wh, "SELECT count(*) FROM history.t") >= 3
+    });
     assert_eq!(count(&rt, &wh, "SELECT count(*) FROM history.t"), 3);
     assert!(t.terminate().success(), "{}", t.log());
 }

@@ -360,3 +360,13 @@ pub fn wait_until_rebuilt_equals_source(
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// Polls `done` every 100 ms until it holds; fails after `timeout` with the
+/// process's log.
+pub fn wait_until(t: &Tributary, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out:\n{}", t.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

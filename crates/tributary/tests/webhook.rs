@@ -5,7 +5,7 @@
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -143,11 +143,9 @@ fn batches_arrive_signed_5xx_is_retried_and_a_refused_event_is_dead_lettered() {
         rt.block_on(db.batch_execute(&format!("INSERT INTO t VALUES ({}, 1)", 1000 + i)))
             .unwrap();
     }
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while state.lock().unwrap().accepted.len() < 119 {
-        assert!(Instant::now() < deadline, "{}", t.log());
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until(&t, Duration::from_secs(60), || {
+        state.lock().unwrap().accepted.len() >= 119
+    });
     std::thread::sleep(Duration::from_millis(500));
     let s = state.lock().unwrap();
     let ids: HashSet<i64> = s
