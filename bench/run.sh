@@ -15,7 +15,9 @@
 #   bench/run.sh [--write]      (--write: also rewrite bench/results.md)
 #   ONLY="a b" bench/run.sh     (some workloads only)
 #   PROFILE=b bench/run.sh      (Tributary under `perf record -g` in that
-#                                workload; writes perf-b.data here)
+#                                workload; writes perf-b.data here, or
+#                                into PROFILE_DIR)
+#   SNAPSHOT_PARALLELISM=2 …    (the source's snapshot_parallelism; default 4)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WRITE=${1:-}
@@ -42,7 +44,7 @@ want() { [ -z "${ONLY:-}" ] || [[ " $ONLY " == *" $1 "* ]]; }
 # The Tributary command of workload $1 (under perf when profiled).
 trib() {
   if [ "${PROFILE:-}" = "$1" ]; then
-    echo perf record -e cpu-clock -F 2000 -g -o "$PWD/perf-$1.data" -- "$TRIB"
+    echo perf record -e cpu-clock -F 2000 -g -o "${PROFILE_DIR:-$PWD}/perf-$1.data" -- "$TRIB"
   else
     echo "$TRIB"
   fi
@@ -60,6 +62,7 @@ type = "postgres"
 url = "postgres://postgres@127.0.0.1:$PORT/postgres"
 tables = [$2]
 snapshot = "$3"
+snapshot_parallelism = ${SNAPSHOT_PARALLELISM:-4}
 [[sink]]
 name = "file"
 type = "file"

@@ -29,11 +29,12 @@ pub enum AdminError {
     Recorder(#[source] metrics_exporter_prometheus::BuildError),
 }
 
-/// Latency buckets (seconds) of the histograms: 1 ms to 30 s, finer where
-/// the commit→sink target (20 ms) is judged.
+/// Latency buckets (seconds) of the histograms: 0.1 ms to 30 s, finer where
+/// the commit→sink target (20 ms) is judged and where an idle pipeline
+/// delivers (below 1 ms).
 const BUCKETS: &[f64] = &[
-    0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-    5.0, 10.0, 30.0,
+    0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03,
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
 /// Installs the process-wide Prometheus recorder (once, before any metric).

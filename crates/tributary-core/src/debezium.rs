@@ -4,9 +4,11 @@
 //! Consumers written for Debezium's PostgreSQL connector read these records
 //! unchanged: same envelope, same `source` fields, same op letters.
 
+use std::sync::Arc;
+
 use base64::Engine;
 
-use crate::{ChangeEvent, Op, Row, Value};
+use crate::{ChangeEvent, Op, Row, SnapshotMarker, TableRef, Value};
 
 /// The version Tributary reports in `source.version`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -40,6 +42,112 @@ pub fn write_topic(out: &mut String, template: &str, event: &ChangeEvent) {
     out.push_str(rest);
 }
 
+/// Renders topics, remembering the last one: consecutive events of one
+/// table (a snapshot, a bulk transaction) reuse it instead of rendering the
+/// template and escaping the result for every event.
+#[derive(Default)]
+pub struct TopicWriter {
+    /// What the remembered topic was rendered from. Holding the `Arc`s keeps
+    /// their addresses from being reused, so pointer equality is identity.
+    last: Option<(Arc<str>, Arc<TableRef>, String)>,
+    topic: String,
+    json: Vec<u8>,
+}
+
+impl TopicWriter {
+    /// The topic of `event` under `template`.
+    pub fn topic(&mut self, template: &str, event: &ChangeEvent) -> &str {
+        self.render(template, event);
+        &self.topic
+    }
+
+    /// Writes the topic of `event` under `template` as a JSON string.
+    pub fn write_json(&mut self, out: &mut Vec<u8>, template: &str, event: &ChangeEvent) {
+        self.render(template, event);
+        out.extend_from_slice(&self.json);
+    }
+
+    fn render(&mut self, template: &str, event: &ChangeEvent) {
+        let same = self.last.as_ref().is_some_and(|(name, table, t)| {
+            Arc::ptr_eq(name, &event.source.name)
+                && Arc::ptr_eq(table, &event.table)
+                && t == template
+        });
+        if same {
+            return;
+        }
+        write_topic(&mut self.topic, template, event);
+        self.json.clear();
+        write_str(&mut self.json, &self.topic);
+        self.last = Some((
+            Arc::clone(&event.source.name),
+            Arc::clone(&event.table),
+            template.to_owned(),
+        ));
+    }
+}
+
+/// Writes envelopes, reusing the encoded `source` block while it stays the
+/// same: every row of a snapshot shares one, so only the row is encoded.
+#[derive(Default)]
+pub struct EnvelopeWriter {
+    last: Option<SourceKey>,
+    block: Vec<u8>,
+}
+
+/// Everything the `source` block is made of (the `Arc`s held, see
+/// [`TopicWriter`]).
+struct SourceKey {
+    name: Arc<str>,
+    db: Arc<str>,
+    table: Arc<TableRef>,
+    connector: &'static str,
+    ts_us: i64,
+    snapshot: SnapshotMarker,
+    tx_id: Option<u64>,
+    lsn: Option<u64>,
+    sequence: Option<(u64, u64)>,
+}
+
+impl SourceKey {
+    fn matches(&self, event: &ChangeEvent) -> bool {
+        let s = &event.source;
+        s.unchanged_toast.is_empty()
+            && Arc::ptr_eq(&self.name, &s.name)
+            && Arc::ptr_eq(&self.db, &s.db)
+            && Arc::ptr_eq(&self.table, &event.table)
+            && self.connector == s.connector
+            && self.ts_us == s.ts_us
+            && self.snapshot == s.snapshot
+            && self.tx_id == s.tx_id
+            && self.lsn == s.lsn
+            && self.sequence == s.sequence
+    }
+}
+
+impl EnvelopeWriter {
+    /// As [`write_value`].
+    pub fn write_value(&mut self, out: &mut Vec<u8>, event: &ChangeEvent, now_ms: i64) {
+        if !self.last.as_ref().is_some_and(|k| k.matches(event)) {
+            self.block.clear();
+            write_source(&mut self.block, event);
+            let s = &event.source;
+            self.last = s.unchanged_toast.is_empty().then(|| SourceKey {
+                name: Arc::clone(&s.name),
+                db: Arc::clone(&s.db),
+                table: Arc::clone(&event.table),
+                connector: s.connector,
+                ts_us: s.ts_us,
+                snapshot: s.snapshot,
+                tx_id: s.tx_id,
+                lsn: s.lsn,
+                sequence: s.sequence,
+            });
+        }
+        write_envelope(out, event, now_ms, &self.block);
+    }
+}
+
 /// Writes the record key: the key columns as an object, or `null`.
 pub fn write_key(out: &mut Vec<u8>, event: &ChangeEvent) {
     match &event.key {
@@ -51,12 +159,18 @@ pub fn write_key(out: &mut Vec<u8>, event: &ChangeEvent) {
 /// Writes the Debezium envelope. `now_ms` becomes the envelope's `ts_ms`
 /// (processing time, as in Debezium); `source.ts_ms` is the commit time.
 pub fn write_value(out: &mut Vec<u8>, event: &ChangeEvent, now_ms: i64) {
+    let mut source = Vec::with_capacity(256);
+    write_source(&mut source, event);
+    write_envelope(out, event, now_ms, &source);
+}
+
+fn write_envelope(out: &mut Vec<u8>, event: &ChangeEvent, now_ms: i64, source: &[u8]) {
     out.extend_from_slice(b"{\"before\":");
     write_opt_row(out, event.before.as_ref());
     out.extend_from_slice(b",\"after\":");
     write_opt_row(out, event.after.as_ref());
     out.extend_from_slice(b",\"source\":");
-    write_source(out, event);
+    out.extend_from_slice(source);
     out.extend_from_slice(b",\"op\":\"");
     out.extend_from_slice(event.op.code().as_bytes());
     out.extend_from_slice(b"\",\"ts_ms\":");
@@ -78,7 +192,7 @@ fn write_source(out: &mut Vec<u8>, event: &ChangeEvent) {
     out.extend_from_slice(b"\",\"name\":");
     write_str(out, &s.name);
     out.extend_from_slice(b",\"ts_ms\":");
-    write_int(out, s.ts_ms);
+    write_int(out, s.ts_ms());
     out.extend_from_slice(b",\"snapshot\":\"");
     out.extend_from_slice(s.snapshot.code().as_bytes());
     out.extend_from_slice(b"\",\"db\":");
@@ -235,7 +349,7 @@ mod tests {
                 name: "cash".into(),
                 connector: "postgresql",
                 db: "cash".into(),
-                ts_ms: 1_700_000_000_000,
+                ts_us: 1_700_000_000_000_123,
                 snapshot: SnapshotMarker::False,
                 tx_id: Some(42),
                 lsn: Some(0x1_0000_00A0),
@@ -275,6 +389,46 @@ mod tests {
             String::from_utf8(out).unwrap(),
             r#"["NaN","Infinity","-Infinity",1.5,"AAEC",null]"#
         );
+    }
+
+    #[test]
+    fn cached_writers_match_the_plain_ones_as_events_change() {
+        let mut topics = TopicWriter::default();
+        let mut envelopes = EnvelopeWriter::default();
+        let first = event(Op::Create);
+        let mut same_tx = first.clone();
+        same_tx.id.ordinal += 1;
+        let mut next_change = first.clone();
+        next_change.source.sequence = Some((10, 0x1_0000_00B0));
+        let mut other_table = first.clone();
+        other_table.table = Arc::new(TableRef::new("public", "other"));
+        let mut toast = first.clone();
+        toast.source.unchanged_toast = vec!["doc".into()];
+        let mut snapshot_last = first.clone();
+        snapshot_last.source.snapshot = SnapshotMarker::Last;
+        for e in [
+            &first,
+            &same_tx,
+            &next_change,
+            &other_table,
+            &toast,
+            &first,
+            &snapshot_last,
+        ] {
+            let (mut cached, mut plain) = (Vec::new(), Vec::new());
+            envelopes.write_value(&mut cached, e, 5);
+            write_value(&mut plain, e, 5);
+            assert_eq!(
+                String::from_utf8(cached).unwrap(),
+                String::from_utf8(plain).unwrap()
+            );
+            let mut json = Vec::new();
+            topics.write_json(&mut json, "{source}.{schema}.{table}", e);
+            let mut expected = Vec::new();
+            write_str(&mut expected, &topic("{source}.{schema}.{table}", e));
+            assert_eq!(json, expected);
+            assert_eq!(topics.topic("x.{table}", e), topic("x.{table}", e));
+        }
     }
 
     #[test]

@@ -118,8 +118,9 @@ pub struct SourceInfo {
     /// `"postgresql"`, later `"mysql"`.
     pub connector: &'static str,
     pub db: Arc<str>,
-    /// Commit time in milliseconds since the epoch.
-    pub ts_ms: i64,
+    /// Commit time in microseconds since the epoch (PostgreSQL's precision;
+    /// Debezium's `source.ts_ms` is [`SourceInfo::ts_ms`]).
+    pub ts_us: i64,
     pub snapshot: SnapshotMarker,
     pub tx_id: Option<u64>,
     /// Commit position of the change's transaction (PostgreSQL: the commit LSN).
@@ -128,6 +129,13 @@ pub struct SourceInfo {
     pub sequence: Option<(u64, u64)>,
     /// Columns whose unchanged TOASTed value was never seen (omitted from `after`).
     pub unchanged_toast: Vec<String>,
+}
+
+impl SourceInfo {
+    /// Commit time in milliseconds since the epoch.
+    pub fn ts_ms(&self) -> i64 {
+        self.ts_us.div_euclid(1000)
+    }
 }
 
 /// Stable identity of an event: `<source>:<commit position>:<ordinal>`.

@@ -32,6 +32,7 @@ pub(crate) fn postgres_config(src: &SourceConfig) -> Result<PostgresSourceConfig
         slot: src.slot_name(),
         publication: src.publication_name(),
         snapshot: src.snapshot_mode(),
+        snapshot_options: src.snapshot_options(),
         mapping: src.mapping(),
         heartbeat: src.heartbeat(),
         max_lag_bytes: src.max_lag_bytes(),

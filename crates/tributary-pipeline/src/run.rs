@@ -421,9 +421,10 @@ fn divert(
 /// lets the others run ahead by at most this many batches.
 const SINK_QUEUE: usize = 2;
 
-/// One gathered batch, shared by every sink's lane.
+/// One gathered batch, shared by every sink's lane: the source's own
+/// vectors, in order, so gathering moves no event.
 struct Batch {
-    events: Arc<Vec<ChangeEvent>>,
+    events: Arc<Vec<Vec<ChangeEvent>>>,
     /// The checkpoint after these events, numbered in the order sent.
     checkpoint: Option<u64>,
 }
@@ -441,6 +442,7 @@ async fn deliver(
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), PipelineError> {
     let progress = Arc::new(tokio::sync::Notify::new());
+    let dropper = Dropper::start()?;
     let mut lanes = Vec::with_capacity(sinks.len());
     let mut done_per_sink = Vec::with_capacity(sinks.len());
     let mut tasks = tokio::task::JoinSet::new();
@@ -451,9 +453,12 @@ async fn deliver(
             source.clone(),
             Arc::clone(sink),
             rx,
-            Arc::clone(&done),
-            Arc::clone(&progress),
-            Arc::clone(&board),
+            LaneLinks {
+                done: Arc::clone(&done),
+                progress: Arc::clone(&progress),
+                board: Arc::clone(&board),
+                dropper: dropper.clone(),
+            },
             shutdown.clone(),
         ));
         lanes.push(tx);
@@ -461,7 +466,7 @@ async fn deliver(
     }
     let sink_names = sinks.iter().map(|s| s.name.clone()).collect();
     let mut confirm = Confirmer::new(&source, sink_names, store, durable, done_per_sink);
-    let mut events: Vec<ChangeEvent> = Vec::with_capacity(MAX_BATCH_EVENTS);
+    let mut events: Vec<Vec<ChangeEvent>> = Vec::new();
     let mut delivered: u64 = 0;
     loop {
         let first = tokio::select! {
@@ -483,9 +488,13 @@ async fn deliver(
         // Gather what is already waiting into one batch.
         let mut checkpoint: Option<Checkpoint> = None;
         let mut next = Some(first);
+        let mut count = 0;
         while let Some(item) = next.take() {
             match item {
-                SourceItem::Events(batch) => events.extend(batch),
+                SourceItem::Events(batch) => {
+                    count += batch.len();
+                    events.push(batch);
+                }
                 SourceItem::Checkpoint {
                     position,
                     snapshot_complete,
@@ -496,16 +505,15 @@ async fn deliver(
                     })
                 }
             }
-            if events.len() < MAX_BATCH_EVENTS {
+            if count < MAX_BATCH_EVENTS {
                 next = items.try_recv().ok();
             }
         }
-        status::record_source_events(&source, &events);
-        delivered += events.len() as u64;
-        let batch_events = Arc::new(std::mem::replace(
-            &mut events,
-            Vec::with_capacity(MAX_BATCH_EVENTS),
-        ));
+        for part in &events {
+            status::record_source_events(&source, part);
+        }
+        delivered += count as u64;
+        let batch_events = Arc::new(std::mem::take(&mut events));
         let seq = checkpoint.map(|cp| confirm.expect(cp));
         for tx in &lanes {
             let batch = Batch {
@@ -533,17 +541,30 @@ async fn deliver(
     Ok(())
 }
 
+/// What a lane reports to and shares with the delivery loop.
+struct LaneLinks {
+    /// The newest checkpoint this sink made durable.
+    done: Arc<std::sync::atomic::AtomicU64>,
+    progress: Arc<tokio::sync::Notify>,
+    board: Arc<StatusBoard>,
+    dropper: Dropper,
+}
+
 /// One sink's lane: writes batches in order (retrying), then marks the
 /// batch's checkpoint as durable in this sink.
 async fn lane(
     source: String,
     sink: Arc<NamedSink>,
     mut batches: mpsc::Receiver<Batch>,
-    done: Arc<std::sync::atomic::AtomicU64>,
-    progress: Arc<tokio::sync::Notify>,
-    board: Arc<StatusBoard>,
+    links: LaneLinks,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), PipelineError> {
+    let LaneLinks {
+        done,
+        progress,
+        board,
+        dropper,
+    } = links;
     let latency = status::latency_histogram(&source, &sink.name);
     let coalesces = sink.sink.lock().await.coalesces();
     while let Some(first) = batches.recv().await {
@@ -555,13 +576,14 @@ async fn lane(
                 group.push(more);
             }
         }
+        let sent = || group.iter().flat_map(|b| b.events.iter());
         let transformed: Vec<Vec<ChangeEvent>> = match &sink.transform {
-            Some(t) => group.iter().map(|b| t.apply(&b.events)).collect(),
+            Some(t) => sent().map(|part| t.apply(part)).collect(),
             None => Vec::new(),
         };
         let parts: Vec<&[ChangeEvent]> = match &sink.transform {
             Some(_) => transformed.iter().map(Vec::as_slice).collect(),
-            None => group.iter().map(|b| b.events.as_slice()).collect(),
+            None => sent().map(Vec::as_slice).collect(),
         };
         let parts: Vec<&[ChangeEvent]> = parts.into_iter().filter(|p| !p.is_empty()).collect();
         if !parts.is_empty() {
@@ -571,10 +593,40 @@ async fn lane(
             }
             fault::point(fault::SINK_WRITTEN);
         }
-        if let Some(seq) = group.iter().rev().find_map(|b| b.checkpoint) {
+        let checkpoint = group.iter().rev().find_map(|b| b.checkpoint);
+        drop(parts);
+        drop(transformed);
+        dropper.drop_later(group);
+        if let Some(seq) = checkpoint {
             done.store(seq, std::sync::atomic::Ordering::Release);
             progress.notify_one();
         }
     }
     Ok(())
+}
+
+/// Frees written batches on a thread of its own: dropping a large batch
+/// (every row, key and value of thousands of events) would otherwise sit
+/// on the lane's path between two writes. The hand-off holds at most
+/// `DROP_QUEUE` groups; when it is full the lane frees the group itself,
+/// so memory stays bounded.
+#[derive(Clone)]
+struct Dropper(std::sync::mpsc::SyncSender<Vec<Batch>>);
+
+const DROP_QUEUE: usize = 2;
+
+impl Dropper {
+    fn start() -> Result<Self, PipelineError> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Batch>>(DROP_QUEUE);
+        std::thread::Builder::new()
+            .name("tributary-drop".into())
+            .spawn(move || while rx.recv().is_ok() {})
+            .map_err(|e| PipelineError::SourceStopped(format!("could not start a thread: {e}")))?;
+        Ok(Dropper(tx))
+    }
+
+    fn drop_later(&self, group: Vec<Batch>) {
+        // Full or gone: drop it here (the `Err` holds the group).
+        let _ = self.0.try_send(group);
+    }
 }

@@ -178,12 +178,14 @@ pub(crate) fn latency_histogram(source: &str, sink: &str) -> metrics::Histogram 
 /// Commit→sink latency of a batch now durable in a sink: one sample per
 /// transaction (snapshot rows have no commit).
 pub(crate) fn record_latency(histogram: &metrics::Histogram, events: &[ChangeEvent]) {
-    let now = now_ms();
+    let now_us = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64);
     let mut last_commit = None;
     for e in events {
         if e.op != Op::Read && last_commit != Some(e.id.commit) {
             last_commit = Some(e.id.commit);
-            histogram.record((now - e.source.ts_ms).max(0) as f64 / 1000.0);
+            histogram.record((now_us - e.source.ts_us).max(0) as f64 / 1e6);
         }
     }
 }

@@ -31,7 +31,8 @@ pub struct SourceContext {
 pub struct TxContext {
     pub xid: u32,
     pub commit_lsn: u64,
-    pub commit_time_ms: i64,
+    /// Commit time in microseconds since the Unix epoch.
+    pub commit_time_us: i64,
     /// End LSN of the previous transaction (Debezium's `sequence[0]`).
     pub last_committed: u64,
 }
@@ -45,28 +46,43 @@ pub fn build_row<'a>(
     opts: MappingOptions,
     fields: impl IntoIterator<Item = Option<&'a str>>,
 ) -> Row {
-    let values = fields
+    Row::new(shape.columns.clone(), map_values(shape, opts, fields))
+}
+
+/// The mapped values of one row's text fields, in column order.
+pub fn map_values<'a>(
+    shape: &TableShape,
+    opts: MappingOptions,
+    fields: impl IntoIterator<Item = Option<&'a str>>,
+) -> Vec<Value> {
+    fields
         .into_iter()
         .zip(&shape.mappings)
         .map(|(f, m)| match f {
             None => Value::Null,
             Some(text) => m.map(text, opts),
         })
-        .collect();
-    Row::new(shape.columns.clone(), values)
+        .collect()
 }
 
 /// The key of a full row image, or `None` for a table without one.
 pub fn key_of(shape: &TableShape, row: &Row) -> Option<Row> {
+    let values = key_values(shape, row.values())?;
+    Some(Row::new(shape.key_columns.clone(), values))
+}
+
+/// The key columns' values of a full row's values; `None` without a key.
+pub fn key_values(shape: &TableShape, values: &[Value]) -> Option<Vec<Value>> {
     if !shape.has_key() {
         return None;
     }
-    let values = shape
-        .key
-        .iter()
-        .map(|&i| row.values().get(i).cloned().unwrap_or(Value::Null))
-        .collect();
-    Some(Row::new(shape.key_columns.clone(), values))
+    Some(
+        shape
+            .key
+            .iter()
+            .map(|&i| values.get(i).cloned().unwrap_or(Value::Null))
+            .collect(),
+    )
 }
 
 /// The row images of one event.
@@ -144,7 +160,7 @@ impl ChangeDecoder {
         let tx = self.tx.unwrap_or(TxContext {
             xid: 0,
             commit_lsn: change_lsn,
-            commit_time_ms: 0,
+            commit_time_us: 0,
             last_committed: 0,
         });
         let ordinal = self.ordinal;
@@ -164,7 +180,7 @@ impl ChangeDecoder {
                 name: self.ctx.name.clone(),
                 connector: "postgresql",
                 db: self.ctx.db.clone(),
-                ts_ms: tx.commit_time_ms,
+                ts_us: tx.commit_time_us,
                 snapshot: SnapshotMarker::False,
                 tx_id: Some(u64::from(tx.xid)),
                 lsn: Some(change_lsn),

@@ -3,11 +3,20 @@
 //! COPY TO STDOUT in text format is the fastest way to read a table (it is
 //! what `pg_dump` uses) and prints each value with the same output function
 //! as pgoutput, so [`crate::value_mapping`] applies to both unchanged.
+//!
+//! The snapshot parses every row of every table, so the reader allocates
+//! nothing per row: fields are borrowed from the line (validated as UTF-8
+//! once), and only fields with backslash escapes are decoded, into a buffer
+//! reused from row to row.
 
-/// Splits complete lines off a growing buffer and decodes their fields.
+/// Splits complete lines off the COPY data and decodes their fields.
 #[derive(Default)]
 pub struct CopyTextReader {
+    /// A row split across chunks, until its newline arrives.
     pending: Vec<u8>,
+    /// Decoded text of escaped fields of the current row.
+    unescaped: String,
+    spans: Vec<Span>,
 }
 
 /// A field: `None` for SQL NULL (`\N`).
@@ -21,28 +30,80 @@ impl CopyFormatError {
     pub(crate) fn truncated() -> Self {
         CopyFormatError("the COPY ended inside a row")
     }
+
+    pub(crate) fn field_count() -> Self {
+        CopyFormatError("a row does not have one field per column")
+    }
+}
+
+/// Where a field's text is: in the line itself, or decoded in `unescaped`.
+#[derive(Clone, Copy)]
+enum Span {
+    Null,
+    Line(usize, usize),
+    Unescaped(usize, usize),
+}
+
+/// The fields of one row, borrowed from the reader.
+pub struct Fields<'a> {
+    line: &'a str,
+    unescaped: &'a str,
+    spans: &'a [Span],
+}
+
+impl<'a> Fields<'a> {
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+
+    /// Field `i`: `None` for SQL NULL (and past the last field).
+    pub fn get(&self, i: usize) -> Option<&'a str> {
+        match self.spans.get(i)? {
+            Span::Null => None,
+            Span::Line(a, b) => self.line.get(*a..*b),
+            Span::Unescaped(a, b) => self.unescaped.get(*a..*b),
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = Option<&'a str>> + '_ {
+        (0..self.spans.len()).map(|i| self.get(i))
+    }
 }
 
 impl CopyTextReader {
     /// Feeds a chunk of COPY data; calls `row` for every complete row.
-    pub fn feed(
+    pub fn feed<E: From<CopyFormatError>>(
         &mut self,
         chunk: &[u8],
-        mut row: impl FnMut(Vec<Field>) -> Result<(), CopyFormatError>,
-    ) -> Result<(), CopyFormatError> {
-        let data: &[u8] = if self.pending.is_empty() {
-            chunk
-        } else {
-            self.pending.extend_from_slice(chunk);
-            &self.pending
-        };
+        mut row: impl FnMut(&Fields<'_>) -> Result<(), E>,
+    ) -> Result<(), E> {
         let mut start = 0;
-        while let Some(nl) = data[start..].iter().position(|&b| b == b'\n') {
-            row(parse_line(&data[start..start + nl])?)?;
+        if !self.pending.is_empty() {
+            // Complete the row left over from the last chunk first.
+            let Some(nl) = memchr(b'\n', chunk) else {
+                self.pending.extend_from_slice(chunk);
+                return Ok(());
+            };
+            let mut line = std::mem::take(&mut self.pending);
+            line.extend_from_slice(&chunk[..nl]);
+            let result = match self.parse(&line) {
+                Ok(fields) => row(&fields),
+                Err(e) => Err(e.into()),
+            };
+            line.clear();
+            self.pending = line;
+            result?;
+            start = nl + 1;
+        }
+        while let Some(nl) = memchr(b'\n', &chunk[start..]) {
+            row(&self.parse(&chunk[start..start + nl])?)?;
             start += nl + 1;
         }
-        let rest = data[start..].to_vec();
-        self.pending = rest;
+        self.pending.extend_from_slice(&chunk[start..]);
         Ok(())
     }
 
@@ -50,29 +111,60 @@ impl CopyTextReader {
     pub fn has_partial_row(&self) -> bool {
         !self.pending.is_empty()
     }
+
+    /// Splits one line (without its newline) into fields.
+    fn parse<'a>(&'a mut self, line: &'a [u8]) -> Result<Fields<'a>, CopyFormatError> {
+        let line = std::str::from_utf8(line).map_err(|_| CopyFormatError("not UTF-8"))?;
+        self.spans.clear();
+        self.unescaped.clear();
+        let bytes = line.as_bytes();
+        let mut start = 0;
+        loop {
+            let end = memchr(b'\t', &bytes[start..]).map_or(bytes.len(), |i| start + i);
+            let raw = &bytes[start..end];
+            let span = if raw == b"\\N" {
+                Span::Null
+            } else if memchr(b'\\', raw).is_none() {
+                Span::Line(start, end)
+            } else {
+                let from = self.unescaped.len();
+                unescape(raw, &mut self.unescaped)?;
+                Span::Unescaped(from, self.unescaped.len())
+            };
+            self.spans.push(span);
+            if end == bytes.len() {
+                break;
+            }
+            start = end + 1;
+        }
+        Ok(Fields {
+            line,
+            unescaped: &self.unescaped,
+            spans: &self.spans,
+        })
+    }
 }
 
-/// Decodes one line (without its newline) into fields.
+fn memchr(needle: u8, haystack: &[u8]) -> Option<usize> {
+    haystack.iter().position(|&b| b == needle)
+}
+
+/// Decodes one line (without its newline) into owned fields.
 pub fn parse_line(line: &[u8]) -> Result<Vec<Field>, CopyFormatError> {
-    line.split(|&b| b == b'\t').map(parse_field).collect()
+    let mut reader = CopyTextReader::default();
+    let fields = reader.parse(line)?;
+    Ok(fields.iter().map(|f| f.map(str::to_owned)).collect())
 }
 
-fn parse_field(raw: &[u8]) -> Result<Field, CopyFormatError> {
-    if raw == b"\\N" {
-        return Ok(None);
-    }
-    if !raw.contains(&b'\\') {
-        return std::str::from_utf8(raw)
-            .map(|s| Some(s.to_owned()))
-            .map_err(|_| CopyFormatError("not UTF-8"));
-    }
-    let mut out = Vec::with_capacity(raw.len());
+/// Appends the decoded text of a field with backslash escapes to `out`.
+fn unescape(raw: &[u8], out: &mut String) -> Result<(), CopyFormatError> {
+    let mut bytes = Vec::with_capacity(raw.len());
     let mut i = 0;
     while i < raw.len() {
         let c = raw[i];
         i += 1;
         if c != b'\\' {
-            out.push(c);
+            bytes.push(c);
             continue;
         }
         let Some(&e) = raw.get(i) else {
@@ -80,12 +172,12 @@ fn parse_field(raw: &[u8]) -> Result<Field, CopyFormatError> {
         };
         i += 1;
         match e {
-            b'b' => out.push(8),
-            b'f' => out.push(12),
-            b'n' => out.push(b'\n'),
-            b'r' => out.push(b'\r'),
-            b't' => out.push(b'\t'),
-            b'v' => out.push(11),
+            b'b' => bytes.push(8),
+            b'f' => bytes.push(12),
+            b'n' => bytes.push(b'\n'),
+            b'r' => bytes.push(b'\r'),
+            b't' => bytes.push(b'\t'),
+            b'v' => bytes.push(11),
             b'0'..=b'7' => {
                 let mut v = u32::from(e - b'0');
                 for _ in 0..2 {
@@ -97,7 +189,7 @@ fn parse_field(raw: &[u8]) -> Result<Field, CopyFormatError> {
                         _ => break,
                     }
                 }
-                out.push(v as u8);
+                bytes.push(v as u8);
             }
             b'x' => {
                 let mut v = 0u8;
@@ -112,18 +204,15 @@ fn parse_field(raw: &[u8]) -> Result<Field, CopyFormatError> {
                         None => break,
                     }
                 }
-                if n == 0 {
-                    out.push(b'x');
-                } else {
-                    out.push(v);
-                }
+                bytes.push(if n == 0 { b'x' } else { v });
             }
-            other => out.push(other),
+            other => bytes.push(other),
         }
     }
-    String::from_utf8(out)
-        .map(Some)
-        .map_err(|_| CopyFormatError("not UTF-8"))
+    // Octal and hex escapes can spell bytes that are not UTF-8.
+    let text = std::str::from_utf8(&bytes).map_err(|_| CopyFormatError("not UTF-8"))?;
+    out.push_str(text);
+    Ok(())
 }
 
 #[cfg(test)]
@@ -136,24 +225,54 @@ mod tests {
             parse_line(b"1\t\\N\ta\\tb\\nc\\\\").unwrap(),
             vec![Some("1".into()), None, Some("a\tb\nc\\".into())]
         );
+        assert_eq!(
+            parse_line(b"\\101\\x42\t\t").unwrap(),
+            vec![Some("AB".into()), Some(String::new()), Some(String::new())]
+        );
+        assert!(parse_line(b"a\\").is_err());
+        assert!(parse_line(b"\\377").is_err());
+        assert!(parse_line(b"\xff").is_err());
+    }
+
+    fn collect(r: &mut CopyTextReader, chunk: &[u8], rows: &mut Vec<Vec<Field>>) {
+        r.feed::<CopyFormatError>(chunk, |f| {
+            rows.push(f.iter().map(|f| f.map(str::to_owned)).collect());
+            Ok(())
+        })
+        .unwrap();
     }
 
     #[test]
     fn rows_split_across_chunks() {
         let mut r = CopyTextReader::default();
         let mut rows = Vec::new();
-        r.feed(b"1\ta\n2\t", |f| {
-            rows.push(f);
-            Ok(())
-        })
-        .unwrap();
-        r.feed(b"b\n", |f| {
-            rows.push(f);
-            Ok(())
-        })
-        .unwrap();
-        assert_eq!(rows.len(), 2);
-        assert_eq!(rows[1], vec![Some("2".into()), Some("b".into())]);
+        collect(&mut r, b"1\ta\n2\t", &mut rows);
+        assert!(r.has_partial_row());
+        collect(&mut r, b"b", &mut rows);
+        collect(&mut r, b"\\t\n3\t\\N\n", &mut rows);
+        assert_eq!(
+            rows,
+            vec![
+                vec![Some("1".into()), Some("a".into())],
+                vec![Some("2".into()), Some("b\t".into())],
+                vec![Some("3".into()), None],
+            ]
+        );
         assert!(!r.has_partial_row());
+    }
+
+    #[test]
+    fn every_split_point_gives_the_same_rows() {
+        let data = b"1\t\\N\tx\\ny\n22\tabc\t\\\\\n333\t\t\xc3\xa9\n";
+        let mut whole = Vec::new();
+        collect(&mut CopyTextReader::default(), data, &mut whole);
+        assert_eq!(whole.len(), 3);
+        for cut in 0..data.len() {
+            let mut r = CopyTextReader::default();
+            let mut rows = Vec::new();
+            collect(&mut r, &data[..cut], &mut rows);
+            collect(&mut r, &data[cut..], &mut rows);
+            assert_eq!(rows, whole, "split at {cut}");
+        }
     }
 }

@@ -87,6 +87,9 @@ pub enum Error {
 
     #[error(transparent)]
     CopyFormat(#[from] crate::copy_text::CopyFormatError),
+
+    #[error("a snapshot worker stopped: {reason}")]
+    SnapshotWorker { reason: String },
 }
 
 impl Error {

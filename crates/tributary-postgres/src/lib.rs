@@ -5,7 +5,8 @@
 //! - [`connection`]: URL parsing, query and replication sessions;
 //! - [`slot`]: the publication and the replication slot;
 //! - [`catalog`]: table shapes, key columns, type resolution;
-//! - [`snapshot`] (with [`copy_text`]): the initial read;
+//! - [`snapshot`] (with [`copy_text`]): the initial read, in parallel
+//!   chunks over the slot's exported snapshot;
 //! - [`pgoutput`]: the protocol decoder (fuzzed);
 //! - [`changes`] (with [`value_mapping`] and [`toast`]): messages → events;
 //! - [`source`]: the orchestration the pipeline runs, with
@@ -31,6 +32,7 @@ pub mod wal_retention;
 
 pub use connection::ConnectionConfig;
 pub use error::Error;
+pub use snapshot::SnapshotOptions;
 pub use source::{
     PostgresSource, PostgresSourceConfig, SlotLost, SnapshotMode, SourceItem, SourceLinks,
 };

@@ -20,10 +20,11 @@ use crate::changes::{ChangeDecoder, SourceContext, TxContext, PG_EPOCH_MS};
 use crate::connection::ConnectionConfig;
 use crate::pgoutput::{self, Message};
 use crate::slot::{self, SlotState};
+use crate::snapshot::{self, SnapshotOptions};
 use crate::toast::StoredRowImages;
 use crate::value_mapping::MappingOptions;
 use crate::wal_retention::{SourceHealth, WalRetention, HEARTBEAT_PREFIX};
-use crate::{snapshot, Error};
+use crate::Error;
 
 /// Events per batch handed to the pipeline while streaming.
 const BATCH: usize = 512;
@@ -49,6 +50,8 @@ pub struct PostgresSourceConfig {
     pub slot: String,
     pub publication: String,
     pub snapshot: SnapshotMode,
+    /// How the snapshot spreads over sessions and chunks.
+    pub snapshot_options: SnapshotOptions,
     pub mapping: MappingOptions,
     /// Interval of heartbeat messages; `None`: none.
     pub heartbeat: Option<std::time::Duration>,
@@ -118,7 +121,7 @@ impl PostgresSource {
             mapping: cfg.mapping,
         };
         links.health.send_modify(|h| h.slot.clone_from(&cfg.slot));
-        let mut images = StoredRowImages::new(self.store.clone(), &cfg.name);
+        let images = StoredRowImages::new(self.store.clone(), &cfg.name);
         let existing = slot::slot_state(&client, &cfg.slot).await?;
         let snapshot_done = resume.is_some_and(|c| c.snapshot_complete);
         let lost = match &existing {
@@ -171,15 +174,19 @@ impl PostgresSource {
                 .batch_execute(&slot::set_snapshot_sql(&snapshot_name))
                 .await
                 .map_err(|e| Error::query("opening the snapshot transaction", e))?;
-            let rows = snapshot::read_tables(
-                &client,
-                &ctx,
-                &shapes,
-                created.consistent_point,
-                &mut images,
-                &links.out,
-                &links.health,
-            )
+            let rows = snapshot::Snapshot {
+                client: &client,
+                connection: &cfg.connection,
+                snapshot_name: &snapshot_name,
+                options: cfg.snapshot_options,
+                ctx: &ctx,
+                shapes: &shapes,
+                consistent_point: created.consistent_point,
+                images: &images,
+                out: &links.out,
+                health: &links.health,
+            }
+            .read()
             .await?;
             client
                 .batch_execute("COMMIT")
@@ -431,7 +438,7 @@ impl Stream {
                     self.decoder.begin(TxContext {
                         xid,
                         commit_lsn: final_lsn.as_u64(),
-                        commit_time_ms,
+                        commit_time_us: commit_time_micros + PG_EPOCH_MS * 1000,
                         last_committed,
                     });
                 }

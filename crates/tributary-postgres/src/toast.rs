@@ -42,7 +42,8 @@ pub trait RowImages: Send {
     ) -> Result<Option<String>, Error>;
 }
 
-/// Row images kept in the state store.
+/// Row images kept in the state store (clones share the store).
+#[derive(Clone)]
 pub struct StoredRowImages {
     store: StateStore,
     source: String,
@@ -68,19 +69,24 @@ impl StoredRowImages {
     }
 }
 
+/// Whether a row whose values have these text lengths (`None`: no value)
+/// is large enough for PostgreSQL to have moved a value out of line. The
+/// snapshot asks this first, so ordinary rows cost no more than the sum.
+pub fn may_be_toasted(shape: &TableShape, lengths: impl Iterator<Item = Option<usize>>) -> bool {
+    let weight: usize = lengths
+        .zip(&shape.mappings)
+        .map(|(len, m)| len.unwrap_or(0) * if m.compresses_as_text() { 1 } else { 8 })
+        .sum();
+    weight >= ROW_THRESHOLD
+}
+
 /// The columns of `tuple` worth remembering: large values of a large row.
 pub fn large_values<'a>(shape: &'a TableShape, tuple: &'a Tuple) -> Vec<(&'a str, &'a [u8])> {
-    let weight: usize = tuple
-        .iter()
-        .zip(&shape.mappings)
-        .map(|(d, m)| match d {
-            Datum::Text(b) | Datum::Binary(b) => {
-                b.len() * if m.compresses_as_text() { 1 } else { 8 }
-            }
-            _ => 0,
-        })
-        .sum();
-    if weight < ROW_THRESHOLD {
+    let lengths = tuple.iter().map(|d| match d {
+        Datum::Text(b) | Datum::Binary(b) => Some(b.len()),
+        _ => None,
+    });
+    if !may_be_toasted(shape, lengths) {
         return Vec::new();
     }
     tuple

@@ -49,6 +49,8 @@ pub struct KafkaSink {
     /// Topics known to exist.
     topics: HashSet<String>,
     scratch: String,
+    /// Reuses the encoded `source` block while it stays the same.
+    envelopes: debezium::EnvelopeWriter,
     id: String,
     key: Vec<u8>,
     value: Vec<u8>,
@@ -139,6 +141,7 @@ impl KafkaSink {
             options,
             topics: HashSet::new(),
             scratch: String::new(),
+            envelopes: debezium::EnvelopeWriter::default(),
             id: String::new(),
             key: Vec::with_capacity(256),
             value: Vec::with_capacity(4096),
@@ -272,7 +275,7 @@ impl KafkaSink {
         debezium::write_key(&mut self.key, event);
         self.value.clear();
         if !tombstone {
-            debezium::write_value(&mut self.value, event, now_ms);
+            self.envelopes.write_value(&mut self.value, event, now_ms);
         }
         loop {
             let headers = OwnedHeaders::new().insert(Header {

@@ -56,6 +56,8 @@ pub struct NatsSink {
     stream: String,
     /// Reused per event: subject, id, key and value.
     scratch: String,
+    /// Reuses the encoded `source` block while it stays the same.
+    envelopes: debezium::EnvelopeWriter,
     id: String,
     buf: Vec<u8>,
 }
@@ -211,6 +213,7 @@ impl NatsSink {
             routes: options.routes.clone(),
             stream: options.stream.clone(),
             scratch: String::new(),
+            envelopes: debezium::EnvelopeWriter::default(),
             id: String::new(),
             buf: Vec::with_capacity(4096),
         })
@@ -238,7 +241,7 @@ impl NatsSink {
                 debezium::write_key(&mut self.buf, event);
                 headers.insert("Tributary-Key", String::from_utf8_lossy(&self.buf).as_ref());
                 self.buf.clear();
-                debezium::write_value(&mut self.buf, event, now_ms);
+                self.envelopes.write_value(&mut self.buf, event, now_ms);
                 let published = self
                     .context
                     .publish_with_headers(

@@ -10,8 +10,10 @@ use crate::RecordOptions;
 pub struct RecordEncoder {
     options: RecordOptions,
     buf: Vec<u8>,
-    /// Reused per event for the topic and the event id: no allocation per line.
+    /// Reused per event for the event id: no allocation per line.
     scratch: String,
+    topics: debezium::TopicWriter,
+    envelopes: debezium::EnvelopeWriter,
 }
 
 impl RecordEncoder {
@@ -20,6 +22,8 @@ impl RecordEncoder {
             options,
             buf: Vec::with_capacity(1 << 20),
             scratch: String::new(),
+            topics: debezium::TopicWriter::default(),
+            envelopes: debezium::EnvelopeWriter::default(),
         }
     }
 
@@ -30,33 +34,35 @@ impl RecordEncoder {
 
     /// Encodes several batches, in order, into one buffer.
     pub fn encode_parts(&mut self, parts: &[&[ChangeEvent]]) -> &[u8] {
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0);
-        self.buf.clear();
+        let now_ms = now_ms();
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.clear();
         for event in parts.iter().flat_map(|p| p.iter()) {
-            self.line(event, false, now_ms);
-            if self.options.tombstones && debezium::has_tombstone(event) {
-                self.line(event, true, now_ms);
-            }
+            self.encode_event(&mut buf, event, now_ms);
         }
+        self.buf = buf;
         &self.buf
     }
 
-    fn line(&mut self, event: &ChangeEvent, tombstone: bool, now_ms: i64) {
-        let out = &mut self.buf;
+    /// Appends the line of `event` (and its tombstone) to `out`.
+    pub fn encode_event(&mut self, out: &mut Vec<u8>, event: &ChangeEvent, now_ms: i64) {
+        self.line(out, event, false, now_ms);
+        if self.options.tombstones && debezium::has_tombstone(event) {
+            self.line(out, event, true, now_ms);
+        }
+    }
+
+    fn line(&mut self, out: &mut Vec<u8>, event: &ChangeEvent, tombstone: bool, now_ms: i64) {
         out.extend_from_slice(b"{\"topic\":");
         let template = crate::template_for(&self.options.routes, &self.options.topic, event);
-        debezium::write_topic(&mut self.scratch, template, event);
-        debezium::write_str(out, &self.scratch);
+        self.topics.write_json(out, template, event);
         out.extend_from_slice(b",\"key\":");
         debezium::write_key(out, event);
         out.extend_from_slice(b",\"value\":");
         if tombstone {
             out.extend_from_slice(b"null");
         } else {
-            debezium::write_value(out, event, now_ms);
+            self.envelopes.write_value(out, event, now_ms);
         }
         out.extend_from_slice(b",\"id\":");
         self.scratch.clear();
@@ -64,4 +70,12 @@ impl RecordEncoder {
         debezium::write_str(out, &self.scratch);
         out.extend_from_slice(b"}\n");
     }
+}
+
+/// Processing time for the envelopes' `ts_ms`.
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }

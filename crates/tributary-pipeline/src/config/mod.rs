@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use tributary_core::TableRef;
 use tributary_postgres::value_mapping::{DecimalHandling, IntervalHandling, MappingOptions};
-use tributary_postgres::{SlotLost, SnapshotMode};
+use tributary_postgres::{SlotLost, SnapshotMode, SnapshotOptions};
 
 mod sink;
 pub use sink::{OnErrorSetting, SinkConfig};
@@ -93,6 +93,10 @@ pub struct SourceConfig {
     pub publication: Option<String>,
     #[serde(default)]
     pub snapshot: SnapshotSetting,
+    /// Sessions that read the snapshot at once (default 4).
+    pub snapshot_parallelism: Option<usize>,
+    /// Heap size of one snapshot chunk (default 64MB).
+    pub snapshot_chunk_size: Option<String>,
     pub heartbeat_interval: Option<String>,
     pub max_lag_bytes: Option<String>,
     #[serde(default)]
@@ -136,6 +140,11 @@ pub enum IntervalSetting {
     String,
 }
 
+/// Upper bound of `snapshot_parallelism`: each session is a server backend.
+const MAX_SNAPSHOT_PARALLELISM: usize = 64;
+/// Lower bound of `snapshot_chunk_size`.
+const MIN_SNAPSHOT_CHUNK: u64 = 1 << 20;
+
 /// Every valid key, for "did you mean" hints.
 const KEYS: &[&str] = &[
     "state_dir",
@@ -153,6 +162,8 @@ const KEYS: &[&str] = &[
     "slot",
     "publication",
     "snapshot",
+    "snapshot_parallelism",
+    "snapshot_chunk_size",
     "heartbeat_interval",
     "max_lag_bytes",
     "on_slot_lost",
@@ -280,6 +291,31 @@ impl Config {
             if let Some(d) = &s.heartbeat_interval {
                 parse_duration(d)?;
             }
+            if let Some(n) = s.snapshot_parallelism {
+                if !(1..=MAX_SNAPSHOT_PARALLELISM).contains(&n) {
+                    return Err(ConfigError::new(
+                        format!(
+                            "source \"{}\": snapshot_parallelism = {n} is out of range",
+                            s.name
+                        ),
+                        Some(format!(
+                            "use 1 to {MAX_SNAPSHOT_PARALLELISM}; each is one session and one \
+                             server backend while the snapshot runs"
+                        )),
+                    ));
+                }
+            }
+            if let Some(size) = &s.snapshot_chunk_size {
+                if parse_size(size)? < MIN_SNAPSHOT_CHUNK {
+                    return Err(ConfigError::new(
+                        format!(
+                            "source \"{}\": snapshot_chunk_size = \"{size}\" is too small",
+                            s.name
+                        ),
+                        Some("use at least 1MB (the default is 64MB)".into()),
+                    ));
+                }
+            }
             if let Some(b) = &s.max_lag_bytes {
                 parse_size(b)?;
             }
@@ -324,6 +360,19 @@ impl SourceConfig {
             SnapshotSetting::Initial => SnapshotMode::Initial,
             SnapshotSetting::Never => SnapshotMode::Never,
             SnapshotSetting::Always => SnapshotMode::Always,
+        }
+    }
+
+    /// How the snapshot spreads over sessions (validated when loaded).
+    pub fn snapshot_options(&self) -> SnapshotOptions {
+        let default = SnapshotOptions::default();
+        SnapshotOptions {
+            parallelism: self.snapshot_parallelism.unwrap_or(default.parallelism),
+            chunk_bytes: self
+                .snapshot_chunk_size
+                .as_deref()
+                .and_then(|t| parse_size(t).ok())
+                .unwrap_or(default.chunk_bytes),
         }
     }
 

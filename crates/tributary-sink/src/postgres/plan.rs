@@ -96,7 +96,7 @@ mod tests {
                 name: "s".into(),
                 connector: "postgresql",
                 db: "d".into(),
-                ts_ms: 0,
+                ts_us: 0,
                 snapshot: SnapshotMarker::False,
                 tx_id: None,
                 lsn: None,

@@ -147,7 +147,7 @@ pub(super) fn rows_json<'a>(
             debezium::write_str(out, event.op.code());
             out.push(b',');
             write_position(out, event);
-            let _ = write!(out, ",{},", event.source.ts_ms);
+            let _ = write!(out, ",{},", event.source.ts_ms());
             id.clear();
             event.id.push_to(&mut id);
             debezium::write_str(out, &id);
