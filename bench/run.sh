@@ -146,14 +146,22 @@ fi
 if want d; then
 "${PSQL[@]}" -c "CREATE TABLE d (id bigserial PRIMARY KEY, v text)"
 config d '"public.d"' never
-"$TRIB" run --config "$W/d.toml" 2>"$W/d.log" & P=$!
+/usr/bin/time -f "%U %S" -o "$W/d.cpu" "$TRIB" run --config "$W/d.toml" 2>"$W/d.log" & P=$!
 until slot_active d; do sleep 0.1; done
 printf "INSERT INTO d (v) VALUES ('x');\n" > "$W/d.sql"
-TPS=$("${PGBENCH[@]}" -c 8 -j 2 -R 5000 -T 20 -f "$W/d.sql" postgres 2>/dev/null | awk '/^tps/ {print $3; exit}')
+# -l logs every transaction's own latency: the server's commit latency under
+# the same load, the context for Tributary's tail (2 shared cores).
+TPS=$(cd "$W" && "${PGBENCH[@]}" -c 8 -j 2 -R 5000 -T 20 -l --log-prefix=d.pgbench -f "$W/d.sql" postgres 2>/dev/null | awk '/^tps/ {print $3; exit}')
+PGB=$(cat "$W"/d.pgbench.* | python3 -c '
+import sys
+t = sorted(int(l.split()[2]) for l in sys.stdin)
+q = lambda p: t[min(len(t) - 1, int(p * len(t)))] / 1000
+print(f"pgbench transaction latency p50 {q(0.5):.1f} ms, p99 {q(0.99):.1f} ms")')
 end=$("${PSQL[@]}" -c "SELECT pg_current_wal_lsn()")
 until [ "$("${PSQL[@]}" -c "SELECT confirmed_flush_lsn >= '$end' FROM pg_replication_slots WHERE slot_name='tributary_d'")" = t ]; do sleep 0.05; done
 curl -s "127.0.0.1:$APORT/metrics" > "$W/d.metrics"
-kill -TERM $P; wait $P || true
+pkill -TERM -x tributary -P $P || kill -TERM $P; wait $P || true
+CPU=$(awk '{printf "%.2f", $1 + $2}' "$W/d.cpu")
 events=$(wc -l < "$W/d.jsonl")
 LAT=$(python3 - "$W/d.metrics" <<'PY'
 import re, sys
@@ -180,7 +188,7 @@ print(f"p50 {lat(0.5):.1f} ms, p99 {lat(0.99):.1f} ms over {n} transactions; "
       f"sink writes (encode + write + fsync) p50 {write(0.5):.1f} ms, p99 {write(0.99):.1f} ms over {writes} writes")
 PY
 )
-line "(d) commit→sink latency at $(printf %.0f "$TPS") tx/s (pgbench -R 5000, 20 s) | $LAT | $events events"
+line "(d) commit→sink latency at $(printf %.0f "$TPS") tx/s (pgbench -R 5000, 20 s) | $LAT; tributary $CPU CPU-s | $PGB | $events events"
 fi
 
 # --- (e) peak RSS while a 1M-row transaction streams

@@ -609,11 +609,14 @@ async fn lane(
 /// (every row, key and value of thousands of events) would otherwise sit
 /// on the lane's path between two writes. The hand-off holds at most
 /// `DROP_QUEUE` groups; when it is full the lane frees the group itself,
-/// so memory stays bounded.
+/// so memory stays bounded. Small groups are freed by the lane at once:
+/// for them the hand-off (a thread wake-up) costs more than the freeing.
 #[derive(Clone)]
 struct Dropper(std::sync::mpsc::SyncSender<Vec<Batch>>);
 
 const DROP_QUEUE: usize = 2;
+/// Groups of fewer events are freed on the lane.
+const DROP_INLINE_EVENTS: usize = 1024;
 
 impl Dropper {
     fn start() -> Result<Self, PipelineError> {
@@ -626,6 +629,14 @@ impl Dropper {
     }
 
     fn drop_later(&self, group: Vec<Batch>) {
+        let events: usize = group
+            .iter()
+            .flat_map(|b| b.events.iter())
+            .map(Vec::len)
+            .sum();
+        if events < DROP_INLINE_EVENTS {
+            return;
+        }
         // Full or gone: drop it here (the `Err` holds the group).
         let _ = self.0.try_send(group);
     }
