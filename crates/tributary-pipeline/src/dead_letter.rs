@@ -43,9 +43,7 @@ impl DeadLetters {
         topic_template: &str,
         rejected: &[(&ChangeEvent, &str)],
     ) -> std::io::Result<()> {
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
+        let now_ms = tributary_core::clock::now_ms();
         self.buf.clear();
         for (event, reason) in rejected {
             let out = &mut self.buf;

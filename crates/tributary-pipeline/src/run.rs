@@ -65,6 +65,12 @@ pub enum PipelineError {
         #[source]
         error: std::io::Error,
     },
+    #[error("could not start the {name} thread")]
+    Thread {
+        name: &'static str,
+        #[source]
+        error: std::io::Error,
+    },
     #[error("{subject}: {}", .failures[0].message)]
     Preflight {
         subject: String,
@@ -79,6 +85,7 @@ impl PipelineError {
             PipelineError::Source { error, .. } => error.detail(),
             PipelineError::Sink { error, .. } => error.detail(),
             PipelineError::State(e) => std::error::Error::source(e).map(ToString::to_string),
+            PipelineError::Thread { error, .. } => Some(error.to_string()),
             PipelineError::Preflight { failures, .. } if failures.len() > 1 => Some(format!(
                 "also: {}",
                 failures[1..]
@@ -509,9 +516,7 @@ async fn deliver(
                 next = items.try_recv().ok();
             }
         }
-        for part in &events {
-            status::record_source_events(&source, part);
-        }
+        status::record_source_events(&source, &events);
         delivered += count as u64;
         let batch_events = Arc::new(std::mem::take(&mut events));
         let seq = checkpoint.map(|cp| confirm.expect(cp));
@@ -624,7 +629,10 @@ impl Dropper {
         std::thread::Builder::new()
             .name("tributary-drop".into())
             .spawn(move || while rx.recv().is_ok() {})
-            .map_err(|e| PipelineError::SourceStopped(format!("could not start a thread: {e}")))?;
+            .map_err(|error| PipelineError::Thread {
+                name: "batch freeing",
+                error,
+            })?;
         Ok(Dropper(tx))
     }
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use tokio::sync::watch;
-use tributary_core::{ChangeEvent, Op};
+use tributary_core::{ChangeEvent, Op, TableRef};
 use tributary_postgres::SourceHealth;
 
 /// Counters of one sink.
@@ -28,12 +28,6 @@ struct SinkStats {
 pub struct StatusBoard {
     sources: Mutex<BTreeMap<String, watch::Receiver<SourceHealth>>>,
     sinks: Mutex<BTreeMap<String, SinkStats>>,
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// `0/1A2B3C`, PostgreSQL's notation for a WAL position.
@@ -65,7 +59,7 @@ impl StatusBoard {
         let mut sinks = self.sinks.lock().unwrap_or_else(|e| e.into_inner());
         let stats = sinks.entry(sink.to_owned()).or_default();
         stats.events += events as u64;
-        stats.last_ack_ms = Some(now_ms());
+        stats.last_ack_ms = Some(tributary_core::clock::now_ms());
     }
 
     pub(crate) fn sink_failed(&self, sink: &str, kind: &'static str, error: &str) {
@@ -130,23 +124,12 @@ impl StatusBoard {
 }
 
 /// Per-source event counts of a batch handed to the sinks: events per table
-/// and op, and snapshot rows per table.
-pub(crate) fn record_source_events(source: &str, events: &[ChangeEvent]) {
-    let mut counts: BTreeMap<(&str, &str, &'static str), u64> = BTreeMap::new();
-    for e in events {
-        let op = match e.op {
-            Op::Read => "r",
-            Op::Create => "c",
-            Op::Update => "u",
-            Op::Delete => "d",
-            Op::Truncate => "t",
-        };
-        *counts
-            .entry((e.table.schema.as_str(), e.table.table.as_str(), op))
-            .or_default() += 1;
-    }
-    for ((schema, table, op), n) in counts {
-        let table = format!("{schema}.{table}");
+/// and op, and snapshot rows per table. Events come in runs of one table and
+/// op (a snapshot piece, a bulk transaction), so the map is touched once per
+/// run, not per event.
+pub(crate) fn record_source_events(source: &str, parts: &[Vec<ChangeEvent>]) {
+    for ((table, op), n) in count_by_table_and_op(parts) {
+        let table = table.to_string();
         if op == "r" {
             metrics::counter!(
                 "tributary_snapshot_rows_total",
@@ -165,6 +148,26 @@ pub(crate) fn record_source_events(source: &str, events: &[ChangeEvent]) {
     }
 }
 
+fn count_by_table_and_op(parts: &[Vec<ChangeEvent>]) -> BTreeMap<(&TableRef, &'static str), u64> {
+    let mut counts: BTreeMap<(&TableRef, &'static str), u64> = BTreeMap::new();
+    let mut run: Option<(&TableRef, &'static str, u64)> = None;
+    for e in parts.iter().flatten() {
+        let op = e.op.code();
+        match &mut run {
+            Some((table, run_op, n)) if *run_op == op && **table == *e.table => *n += 1,
+            _ => {
+                if let Some((table, op, n)) = run.replace((&e.table, op, 1)) {
+                    *counts.entry((table, op)).or_default() += n;
+                }
+            }
+        }
+    }
+    if let Some((table, op, n)) = run {
+        *counts.entry((table, op)).or_default() += n;
+    }
+    counts
+}
+
 /// The commit→sink latency histogram of one sink, looked up once per lane
 /// instead of once per transaction.
 pub(crate) fn latency_histogram(source: &str, sink: &str) -> metrics::Histogram {
@@ -178,14 +181,75 @@ pub(crate) fn latency_histogram(source: &str, sink: &str) -> metrics::Histogram 
 /// Commit→sink latency of a batch now durable in a sink: one sample per
 /// transaction (snapshot rows have no commit).
 pub(crate) fn record_latency(histogram: &metrics::Histogram, events: &[ChangeEvent]) {
-    let now_us = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as i64);
+    let now_us = tributary_core::clock::now_us();
     let mut last_commit = None;
     for e in events {
         if e.op != Op::Read && last_commit != Some(e.id.commit) {
             last_commit = Some(e.id.commit);
             histogram.record((now_us - e.source.ts_us).max(0) as f64 / 1e6);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use tributary_core::{EventId, SnapshotMarker, SourceInfo};
+
+    use super::*;
+
+    fn event(table: &Arc<TableRef>, op: Op) -> ChangeEvent {
+        ChangeEvent {
+            id: EventId {
+                source: "s".into(),
+                commit: 1,
+                ordinal: 0,
+            },
+            table: Arc::clone(table),
+            op,
+            key: None,
+            before: None,
+            after: None,
+            source: SourceInfo {
+                name: "s".into(),
+                connector: "postgresql",
+                db: "d".into(),
+                ts_us: 0,
+                snapshot: SnapshotMarker::False,
+                tx_id: None,
+                lsn: None,
+                sequence: None,
+                unchanged_toast: vec![],
+            },
+        }
+    }
+
+    #[test]
+    fn runs_are_counted_like_single_events() {
+        let a = Arc::new(TableRef::new("public", "a"));
+        // Equal to `a` but another allocation, as after a schema reload.
+        let a2 = Arc::new(TableRef::new("public", "a"));
+        let b = Arc::new(TableRef::new("public", "b"));
+        let parts = vec![
+            vec![
+                event(&a, Op::Read),
+                event(&a, Op::Read),
+                event(&b, Op::Read),
+            ],
+            vec![event(&b, Op::Read), event(&a2, Op::Read)],
+            vec![],
+            vec![
+                event(&a, Op::Update),
+                event(&a, Op::Create),
+                event(&a, Op::Update),
+            ],
+        ];
+        let mut expected: BTreeMap<(&TableRef, &'static str), u64> = BTreeMap::new();
+        for e in parts.iter().flatten() {
+            *expected.entry((&*e.table, e.op.code())).or_default() += 1;
+        }
+        assert_eq!(count_by_table_and_op(&parts), expected);
+        assert_eq!(expected[&(&*a, "r")], 3);
     }
 }

@@ -134,6 +134,15 @@ pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
+/// A table's schema-qualified name, quoted for SQL.
+pub fn quote_table(table: &tributary_core::TableRef) -> String {
+    format!(
+        "{}.{}",
+        quote_ident(&table.schema),
+        quote_ident(&table.table)
+    )
+}
+
 /// Quotes a string literal for SQL.
 pub fn quote_literal(value: &str) -> String {
     format!("'{}'", value.replace('\'', "''"))

@@ -7,7 +7,7 @@
 
 use tokio_postgres::Client;
 
-use crate::connection::quote_ident;
+use crate::connection::{quote_ident, quote_table};
 use crate::source::{PostgresSourceConfig, SlotLost};
 use crate::Error;
 
@@ -153,11 +153,7 @@ async fn table_checks(
     table: &tributary_core::TableRef,
     findings: &mut Vec<Finding>,
 ) -> Result<bool, Error> {
-    let name = format!(
-        "{}.{}",
-        quote_ident(&table.schema),
-        quote_ident(&table.table)
-    );
+    let name = quote_table(table);
     let row = client
         .query_opt(
             "SELECT has_table_privilege(c.oid, 'SELECT'), \

@@ -15,7 +15,7 @@ use std::fmt::Write as _;
 use tokio_postgres::Client;
 use tributary_core::TableRef;
 
-use crate::connection::{quote_ident, quote_literal};
+use crate::connection::{quote_ident, quote_literal, quote_table};
 use crate::Error;
 
 /// What the admin asked for.
@@ -100,11 +100,7 @@ pub async fn plan(client: &Client, req: &SetupRequest) -> Result<SetupPlan, Erro
             })?;
         facts.push(TableFacts {
             table: table.clone(),
-            name: format!(
-                "{}.{}",
-                quote_ident(&table.schema),
-                quote_ident(&table.table)
-            ),
+            name: quote_table(table),
             owner: row.get(0),
             partitioned: row.get(1),
             has_primary_key: row.get(2),

@@ -4,7 +4,7 @@ use pgwire_replication::ReplicationClient;
 use tokio_postgres::Client;
 use tributary_core::TableRef;
 
-use crate::connection::{quote_ident, quote_literal};
+use crate::connection::{quote_ident, quote_literal, quote_table};
 use crate::Error;
 
 /// State of an existing slot.
@@ -40,7 +40,7 @@ pub async fn ensure_publication(
     if !exists {
         let list = tables
             .iter()
-            .map(|t| format!("{}.{}", quote_ident(&t.schema), quote_ident(&t.table)))
+            .map(quote_table)
             .collect::<Vec<_>>()
             .join(", ");
         let sql = format!(

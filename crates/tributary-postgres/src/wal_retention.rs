@@ -136,9 +136,7 @@ impl WalRetention {
         };
         let lag_bytes = row.get::<_, Option<i64>>(0).unwrap_or(0).max(0) as u64;
         let retained = row.get::<_, Option<i64>>(1).unwrap_or(0).max(0) as u64;
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
+        let now_ms = tributary_core::clock::now_ms();
         let lag_seconds = self
             .pending
             .front()

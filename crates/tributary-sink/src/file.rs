@@ -18,7 +18,6 @@ use std::sync::Arc;
 
 use tributary_core::ChangeEvent;
 
-use crate::record::now_ms;
 use crate::{RecordEncoder, RecordOptions, SinkError};
 
 /// Bytes encoded before a slice goes to the writer thread.
@@ -115,7 +114,7 @@ impl FileSink {
     }
 
     fn append_and_sync(&mut self, parts: &[&[ChangeEvent]]) -> std::io::Result<()> {
-        let now_ms = now_ms();
+        let now_ms = tributary_core::clock::now_ms();
         let mut in_flight = 0;
         let mut buf = self.spare.pop().unwrap_or_default();
         buf.clear();
@@ -134,9 +133,10 @@ impl FileSink {
         }
         if in_flight == 0 {
             // The whole batch is one slice: no hand-off.
-            let result = append_and_commit(&self.file, &buf);
+            let mut batch = BatchAppend::new(&self.file);
+            batch.append(&buf);
             self.spare.push(buf);
-            return result;
+            return batch.commit();
         }
         if !buf.is_empty() {
             self.send(Job::Append(buf))?;
@@ -170,53 +170,68 @@ impl FileSink {
     }
 }
 
-/// Appends `buf` and fsyncs; on failure cuts the file back to where it
-/// began, like the writer thread does for a failed batch.
-fn append_and_commit(mut file: &File, buf: &[u8]) -> std::io::Result<()> {
-    let start = file.metadata()?.len();
-    let result = file.write_all(buf).and_then(|()| file.sync_data());
-    if result.is_err() {
-        let _ = file.set_len(start).and_then(|()| file.sync_data());
+/// One batch's appends. After a failed append the rest of the batch is
+/// skipped, and a failed batch is cut off again (the file truncated to where
+/// it began), so a retry never leaves a torn line in front of the repeated
+/// one.
+struct BatchAppend<'a> {
+    file: &'a File,
+    start: Option<u64>,
+    failed: Option<std::io::Error>,
+}
+
+impl<'a> BatchAppend<'a> {
+    fn new(file: &'a File) -> Self {
+        Self {
+            file,
+            start: None,
+            failed: None,
+        }
     }
-    result
+
+    fn append(&mut self, buf: &[u8]) {
+        if self.failed.is_some() {
+            return;
+        }
+        if self.start.is_none() {
+            self.start = self.file.metadata().map(|m| m.len()).ok();
+        }
+        let mut file = self.file;
+        if let Err(e) = file.write_all(buf) {
+            self.failed = Some(e);
+        }
+    }
+
+    /// fsyncs the batch, or cuts it off if any part failed.
+    fn commit(self) -> std::io::Result<()> {
+        let result = match self.failed {
+            Some(e) => Err(e),
+            None => self.file.sync_data(),
+        };
+        if result.is_err() {
+            if let Some(len) = self.start {
+                let _ = self.file.set_len(len).and_then(|()| self.file.sync_data());
+            }
+        }
+        result
+    }
 }
 
 fn writer_gone() -> std::io::Error {
     std::io::Error::other("the file sink's writer thread stopped")
 }
 
-/// The writer thread: appends slices in order and fsyncs on commit. After a
-/// failed append the rest of that batch is skipped, and a failed batch is
-/// cut off again (the file truncated to where it began), so a retry never
-/// leaves a torn line in front of the repeated one.
-fn write_loop(mut file: &File, jobs: Receiver<Job>, done: SyncSender<Done>) {
-    let mut failed: Option<std::io::Error> = None;
-    let mut batch_start: Option<u64> = None;
+/// The writer thread: appends slices in order and fsyncs on commit.
+fn write_loop(file: &File, jobs: Receiver<Job>, done: SyncSender<Done>) {
+    let mut batch = BatchAppend::new(file);
     while let Ok(job) = jobs.recv() {
         let reply = match job {
             Job::Append(buf) => {
-                if failed.is_none() {
-                    if batch_start.is_none() {
-                        batch_start = file.metadata().map(|m| m.len()).ok();
-                    }
-                    if let Err(e) = file.write_all(&buf) {
-                        failed = Some(e);
-                    }
-                }
+                batch.append(&buf);
                 Done::Appended(buf)
             }
             Job::Commit => {
-                let result = match failed.take() {
-                    Some(e) => Err(e),
-                    None => file.sync_data(),
-                };
-                if result.is_err() {
-                    if let Some(len) = batch_start {
-                        let _ = file.set_len(len).and_then(|()| file.sync_data());
-                    }
-                }
-                batch_start = None;
-                Done::Committed(result)
+                Done::Committed(std::mem::replace(&mut batch, BatchAppend::new(file)).commit())
             }
         };
         if done.send(reply).is_err() {
@@ -276,5 +291,43 @@ mod tests {
         assert_eq!(lines[0]["value"]["op"], "d");
         assert_eq!(lines[1]["key"]["id"], 1);
         assert!(lines[1]["value"].is_null());
+    }
+
+    /// Small batches are written in place, large ones in slices by the
+    /// writer thread; mixed, every line arrives once and in order.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn batches_of_one_and_many_slices_append_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.jsonl");
+        let options = RecordOptions {
+            tombstones: false,
+            ..RecordOptions::default()
+        };
+        let mut sink = FileSink::open(path.clone(), options).unwrap();
+        let numbered = |from: u64, n: u64| -> Vec<ChangeEvent> {
+            (from..from + n)
+                .map(|i| {
+                    let mut e = delete_event();
+                    e.id.ordinal = i;
+                    e
+                })
+                .collect()
+        };
+        let mut next = 0;
+        for n in [3, 5_000, 1, 2_000, 7] {
+            sink.write(&numbered(next, n)).await.unwrap();
+            next += n;
+        }
+        let text = std::fs::read_to_string(path).unwrap();
+        assert!(text.len() > 2 * SLICE_BYTES, "{} bytes", text.len());
+        let ids: Vec<String> = text
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["id"].to_string())
+            .collect();
+        let expected: Vec<String> = numbered(0, next)
+            .iter()
+            .map(|e| serde_json::Value::String(e.id.to_string()).to_string())
+            .collect();
+        assert_eq!(ids, expected);
     }
 }

@@ -214,9 +214,7 @@ impl KafkaSink {
 
     async fn try_write(&mut self, events: &[ChangeEvent]) -> Result<Vec<Rejection>, SinkError> {
         self.ensure_topics(events).await?;
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
+        let now_ms = tributary_core::clock::now_ms();
         let mut pending: Vec<(usize, DeliveryFuture)> = Vec::with_capacity(events.len());
         let mut rejections = Vec::new();
         for (index, event) in events.iter().enumerate() {

@@ -223,9 +223,7 @@ impl NatsSink {
     /// A message larger than the server's `max_payload` is a rejection (it
     /// can never be stored); every other failure fails the whole batch.
     pub async fn write(&mut self, events: &[ChangeEvent]) -> Result<Vec<Rejection>, SinkError> {
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
+        let now_ms = tributary_core::clock::now_ms();
         let mut duplicates = 0;
         let mut rejections = Vec::new();
         for (chunk_no, chunk) in events.chunks(IN_FLIGHT).enumerate() {

@@ -1,7 +1,5 @@
 //! The record line `{"topic": ..., "key": ..., "value": ...}` of `interface.md`.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use tributary_core::{debezium, ChangeEvent};
 
 use crate::RecordOptions;
@@ -34,7 +32,7 @@ impl RecordEncoder {
 
     /// Encodes several batches, in order, into one buffer.
     pub fn encode_parts(&mut self, parts: &[&[ChangeEvent]]) -> &[u8] {
-        let now_ms = now_ms();
+        let now_ms = tributary_core::clock::now_ms();
         let mut buf = std::mem::take(&mut self.buf);
         buf.clear();
         for event in parts.iter().flat_map(|p| p.iter()) {
@@ -70,12 +68,4 @@ impl RecordEncoder {
         debezium::write_str(out, &self.scratch);
         out.extend_from_slice(b"}\n");
     }
-}
-
-/// Processing time for the envelopes' `ts_ms`.
-pub(crate) fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }

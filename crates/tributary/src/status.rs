@@ -97,9 +97,7 @@ fn table(header: &[&str], rows: &[Vec<String>]) -> String {
 }
 
 fn render(status: &Value) -> String {
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
+    let now_ms = tributary_core::clock::now_ms();
     let empty = serde_json::Map::new();
     let sources: Vec<Vec<String>> = status["sources"]
         .as_object()

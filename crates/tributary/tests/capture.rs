@@ -184,6 +184,49 @@ fn a_parallel_chunked_snapshot_reads_every_row_once() {
     assert!(log.contains("sessions=3"), "{log}");
 }
 
+/// A role whose connection limit leaves room for fewer sessions than
+/// `snapshot_parallelism` asks: the snapshot goes on with those that
+/// opened, says so, and still reads every row exactly once.
+#[test]
+fn a_snapshot_with_fewer_sessions_than_asked_reads_every_row_once() {
+    let pg = PgCluster::start();
+    let rt = runtime();
+    let db = rt.block_on(pg.create_db("app"));
+    let rows = 40_000;
+    rt.block_on(db.batch_execute(&format!(
+        "CREATE TABLE t (id int PRIMARY KEY, pad text);
+         INSERT INTO t SELECT g, repeat('x', 80) FROM generate_series(1, {rows}) g;
+         CREATE ROLE capped LOGIN REPLICATION CONNECTION LIMIT 3;
+         GRANT SELECT ON t TO capped;
+         CREATE PUBLICATION capped_pub FOR TABLE t;"
+    )))
+    .unwrap();
+    let dir = workdir();
+    let url = format!("postgres://capped@127.0.0.1:{}/app", pg.port());
+    let text = config(
+        dir.path(),
+        &url,
+        &["public.t"],
+        "publication = \"capped_pub\"\nsnapshot_parallelism = 4\nsnapshot_chunk_size = \"1MB\"",
+    );
+    let mut t = Tributary::start(dir.path(), &text);
+    let records = t.wait_for(rows, Duration::from_secs(90));
+    let log = t.log();
+    assert!(
+        log.contains("the snapshot reads with fewer sessions than snapshot_parallelism"),
+        "{log}"
+    );
+    let ids: std::collections::HashSet<i64> = records
+        .iter()
+        .map(|r| {
+            assert_eq!(r["value"]["op"], "r");
+            r["key"]["id"].as_i64().unwrap()
+        })
+        .collect();
+    assert_eq!((records.len(), ids.len()), (rows, rows));
+    assert!(t.terminate().success(), "{log}");
+}
+
 /// Writers change `t` (`rows` rows, after `prepare`) while the slot is
 /// created and the snapshot read; the events must rebuild the table, with
 /// every key entering once and changing only while present. Returns the log.

@@ -14,7 +14,7 @@
 //! upper bound anyway.
 
 use crate::catalog::TableShape;
-use crate::connection::quote_ident;
+use crate::connection::{quote_ident, quote_table};
 
 /// Chunks smaller than this (8 MB of 8 kB pages) are not worth a separate
 /// COPY: per-chunk overhead is a statement and a scan setup. A smaller
@@ -87,11 +87,7 @@ pub(super) fn copy_sql(shape: &TableShape, chunk: &Chunk) -> String {
         .map(|c| quote_ident(c))
         .collect::<Vec<_>>()
         .join(", ");
-    let mut sql = format!(
-        "COPY (SELECT {columns} FROM {}.{}",
-        quote_ident(&shape.table.schema),
-        quote_ident(&shape.table.table)
-    );
+    let mut sql = format!("COPY (SELECT {columns} FROM {}", quote_table(&shape.table));
     let bounds: Vec<String> = [
         chunk.from_page.map(|p| format!("ctid >= '({p},0)'::tid")),
         chunk.to_page.map(|p| format!("ctid < '({p},0)'::tid")),

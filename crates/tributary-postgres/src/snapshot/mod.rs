@@ -29,7 +29,7 @@ use tributary_core::{ChangeEvent, SnapshotMarker};
 
 use crate::catalog::TableShape;
 use crate::changes::SourceContext;
-use crate::connection::{quote_ident, ConnectionConfig};
+use crate::connection::{quote_table, ConnectionConfig};
 use crate::slot::set_snapshot_sql;
 use crate::source::SourceItem;
 use crate::toast::StoredRowImages;
@@ -117,10 +117,7 @@ impl Snapshot<'_> {
         let template = EventTemplate {
             ctx: self.ctx.clone(),
             consistent_point: self.consistent_point,
-            ts_us: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_micros() as i64)
-                .unwrap_or(0),
+            ts_us: tributary_core::clock::now_us(),
         };
         let queue = Arc::new(ChunkQueue::new(chunks));
         let shapes: Arc<[TableShape]> = self.shapes.into();
@@ -169,17 +166,7 @@ impl Snapshot<'_> {
     /// ACCESS SHARE locks, held until the snapshot transaction ends: no
     /// rewrite can move rows between the chunks' page ranges.
     async fn lock_tables(&self) -> Result<(), Error> {
-        let names: Vec<String> = self
-            .shapes
-            .iter()
-            .map(|s| {
-                format!(
-                    "{}.{}",
-                    quote_ident(&s.table.schema),
-                    quote_ident(&s.table.table)
-                )
-            })
-            .collect();
+        let names: Vec<String> = self.shapes.iter().map(|s| quote_table(&s.table)).collect();
         self.client
             .batch_execute(&format!(
                 "LOCK TABLE {} IN ACCESS SHARE MODE",
@@ -231,11 +218,7 @@ impl Snapshot<'_> {
 /// A table's heap size in pages (when it can be split by page ranges) and
 /// the planner's row estimate.
 async fn table_size(client: &Client, shape: &TableShape) -> Result<(TableSize, u64), Error> {
-    let name = format!(
-        "{}.{}",
-        quote_ident(&shape.table.schema),
-        quote_ident(&shape.table.table)
-    );
+    let name = quote_table(&shape.table);
     // TID Range Scans exist from PostgreSQL 14; before, a ctid range would
     // scan the whole table once per chunk. Partitioned tables have no heap
     // of their own.
