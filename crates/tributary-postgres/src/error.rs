@@ -163,6 +163,12 @@ impl Error {
                  for one run)"
                     .into()
             }
+            Error::SlotCreate { .. } => {
+                "check max_replication_slots and max_wal_senders (a snapshot on a kept slot \
+                 needs one more of each while it runs: a temporary slot exports it) and that \
+                 the role has REPLICATION"
+                    .into()
+            }
             Error::PublicationAllTables { .. } => {
                 "Tributary publishes exactly its tables; choose another name with --publication \
                  (or the source's `publication`)"

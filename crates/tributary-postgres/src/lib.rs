@@ -9,8 +9,10 @@
 //!   chunks over the slot's exported snapshot;
 //! - [`pgoutput`]: the protocol decoder (fuzzed);
 //! - [`changes`] (with [`value_mapping`] and [`toast`]): messages → events;
-//! - [`source`]: the orchestration the pipeline runs, with
-//!   [`wal_retention`] (heartbeats, slot lag) keeping retained WAL bounded;
+//! - [`source`]: the orchestration the pipeline runs (which slot, which
+//!   snapshot), then `stream`: the streaming phase, also the bounded
+//!   catch-up before a later snapshot, with [`wal_retention`] (heartbeats,
+//!   slot lag) keeping retained WAL bounded;
 //! - [`preflight`] and [`setup`]: the checks of `check`/`run` and the
 //!   least-privilege SQL of `setup postgres`.
 
@@ -25,6 +27,7 @@ pub mod setup;
 pub mod slot;
 pub mod snapshot;
 pub mod source;
+mod stream;
 mod tls;
 pub mod toast;
 pub mod value_mapping;

@@ -15,7 +15,26 @@ pub struct SlotState {
     pub wal_status: Option<String>,
 }
 
-/// A slot created with an exported snapshot.
+impl SlotState {
+    /// The server invalidated the slot: the WAL it needed is gone.
+    pub fn is_lost(&self) -> bool {
+        self.wal_status.as_deref() == Some("lost")
+    }
+}
+
+/// What `CREATE_REPLICATION_SLOT` makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlotCreation {
+    /// The source's slot, streamed from where it was created.
+    NoSnapshot,
+    /// The source's slot, exporting the snapshot of its first point.
+    ExportSnapshot,
+    /// A slot that lives as long as its session, only to export a snapshot
+    /// while the source's own slot is kept.
+    TemporaryExportSnapshot,
+}
+
+/// A slot created, with its exported snapshot if one was asked for.
 #[derive(Debug, Clone)]
 pub struct CreatedSlot {
     pub consistent_point: u64,
@@ -111,22 +130,19 @@ pub async fn drop_slot(client: &Client, slot: &str) -> Result<(), Error> {
     Ok(())
 }
 
-/// Creates the slot on a gated replication session. With `export`, the
-/// session keeps the exported snapshot alive until streaming starts.
+/// Creates a slot on a gated replication session. An exported snapshot
+/// stays valid while the session runs no other command.
 pub async fn create_slot(
     session: &mut ReplicationClient,
     slot: &str,
-    export: bool,
+    creation: SlotCreation,
 ) -> Result<CreatedSlot, Error> {
-    let sql = format!(
-        "CREATE_REPLICATION_SLOT {} LOGICAL pgoutput {}",
-        quote_ident(slot),
-        if export {
-            "EXPORT_SNAPSHOT"
-        } else {
-            "NOEXPORT_SNAPSHOT"
-        }
-    );
+    let options = match creation {
+        SlotCreation::NoSnapshot => "LOGICAL pgoutput NOEXPORT_SNAPSHOT",
+        SlotCreation::ExportSnapshot => "LOGICAL pgoutput EXPORT_SNAPSHOT",
+        SlotCreation::TemporaryExportSnapshot => "TEMPORARY LOGICAL pgoutput EXPORT_SNAPSHOT",
+    };
+    let sql = format!("CREATE_REPLICATION_SLOT {} {options}", quote_ident(slot));
     let rows = session
         .simple_query(&sql)
         .await
@@ -145,6 +161,17 @@ pub async fn create_slot(
         consistent_point,
         snapshot_name: field(2),
     })
+}
+
+/// Name of the temporary slot that exports a snapshot for `slot`: slot
+/// names are at most 63 bytes of `[a-z0-9_]`.
+pub fn temporary_name(slot: &str) -> String {
+    const SUFFIX: &str = "_snapshot";
+    let mut keep = slot.len().min(63 - SUFFIX.len());
+    while !slot.is_char_boundary(keep) {
+        keep -= 1;
+    }
+    format!("{}{SUFFIX}", &slot[..keep])
 }
 
 /// SQL that pins a transaction to an exported snapshot.

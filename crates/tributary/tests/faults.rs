@@ -100,7 +100,7 @@ fn slot_dropped_between_runs_stops_with_hint_not_a_silent_gap() {
 }
 
 #[test]
-fn crash_mid_snapshot_restarts_it_cleanly() {
+fn crash_mid_snapshot_restarts_it_and_delivers_the_changes_in_between() {
     let rows = 100_000;
     let pg = PgCluster::start();
     let rt = runtime();
@@ -121,35 +121,189 @@ fn crash_mid_snapshot_restarts_it_cleanly() {
     let status = t.wait_exit(Duration::from_secs(60));
     assert!(!status.success(), "{}", t.log());
     assert!(t.log().contains("fault injected at sink.after_write"));
-    let first_run = read_records(&t.events).len();
+    let delivered: Vec<i64> = read_records(&t.events)
+        .iter()
+        .map(|r| r["key"]["id"].as_i64().unwrap())
+        .collect();
+    let first_run = delivered.len();
     assert!(
-        first_run > 0 && first_run < rows,
+        first_run > 20 && first_run < rows,
         "{first_run} rows before the crash"
     );
 
-    rt.block_on(
-        db.batch_execute("UPDATE t SET n = 1 WHERE id <= 10; DELETE FROM t WHERE id > 99990;"),
-    )
+    // Rows a consumer already has, deleted and changed while Tributary is
+    // down: without delete events for them, a replica would keep them.
+    let gone: Vec<i64> = delivered[..5].to_vec();
+    let changed: Vec<i64> = delivered[10..15].to_vec();
+    let list = |ids: &[i64]| {
+        ids.iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    rt.block_on(db.batch_execute(&format!(
+        "DELETE FROM t WHERE id IN ({}); UPDATE t SET n = 1 WHERE id IN ({});
+         DELETE FROM t WHERE id > 99990;",
+        list(&gone),
+        list(&changed)
+    )))
     .unwrap();
     t.restart();
-    let now = rows - 10;
+    let now = rows - 15;
     let _ = t.wait_for(first_run + now, Duration::from_secs(120));
     assert!(
         t.log().contains("the previous snapshot was interrupted"),
         "{}",
         t.log()
     );
+    // Replaying everything the sink got, both runs in order, gives the table
+    // as it is: the deletes in between came through.
     wait_until_rebuilt_equals_source(&t, &rt, &db, Duration::from_secs(60));
-    // The second run is one whole snapshot, first to last, of the table as
-    // it is now (the changes made between runs are inside it).
     let records = read_records(&t.events);
-    let second: Vec<&serde_json::Value> = records[first_run..]
+    let second = &records[first_run..];
+    let first_snapshot_row = second
         .iter()
-        .filter(|r| r["value"]["op"] == "r")
+        .position(|r| r["value"]["op"] == "r")
+        .expect("a second snapshot");
+    // The changes made between the runs come first, from the old slot...
+    let deleted: Vec<i64> = second[..first_snapshot_row]
+        .iter()
+        .filter(|r| r["value"]["op"] == "d")
+        .map(|r| r["key"]["id"].as_i64().unwrap())
         .collect();
-    assert_eq!(second.len(), now);
-    assert_eq!(second[0]["value"]["source"]["snapshot"], "first");
-    assert_eq!(second[now - 1]["value"]["source"]["snapshot"], "last");
+    for id in &gone {
+        assert!(deleted.contains(id), "no delete event for row {id}");
+    }
+    // ...then one whole snapshot, first to last, of the table as it is now.
+    let snapshot: Vec<&serde_json::Value> =
+        second.iter().filter(|r| r["value"]["op"] == "r").collect();
+    assert_eq!(snapshot.len(), now);
+    assert_eq!(snapshot[0]["value"]["source"]["snapshot"], "first");
+    assert_eq!(snapshot[now - 1]["value"]["source"]["snapshot"], "last");
+    assert!(t.terminate().success());
+}
+
+#[test]
+fn a_restarted_snapshot_splits_concurrent_writes_exactly_at_its_point() {
+    let pg = PgCluster::start();
+    let rt = runtime();
+    let db = rt.block_on(pg.create_db("app"));
+    rt.block_on(db.batch_execute(
+        "CREATE TABLE t (id int PRIMARY KEY, n int NOT NULL);
+         INSERT INTO t SELECT g, 0 FROM generate_series(1, 50000) g;
+         CREATE TABLE h (seq int PRIMARY KEY);",
+    ))
+    .unwrap();
+    let dir = workdir();
+    let mut t = Tributary::start_with_fault(
+        dir.path(),
+        &config(dir.path(), &pg.url("app"), &["public.t", "public.h"], ""),
+        Some("sink.after_write:2"),
+    );
+    assert!(
+        !t.wait_exit(Duration::from_secs(60)).success(),
+        "{}",
+        t.log()
+    );
+    let first_run = read_records(&t.events).len();
+
+    // Writes before, during and after the second run's catch-up, snapshot
+    // and stream; each transaction adds one row to h.
+    let transactions = 4000;
+    let writer = spawn_writer(pg.url("app"), transactions, |i| {
+        format!(
+            "BEGIN; INSERT INTO h VALUES ({i}); UPDATE t SET n = n + 1 WHERE id = {}; \
+             DELETE FROM t WHERE id = {}; COMMIT;",
+            i % 1000 + 1,
+            40_000 + i
+        )
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    t.restart();
+    writer.join().unwrap();
+
+    let table = |r: &serde_json::Value, name: &str| r["value"]["source"]["table"] == name;
+    let seq = |r: &serde_json::Value| r["key"]["seq"].as_i64().unwrap();
+    wait_until(&t, Duration::from_secs(90), || {
+        let records = read_records(&t.events);
+        records[first_run..]
+            .iter()
+            .filter(|r| table(r, "h") && r["value"]["op"] == "c")
+            .any(|r| seq(r) == transactions as i64 - 1)
+    });
+    let records = read_records(&t.events);
+    // t, rebuilt from everything the sink got, equals the source.
+    let rebuilt: std::collections::BTreeMap<i64, i64> = replay(
+        &records
+            .iter()
+            .filter(|r| r["value"].is_null() || table(r, "t"))
+            .cloned()
+            .collect::<Vec<_>>(),
+    )
+    .values()
+    .map(|r| (r["id"].as_i64().unwrap(), r["n"].as_i64().unwrap()))
+    .collect();
+    let source: std::collections::BTreeMap<i64, i64> = rt
+        .block_on(db.query("SELECT id::int8, n::int8 FROM t", &[]))
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert!(
+        rebuilt == source,
+        "rebuilt t differs: {} vs {} rows",
+        rebuilt.len(),
+        source.len()
+    );
+
+    // Each transaction is either in the second snapshot or streamed after
+    // it, never both and never neither.
+    let second = &records[first_run..];
+    let last_snapshot_row = second
+        .iter()
+        .rposition(|r| r["value"]["op"] == "r")
+        .expect("a second snapshot");
+    let in_snapshot: std::collections::BTreeSet<i64> = second[..=last_snapshot_row]
+        .iter()
+        .filter(|r| table(r, "h") && r["value"]["op"] == "r")
+        .map(seq)
+        .collect();
+    let streamed_after: Vec<i64> = second[last_snapshot_row + 1..]
+        .iter()
+        .filter(|r| table(r, "h") && r["value"]["op"] == "c")
+        .map(seq)
+        .collect();
+    let streamed_set: std::collections::BTreeSet<i64> = streamed_after.iter().copied().collect();
+    assert_eq!(
+        streamed_set.len(),
+        streamed_after.len(),
+        "a transaction streamed twice"
+    );
+    assert!(
+        in_snapshot.is_disjoint(&streamed_set),
+        "in the snapshot and streamed after it: {:?}",
+        in_snapshot
+            .intersection(&streamed_set)
+            .take(5)
+            .collect::<Vec<_>>()
+    );
+    // The writes really straddled the point: some came through the
+    // catch-up (before the snapshot), some in it, some after it.
+    let first_snapshot_row = second.iter().position(|r| r["value"]["op"] == "r").unwrap();
+    let caught_up = second[..first_snapshot_row]
+        .iter()
+        .filter(|r| table(r, "h"))
+        .count();
+    assert!(
+        caught_up > 0 && !in_snapshot.is_empty() && !streamed_set.is_empty(),
+        "caught up {caught_up}, in the snapshot {}, streamed after {}",
+        in_snapshot.len(),
+        streamed_set.len()
+    );
+    let all: std::collections::BTreeSet<i64> = (0..transactions as i64).collect();
+    let delivered: std::collections::BTreeSet<i64> =
+        in_snapshot.union(&streamed_set).copied().collect();
+    assert_eq!(delivered, all, "transactions missing");
     assert!(t.terminate().success());
 }
 

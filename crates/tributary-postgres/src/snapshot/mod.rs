@@ -13,9 +13,10 @@
 //!
 //! Resuming: the exported snapshot lives only as long as the replication
 //! session that created it, so an interrupted snapshot cannot continue in the
-//! same snapshot. Tributary restarts it cleanly (new slot, all tables again),
-//! and says so in the log; sinks may see the rows read before the
-//! interruption twice, with `op: "r"`.
+//! same snapshot. Tributary restarts it (all tables again, in a snapshot
+//! exported by a temporary slot after the kept slot delivered the changes
+//! made since; see [`crate::source`]) and says so in the log; sinks may see
+//! the rows read before the interruption twice, with `op: "r"`.
 
 mod chunk;
 mod progress;

@@ -1,0 +1,441 @@
+//! The streaming phase: `pgoutput` messages from the slot, decoded into
+//! events, handed to the pipeline with a checkpoint per transaction.
+//!
+//! A stream normally runs until shutdown. Before a new snapshot on a slot
+//! that is kept (see [`crate::source`]), it runs as a *catch-up* instead:
+//! bounded by the new snapshot's point, it delivers every transaction that
+//! committed before that point and stops at the first one that did not, so
+//! changes made between an interrupted snapshot and its restart (deletes
+//! above all) reach the sinks, and none twice.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use pgwire_replication::{Lsn, ReplicationClient, ReplicationEvent};
+use tokio::sync::mpsc;
+use tokio_postgres::Client;
+use tributary_core::{ChangeEvent, TableRef};
+
+use crate::catalog::{self, TableShape, TypeCache};
+use crate::changes::{ChangeDecoder, TxContext, PG_EPOCH_MS};
+use crate::pgoutput::{self, Message};
+use crate::slot;
+use crate::source::{PostgresSourceConfig, SourceItem, SourceLinks};
+use crate::toast::StoredRowImages;
+use crate::wal_retention::{WalRetention, HEARTBEAT_PREFIX};
+use crate::Error;
+
+/// Events per batch handed to the pipeline while streaming.
+const BATCH: usize = 512;
+
+/// First and longest wait before reconnecting a broken stream.
+const RECONNECT_FIRST: Duration = Duration::from_secs(1);
+const RECONNECT_MAX: Duration = Duration::from_secs(30);
+
+/// Opens a replication session on `slot` that streams from `start` once
+/// started, reporting `ack` as flushed until the pipeline makes more
+/// durable. `ack` must be durable already: the server takes a reported
+/// flush position as the slot's new `confirmed_flush_lsn`.
+pub(crate) async fn gated_session(
+    cfg: &PostgresSourceConfig,
+    slot: &str,
+    start: u64,
+    ack: u64,
+) -> Result<ReplicationClient, Error> {
+    let repl = cfg
+        .connection
+        .replication(slot, &cfg.publication, start)
+        .with_ack_lsn(Lsn::from_u64(ack));
+    ReplicationClient::connect_gated(repl)
+        .await
+        .map_err(|source| Error::ReplicationConnect {
+            target: cfg.connection.target(),
+            source,
+        })
+}
+
+/// Why a replication stream broke, when the slot is the reason: dropped or
+/// invalidated. `None` when the slot is fine (or the server unreachable).
+async fn slot_gone(cfg: &PostgresSourceConfig) -> Option<Error> {
+    let client = cfg.connection.connect().await.ok()?;
+    match slot::slot_state(&client, &cfg.slot).await.ok()? {
+        None => Some(Error::SlotMissing {
+            slot: cfg.slot.clone(),
+        }),
+        Some(state) if state.wal_status.as_deref() == Some("lost") => {
+            Some(Error::SlotInvalidated {
+                slot: cfg.slot.clone(),
+            })
+        }
+        Some(_) => None,
+    }
+}
+
+/// How a stream ended without an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ended {
+    /// Shutdown was asked for (or the server stopped the stream).
+    Shutdown,
+    /// A catch-up reached its bound.
+    Reached,
+}
+
+/// The last transaction committed among the events not yet sent.
+struct Pending {
+    end: u64,
+    commit_time_ms: i64,
+}
+
+/// What a stream decodes with; lent to the snapshot between a catch-up and
+/// the stream after it.
+pub(crate) struct Stream {
+    pub(crate) retention: WalRetention,
+    pub(crate) client: Client,
+    pub(crate) types: TypeCache,
+    pub(crate) decoder: ChangeDecoder,
+    pub(crate) images: StoredRowImages,
+    pub(crate) configured: HashSet<TableRef>,
+    /// Relations the publication sends that this source does not capture.
+    pub(crate) ignored: HashSet<u32>,
+    /// Transactions committed up to here were sent (by this or an earlier
+    /// run); a new session starts here.
+    pub(crate) start: u64,
+    /// Highest position reported to the server as flushed: a new session
+    /// reports it again, never less (PostgreSQL before 17 would move the
+    /// slot's `confirmed_flush_lsn` back).
+    pub(crate) acked: u64,
+    /// Whether the checkpoints sent say the snapshot is complete (not during
+    /// a catch-up before one).
+    pub(crate) snapshot_complete: bool,
+    /// Settings to open a new session after the stream broke.
+    pub(crate) reconnect: PostgresSourceConfig,
+}
+
+impl Stream {
+    /// Streams until shutdown, then confirms the final durable position.
+    pub(crate) async fn run(
+        mut self,
+        mut session: ReplicationClient,
+        mut links: SourceLinks,
+    ) -> Result<(), Error> {
+        self.drive(&mut session, &mut links, None).await?;
+        self.finish(session, links).await
+    }
+
+    /// Delivers every transaction that committed (its commit record starts)
+    /// before `until`, from `self.start` on, then closes the session.
+    /// Transactions from `until` on are left to a session that starts there.
+    pub(crate) async fn catch_up(
+        &mut self,
+        mut session: ReplicationClient,
+        links: &mut SourceLinks,
+        until: u64,
+    ) -> Result<(Ended, ReplicationClient), Error> {
+        let ended = if self.start >= until {
+            Ended::Reached
+        } else {
+            self.drive(&mut session, links, Some(until)).await?
+        };
+        Ok((ended, session))
+    }
+
+    /// Streams, reopening a broken stream with backoff from the last
+    /// position sent, unless the slot itself is gone.
+    async fn drive(
+        &mut self,
+        session: &mut ReplicationClient,
+        links: &mut SourceLinks,
+        until: Option<u64>,
+    ) -> Result<Ended, Error> {
+        let mut wait = RECONNECT_FIRST;
+        loop {
+            let began = std::time::Instant::now();
+            let error = match self.stream(session, links, until).await {
+                Ok(ended) => return Ok(ended),
+                Err(e @ (Error::Stream { .. } | Error::ReplicationConnect { .. })) => e,
+                Err(e) => return Err(e),
+            };
+            if let Some(gone) = slot_gone(&self.reconnect).await {
+                return Err(gone);
+            }
+            if began.elapsed() > RECONNECT_MAX {
+                wait = RECONNECT_FIRST;
+            }
+            tracing::warn!(
+                source = %self.reconnect.name,
+                error = %error,
+                retry_in = ?wait,
+                "replication stream broke; reconnecting"
+            );
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = links.shutdown.changed() => return Ok(Ended::Shutdown),
+            }
+            wait = (wait * 2).min(RECONNECT_MAX);
+            let slot = self.reconnect.slot.clone();
+            match gated_session(&self.reconnect, &slot, self.start, self.acked).await {
+                Ok(new) => *session = new,
+                Err(e) => {
+                    tracing::warn!(source = %self.reconnect.name, error = %e, "reconnect failed")
+                }
+            }
+        }
+    }
+
+    /// One replication session, until shutdown, the bound `until` or an
+    /// error.
+    async fn stream(
+        &mut self,
+        session: &mut ReplicationClient,
+        links: &mut SourceLinks,
+        until: Option<u64>,
+    ) -> Result<Ended, Error> {
+        self.decoder.abandon();
+        session
+            .start()
+            .await
+            .map_err(|source| Error::Stream { source })?;
+        let reached = |lsn: u64| until.is_some_and(|u| lsn >= u);
+        let mut batch: Vec<ChangeEvent> = Vec::with_capacity(BATCH);
+        let mut skip_tx = false;
+        let mut last_committed = self.start;
+        let mut durable_open = true;
+        let mut commit_time_ms = 0;
+        let mut stopping = *links.shutdown.borrow();
+        let mut ticks = tokio::time::interval(self.retention.interval());
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Committed transactions not yet handed to the pipeline: while the
+        // channel is full they accumulate, so a slow sink gets bigger batches
+        // (fewer fsyncs) instead of one item per small transaction.
+        let mut pending: Option<Pending> = None;
+        let ended = loop {
+            if stopping && !self.decoder.in_transaction() {
+                break Ended::Shutdown;
+            }
+            let event = tokio::select! {
+                biased;
+                // On a signal, the transaction being read is finished first,
+                // so a restart never sends part of it again.
+                _ = links.shutdown.changed(), if !stopping => {
+                    stopping = true;
+                    continue;
+                }
+                changed = links.durable.changed(), if durable_open => {
+                    match changed {
+                        Ok(()) => {
+                            let pos = *links.durable.borrow_and_update();
+                            if pos > self.acked {
+                                self.acked = pos;
+                                session.update_applied_lsn(Lsn::from_u64(pos));
+                            }
+                            self.retention.durable(pos);
+                        }
+                        Err(_) => durable_open = false,
+                    }
+                    continue;
+                }
+                _ = ticks.tick() => {
+                    self.retention.tick(&self.client).await;
+                    continue;
+                }
+                room = links.out.reserve_many(2), if pending.is_some() => {
+                    // The pipeline caught up: hand over what accumulated.
+                    drop(room.map_err(|_| Error::PipelineClosed)?);
+                    self.flush(&mut batch, &mut pending, &links.out).await?;
+                    continue;
+                }
+                ev = session.recv() => ev.map_err(|source| Error::Stream { source })?,
+            };
+            let Some(event) = event else {
+                return Err(Error::Stream {
+                    source: pgwire_replication::PgWireError::Task(
+                        "the server ended the replication stream".into(),
+                    ),
+                });
+            };
+            match event {
+                ReplicationEvent::Begin {
+                    final_lsn,
+                    xid,
+                    commit_time_micros,
+                } => {
+                    if reached(final_lsn.as_u64()) {
+                        // Committed at or after the bound: not this
+                        // session's to send.
+                        break Ended::Reached;
+                    }
+                    skip_tx = final_lsn.as_u64() < self.start;
+                    commit_time_ms = commit_time_micros / 1000 + PG_EPOCH_MS;
+                    self.decoder.begin(TxContext {
+                        xid,
+                        commit_lsn: final_lsn.as_u64(),
+                        commit_time_us: commit_time_micros + PG_EPOCH_MS * 1000,
+                        last_committed,
+                    });
+                }
+                ReplicationEvent::XLogData {
+                    wal_start, data, ..
+                } => {
+                    let msg = pgoutput::decode(&data)?;
+                    if let Some(events) = self.change(msg, wal_start.as_u64(), skip_tx).await? {
+                        batch.extend(events);
+                        if batch.len() >= BATCH {
+                            let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                            send(&links.out, SourceItem::Events(full)).await?;
+                        }
+                    }
+                }
+                ReplicationEvent::Commit { end_lsn, .. } => {
+                    self.decoder.commit();
+                    let end = end_lsn.as_u64();
+                    if !skip_tx {
+                        pending = Some(Pending {
+                            end,
+                            commit_time_ms,
+                        });
+                        if batch.len() >= BATCH || links.out.capacity() >= 2 {
+                            self.flush(&mut batch, &mut pending, &links.out).await?;
+                        }
+                    }
+                    last_committed = end;
+                }
+                // The server sends its decoding position (`sentPtr`) in
+                // keepalives: every transaction that committed before it has
+                // been sent.
+                ReplicationEvent::KeepAlive { wal_end, .. } => {
+                    self.flush(&mut batch, &mut pending, &links.out).await?;
+                    let end = wal_end.as_u64();
+                    self.sent_up_to(until.map_or(end, |u| end.min(u)), &links.out)
+                        .await?;
+                    if reached(end) && !self.decoder.in_transaction() {
+                        break Ended::Reached;
+                    }
+                }
+                ReplicationEvent::Message {
+                    transactional: false,
+                    lsn,
+                    prefix,
+                    ..
+                } if prefix == HEARTBEAT_PREFIX => {
+                    // Our heartbeat came back through the slot: every
+                    // transaction committed before it was sent, so its
+                    // position can be confirmed once durable.
+                    self.flush(&mut batch, &mut pending, &links.out).await?;
+                    let at = lsn.as_u64();
+                    self.sent_up_to(until.map_or(at, |u| at.min(u)), &links.out)
+                        .await?;
+                    if reached(at) && !self.decoder.in_transaction() {
+                        break Ended::Reached;
+                    }
+                }
+                ReplicationEvent::Message { .. } => {}
+                ReplicationEvent::StoppedAt { .. } => break Ended::Shutdown,
+            }
+        };
+        self.flush(&mut batch, &mut pending, &links.out).await?;
+        Ok(ended)
+    }
+
+    /// Sends the accumulated events and the checkpoint of the last
+    /// transaction committed among them. Only then is that transaction
+    /// "sent": a stream that breaks before drops the batch and the new
+    /// session starts before it, so nothing is lost.
+    async fn flush(
+        &mut self,
+        batch: &mut Vec<ChangeEvent>,
+        pending: &mut Option<Pending>,
+        out: &mpsc::Sender<SourceItem>,
+    ) -> Result<(), Error> {
+        if !batch.is_empty() {
+            let full = std::mem::replace(batch, Vec::with_capacity(BATCH));
+            send(out, SourceItem::Events(full)).await?;
+        }
+        if let Some(p) = pending.take() {
+            send(out, self.checkpoint(p.end)).await?;
+            self.retention.sent(p.end, Some(p.commit_time_ms));
+            self.start = p.end;
+        }
+        Ok(())
+    }
+
+    /// Between transactions, everything before `end` was sent: a checkpoint
+    /// there lets the slot advance even when the captured tables are idle.
+    async fn sent_up_to(&mut self, end: u64, out: &mpsc::Sender<SourceItem>) -> Result<(), Error> {
+        if !self.decoder.in_transaction() && end > self.start {
+            send(out, self.checkpoint(end)).await?;
+            self.retention.sent(end, None);
+            self.start = end;
+        }
+        Ok(())
+    }
+
+    fn checkpoint(&self, position: u64) -> SourceItem {
+        SourceItem::Checkpoint {
+            position,
+            snapshot_complete: self.snapshot_complete,
+        }
+    }
+
+    /// Shutdown: let the pipeline flush what it has, then confirm its final
+    /// durable position to the server.
+    pub(crate) async fn finish(
+        self,
+        mut session: ReplicationClient,
+        mut links: SourceLinks,
+    ) -> Result<(), Error> {
+        drop(links.out);
+        while links.durable.changed().await.is_ok() {}
+        let final_pos = (*links.durable.borrow()).max(self.acked);
+        if final_pos > 0 {
+            session.update_applied_lsn(Lsn::from_u64(final_pos));
+            // The worker sends status updates every second.
+            tokio::time::sleep(Duration::from_millis(1200)).await;
+        }
+        let _ = session.shutdown().await;
+        Ok(())
+    }
+
+    /// Decodes one change message; `None` for messages without events.
+    async fn change(
+        &mut self,
+        msg: Message,
+        lsn: u64,
+        skip_tx: bool,
+    ) -> Result<Option<Vec<ChangeEvent>>, Error> {
+        let images = &mut self.images;
+        let events = match msg {
+            Message::Relation(rel) => {
+                let table = TableRef::new(rel.namespace.clone(), rel.name.clone());
+                if !self.configured.contains(&table) {
+                    self.ignored.insert(rel.oid);
+                    return Ok(None);
+                }
+                self.ignored.remove(&rel.oid);
+                let names = rel.columns.iter().map(|c| c.name.clone()).collect();
+                let oids: Vec<u32> = rel.columns.iter().map(|c| c.type_oid).collect();
+                let shape: TableShape =
+                    catalog::shape(&self.client, &mut self.types, table, rel.oid, names, &oids)
+                        .await?;
+                self.decoder.set_relation(rel.oid, shape);
+                return Ok(None);
+            }
+            _ if skip_tx => return Ok(None),
+            Message::Insert { relation, new } if !self.ignored.contains(&relation) => {
+                self.decoder.insert(relation, &new, lsn, images)?
+            }
+            Message::Update { relation, old, new } if !self.ignored.contains(&relation) => self
+                .decoder
+                .update(relation, old.as_ref(), &new, lsn, images)?,
+            Message::Delete { relation, old } if !self.ignored.contains(&relation) => {
+                self.decoder.delete(relation, &old, lsn)?
+            }
+            Message::Truncate { relations, .. } => self.decoder.truncate(&relations, lsn)?,
+            _ => return Ok(None),
+        };
+        Ok(Some(events))
+    }
+}
+
+pub(crate) async fn send(out: &mpsc::Sender<SourceItem>, item: SourceItem) -> Result<(), Error> {
+    out.send(item).await.map_err(|_| Error::PipelineClosed)
+}
