@@ -17,6 +17,9 @@
 #   PROFILE=b bench/run.sh      (Tributary under `perf record -g` in that
 #                                workload; writes perf-b.data here, or
 #                                into PROFILE_DIR)
+#   PROFILE=c PROFILE_TOOL=callgrind …  (valgrind's instruction counts
+#                                instead: repeatable on a busy machine;
+#                                callgrind-c.out; the timings are then void)
 #   SNAPSHOT_PARALLELISM=2 …    (the source's snapshot_parallelism; default 4)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -43,7 +46,9 @@ line() { printf '%s\n' "$*" | tee -a "$OUT"; }
 want() { [ -z "${ONLY:-}" ] || [[ " $ONLY " == *" $1 "* ]]; }
 # The Tributary command of workload $1 (under perf when profiled).
 trib() {
-  if [ "${PROFILE:-}" = "$1" ]; then
+  if [ "${PROFILE:-}" = "$1" ] && [ "${PROFILE_TOOL:-}" = callgrind ]; then
+    echo valgrind --tool=callgrind --callgrind-out-file="${PROFILE_DIR:-$PWD}/callgrind-$1.out" -- "$TRIB"
+  elif [ "${PROFILE:-}" = "$1" ]; then
     echo perf record -e cpu-clock -F 2000 -g -o "${PROFILE_DIR:-$PWD}/perf-$1.data" -- "$TRIB"
   else
     echo "$TRIB"

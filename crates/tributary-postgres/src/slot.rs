@@ -188,3 +188,21 @@ pub fn parse_lsn(text: &str) -> Option<u64> {
         .ok()
         .map(|l| l.as_u64())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temporary_names_fit_the_server_limit() {
+        assert_eq!(temporary_name("tributary_src"), "tributary_src_snapshot");
+        let long = "s".repeat(63);
+        let name = temporary_name(&long);
+        assert_eq!(name.len(), 63);
+        assert!(name.ends_with("_snapshot"));
+        // Never cut inside a character (the server would refuse the name,
+        // but the cut must not panic first).
+        let wide = "é".repeat(40);
+        assert!(temporary_name(&wide).len() <= 63);
+    }
+}
