@@ -307,10 +307,24 @@ fn write_float(out: &mut Vec<u8>, f: f64) {
     }
 }
 
+/// Whether JSON needs any byte of `bytes` escaped. Checked 16 bytes at a
+/// time without an early exit, which the compiler turns into SIMD compares:
+/// a byte-by-byte `any` cost ~600 instructions per snapshot row.
+fn needs_escape(bytes: &[u8]) -> bool {
+    let special = |b: u8| b < 0x20 || b == b'"' || b == b'\\';
+    let mut chunks = bytes.chunks_exact(16);
+    for chunk in &mut chunks {
+        if chunk.iter().fold(false, |found, &b| found | special(b)) {
+            return true;
+        }
+    }
+    chunks.remainder().iter().any(|&b| special(b))
+}
+
 /// Writes a JSON string with escaping.
 pub fn write_str(out: &mut Vec<u8>, s: &str) {
     // Most strings need no escaping: copy them as they are.
-    if !s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+    if !needs_escape(s.as_bytes()) {
         out.reserve(s.len() + 2);
         out.push(b'"');
         out.extend_from_slice(s.as_bytes());
@@ -450,5 +464,25 @@ mod tests {
             topic("{source}.{schema}.{table}", &event(Op::Read)),
             "cash.public.accounts"
         );
+    }
+
+    #[test]
+    fn escaping_is_found_in_any_position() {
+        for len in 0..40 {
+            let plain = "a".repeat(len);
+            assert!(!needs_escape(plain.as_bytes()));
+            for at in 0..len {
+                for special in [b'"', b'\\', b'\n', 0x1f] {
+                    let mut v = plain.clone().into_bytes();
+                    v[at] = special;
+                    assert!(needs_escape(&v), "{len} {at} {special}");
+                    let text = String::from_utf8(v).unwrap();
+                    let mut out = Vec::new();
+                    write_str(&mut out, &text);
+                    let back: String = serde_json::from_slice(&out).unwrap();
+                    assert_eq!(back, text);
+                }
+            }
+        }
     }
 }

@@ -139,11 +139,9 @@ impl Mapping {
             },
             Mapping::TimestampTz => match text {
                 "infinity" | "-infinity" => Value::Text(text.to_owned()),
-                _ => {
-                    let (micros, offset_secs) = parse_timestamp(text)?;
-                    let utc = micros.checked_sub(i64::from(offset_secs?) * 1_000_000)?;
-                    Value::Text(format_utc(utc))
-                }
+                _ => Value::Text(
+                    utc_timestamptz_fast(text).or_else(|| utc_timestamptz_general(text))?,
+                ),
             },
             Mapping::Interval => match opts.interval {
                 IntervalHandling::String => Value::Text(text.to_owned()),
@@ -363,6 +361,68 @@ fn push_digits(out: &mut String, n: i64, width: usize) {
         out.push('0');
     }
     out.push_str(digits);
+}
+
+/// The form nearly every `timestamptz` arrives in, since the session's
+/// time zone is UTC: `2024-05-01 08:00:00[.5]+00` becomes
+/// `2024-05-01T08:00:00[.5]Z` by copying, without the calendar arithmetic
+/// of the general path (which took ~2,000 instructions per value, a fifth
+/// of a snapshot's CPU). Anything else — another offset, BC, a date or time
+/// out of range, a fraction with trailing zeros — is `None` and goes the
+/// general way, so both paths give the same text for every input.
+fn utc_timestamptz_fast(text: &str) -> Option<String> {
+    let b = text.as_bytes();
+    let n = b.len();
+    if !(22..=29).contains(&n) || !text.ends_with("+00") {
+        return None;
+    }
+    let digits = |range: std::ops::Range<usize>| -> Option<u32> {
+        b.get(range)?.iter().try_fold(0u32, |acc, &c| {
+            c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0'))
+        })
+    };
+    let (y, m, d) = (digits(0..4)?, digits(5..7)?, digits(8..10)?);
+    let (hh, mm, ss) = (digits(11..13)?, digits(14..16)?, digits(17..19)?);
+    if b[4] != b'-' || b[7] != b'-' || b[10] != b' ' || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    if y == 0 || !(1..=12).contains(&m) || d == 0 || d > days_in_month(y, m) {
+        return None;
+    }
+    if hh > 23 || mm > 59 || ss > 59 {
+        return None;
+    }
+    let clock_end = n - 3;
+    if clock_end > 19 {
+        // `.f` to `.ffffff`, as PostgreSQL prints it: no trailing zero.
+        let frac = &b[20..clock_end];
+        if b[19] != b'.' || frac.is_empty() || frac.len() > 6 || frac.last() == Some(&b'0') {
+            return None;
+        }
+        digits(20..clock_end)?;
+    }
+    let mut out = String::with_capacity(clock_end + 1);
+    out.push_str(&text[..10]);
+    out.push('T');
+    out.push_str(&text[11..clock_end]);
+    out.push('Z');
+    Some(out)
+}
+
+/// Any `timestamptz` text with an offset → ISO-8601 in UTC.
+fn utc_timestamptz_general(text: &str) -> Option<String> {
+    let (micros, offset_secs) = parse_timestamp(text)?;
+    let utc = micros.checked_sub(i64::from(offset_secs?) * 1_000_000)?;
+    Some(format_utc(utc))
+}
+
+fn days_in_month(y: u32, m: u32) -> u32 {
+    match m {
+        2 if y % 4 == 0 && (y % 100 != 0 || y % 400 == 0) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
 }
 
 /// Microseconds since epoch → `2024-05-01T08:00:00[.5]Z`.
@@ -650,5 +710,48 @@ mod tests {
     #[test]
     fn unparsable_text_is_kept_not_dropped() {
         assert_eq!(map(Mapping::Int, "abc"), Value::Text("abc".into()));
+    }
+
+    #[test]
+    fn the_utc_timestamptz_fast_path_agrees_with_the_general_one() {
+        let mut inputs: Vec<String> = [
+            "2024-05-01 08:00:00+00",
+            "2024-05-01 08:00:00.5+00",
+            "2024-05-01 08:00:00.123456+00",
+            "2024-02-29 23:59:59.000001+00",
+            "2023-02-29 00:00:00+00",
+            "2024-05-01 08:00:00.50+00",
+            "2024-05-01 08:00:00.1234567+00",
+            "2024-05-01 24:00:00+00",
+            "2024-13-01 08:00:00+00",
+            "0000-01-01 00:00:00+00",
+            "0001-01-01 00:00:00+00",
+            "9999-12-31 23:59:59.999999+00",
+            "2024-05-01T08:00:00+00",
+            "2024-05-01 08:00:00+01",
+            "2024-05-01 08:00:00.+00",
+            "2024-05-01 08:00:00+00 BC",
+            "2024-05-01 08:0é:00+00",
+        ]
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+        // Every byte of a valid value replaced by a few others.
+        let base = b"2024-02-28 23:59:59.25+00";
+        for i in 0..base.len() {
+            for c in [b'0', b'1', b'2', b'9', b'-', b' ', b':', b'.', b'+', b'T'] {
+                let mut v = base.to_vec();
+                v[i] = c;
+                inputs.push(String::from_utf8(v).unwrap());
+            }
+        }
+        let mut fast = 0;
+        for text in &inputs {
+            if let Some(quick) = utc_timestamptz_fast(text) {
+                fast += 1;
+                assert_eq!(Some(quick), utc_timestamptz_general(text), "{text}");
+            }
+        }
+        assert!(fast > 50, "the fast path took only {fast} inputs");
     }
 }
