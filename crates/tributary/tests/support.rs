@@ -243,7 +243,11 @@ impl Drop for Tributary {
 /// Every complete line of the file sink, parsed.
 pub fn read_records(path: &Path) -> Vec<Value> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
-    text.lines()
+    // The sink may be appending while we read: a last line without its
+    // newline is still being written (a reader tailing the file skips it).
+    let complete = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
+    complete
+        .lines()
         .filter(|l| !l.is_empty())
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l}: {e}")))
         .collect()
