@@ -303,11 +303,11 @@ impl Stream {
                 // keepalives: every transaction that committed before it has
                 // been sent.
                 ReplicationEvent::KeepAlive { wal_end, .. } => {
-                    self.flush(&mut batch, &mut pending, &links.out).await?;
-                    let end = wal_end.as_u64();
-                    self.sent_up_to(until.map_or(end, |u| end.min(u)), &links.out)
-                        .await?;
-                    if reached(end) && !self.decoder.in_transaction() {
+                    let at = wal_end.as_u64();
+                    if self
+                        .passed(at, until, &mut batch, &mut pending, &links.out)
+                        .await?
+                    {
                         break Ended::Reached;
                     }
                 }
@@ -320,11 +320,11 @@ impl Stream {
                     // Our heartbeat came back through the slot: every
                     // transaction committed before it was sent, so its
                     // position can be confirmed once durable.
-                    self.flush(&mut batch, &mut pending, &links.out).await?;
                     let at = lsn.as_u64();
-                    self.sent_up_to(until.map_or(at, |u| at.min(u)), &links.out)
-                        .await?;
-                    if reached(at) && !self.decoder.in_transaction() {
+                    if self
+                        .passed(at, until, &mut batch, &mut pending, &links.out)
+                        .await?
+                    {
                         break Ended::Reached;
                     }
                 }
@@ -356,6 +356,23 @@ impl Stream {
             self.start = p.end;
         }
         Ok(())
+    }
+
+    /// The server has sent every transaction that committed before `at`:
+    /// sends what accumulated and a checkpoint there (at most the bound).
+    /// Returns whether a bounded stream is done.
+    async fn passed(
+        &mut self,
+        at: u64,
+        until: Option<u64>,
+        batch: &mut Vec<ChangeEvent>,
+        pending: &mut Option<Pending>,
+        out: &mpsc::Sender<SourceItem>,
+    ) -> Result<bool, Error> {
+        self.flush(batch, pending, out).await?;
+        self.sent_up_to(until.map_or(at, |u| at.min(u)), out)
+            .await?;
+        Ok(until.is_some_and(|u| at >= u) && !self.decoder.in_transaction())
     }
 
     /// Between transactions, everything before `end` was sent: a checkpoint
