@@ -116,8 +116,17 @@ async fn server(
             "as a superuser: ALTER SYSTEM SET wal_level = logical; then restart the server",
         )
     });
-    findings.push(if ours || slots < max_slots {
+    findings.push(if slots < max_slots {
         Finding::ok(format!("replication slots: {slots} of {max_slots} in use"))
+    } else if ours {
+        // Streaming needs no more, but a later snapshot (after an
+        // interruption, or `snapshot = "always"`) briefly needs one more:
+        // a temporary slot exports it while this source's slot is kept.
+        Finding::warn(
+            format!("all {max_slots} replication slots are in use (one of them this source's)"),
+            "a later snapshot needs one more slot while it starts; raise \
+             max_replication_slots (restart needed) or drop an unused slot",
+        )
     } else {
         Finding::fail(
             format!("all {max_slots} replication slots are in use"),

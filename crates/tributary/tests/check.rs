@@ -199,6 +199,23 @@ fn exhausted_slots_and_an_uncreatable_publication_fail_the_check() {
         "2 problem(s) found",
     ],
     );
+
+    // The one slot is this source's own: streaming works, but a later
+    // snapshot would need a temporary slot, so the check warns.
+    rt.block_on(db.batch_execute(
+        "SELECT pg_drop_replication_slot('other');
+         SELECT pg_create_logical_replication_slot('tributary_src', 'pgoutput');",
+    ))
+    .unwrap();
+    let (_, out) = check(dir.path(), &config(dir.path(), &url, &["public.t"], ""));
+    assert_contains_all(
+        &out,
+        &[
+            "warn  source \"src\": all 1 replication slots are in use (one of them this source's)",
+            "hint: a later snapshot needs one more slot while it starts",
+            "1 problem(s) found",
+        ],
+    );
 }
 
 #[test]
