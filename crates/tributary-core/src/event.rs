@@ -72,6 +72,11 @@ impl Row {
         &self.columns
     }
 
+    /// The shared column list, to recognise rows of the same shape.
+    pub(crate) fn column_list(&self) -> &Arc<[String]> {
+        &self.columns
+    }
+
     pub fn values(&self) -> &[Value] {
         &self.values
     }

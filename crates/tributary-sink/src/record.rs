@@ -55,7 +55,7 @@ impl RecordEncoder {
         let template = crate::template_for(&self.options.routes, &self.options.topic, event);
         self.topics.write_json(out, template, event);
         out.extend_from_slice(b",\"key\":");
-        debezium::write_key(out, event);
+        self.envelopes.write_key(out, event);
         out.extend_from_slice(b",\"value\":");
         if tombstone {
             out.extend_from_slice(b"null");
