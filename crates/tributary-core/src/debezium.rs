@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use base64::Engine;
 
-use crate::{ChangeEvent, Op, Row, SnapshotMarker, TableRef, Value};
+use crate::{ChangeEvent, EventId, Op, Row, SnapshotMarker, TableRef, Value};
 
 /// The version Tributary reports in `source.version`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -384,6 +384,20 @@ fn needs_escape(bytes: &[u8]) -> bool {
     chunks.remainder().iter().any(|&b| special(b))
 }
 
+/// Writes an event id as a JSON string (a source name that needs escaping
+/// takes the general path).
+pub fn write_event_id(out: &mut Vec<u8>, id: &EventId) {
+    if needs_escape(id.source.as_bytes()) {
+        let mut text = String::new();
+        id.push_to(&mut text);
+        write_str(out, &text);
+        return;
+    }
+    out.push(b'"');
+    id.write_bytes(out);
+    out.push(b'"');
+}
+
 /// Writes a JSON string with escaping.
 pub fn write_str(out: &mut Vec<u8>, s: &str) {
     // Most strings need no escaping: copy them as they are.
@@ -403,7 +417,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::{EventId, SnapshotMarker, SourceInfo, TableRef};
+    use crate::{SnapshotMarker, SourceInfo, TableRef};
 
     fn event(op: Op) -> ChangeEvent {
         let cols: Arc<[String]> = vec!["id".to_string(), "name".to_string()].into();
@@ -573,6 +587,21 @@ mod tests {
                     assert_eq!(back, text);
                 }
             }
+        }
+    }
+
+    #[test]
+    fn event_ids_are_json_strings_of_their_text() {
+        for source in ["cash", "odd\"name\\", "tab\there"] {
+            let id = EventId {
+                source: source.into(),
+                commit: 0x16_B374_D848,
+                ordinal: 12,
+            };
+            let mut out = Vec::new();
+            write_event_id(&mut out, &id);
+            let back: String = serde_json::from_slice(&out).unwrap();
+            assert_eq!(back, id.to_string());
         }
     }
 }

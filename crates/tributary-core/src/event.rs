@@ -3,6 +3,8 @@
 use std::fmt;
 use std::sync::Arc;
 
+use smallvec::SmallVec;
+
 use crate::Value;
 
 /// What happened to the row. The letters are Debezium's.
@@ -55,15 +57,30 @@ impl fmt::Display for TableRef {
 }
 
 /// A row image: column names shared by every row of a relation, values owned.
+///
+/// A single value is held inline: most keys are one column, and every
+/// keyed event carries its key as a row of its own, so this saves an
+/// allocation (and its free, often on another thread) per event.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Row {
     columns: Arc<[String]>,
-    values: Vec<Value>,
+    values: SmallVec<[Value; 1]>,
 }
 
 impl Row {
     /// `values` must have one entry per column.
     pub fn new(columns: Arc<[String]>, values: Vec<Value>) -> Self {
+        debug_assert_eq!(columns.len(), values.len());
+        Self {
+            columns,
+            values: SmallVec::from_vec(values),
+        }
+    }
+
+    /// Like [`Row::new`], from an iterator: a one-column row needs no
+    /// allocation for its values this way.
+    pub fn from_values(columns: Arc<[String]>, values: impl IntoIterator<Item = Value>) -> Self {
+        let values: SmallVec<[Value; 1]> = values.into_iter().collect();
         debug_assert_eq!(columns.len(), values.len());
         Self { columns, values }
     }
@@ -159,27 +176,49 @@ impl EventId {
     /// Appends the id as [`fmt::Display`] renders it, without `fmt`'s
     /// machinery (every record carries one).
     pub fn push_to(&self, out: &mut String) {
-        fn hex(out: &mut String, mut n: u64) {
-            let mut digits = [0u8; 16];
-            let mut i = digits.len();
-            loop {
-                i -= 1;
-                digits[i] = b"0123456789ABCDEF"[(n & 0xF) as usize];
-                n >>= 4;
-                if n == 0 {
-                    break;
-                }
-            }
-            out.extend(digits[i..].iter().map(|&b| b as char));
-        }
+        let mut buf = [0u8; 16];
         out.push_str(&self.source);
         out.push(':');
-        hex(out, self.commit >> 32);
+        out.extend(
+            hex(self.commit >> 32, &mut buf)
+                .iter()
+                .map(|&b| char::from(b)),
+        );
         out.push('/');
-        hex(out, self.commit & 0xFFFF_FFFF);
+        out.extend(
+            hex(self.commit & 0xFFFF_FFFF, &mut buf)
+                .iter()
+                .map(|&b| char::from(b)),
+        );
         out.push(':');
         out.push_str(itoa::Buffer::new().format(self.ordinal));
     }
+
+    /// Appends the same text as [`EventId::push_to`] as bytes.
+    pub(crate) fn write_bytes(&self, out: &mut Vec<u8>) {
+        let mut buf = [0u8; 16];
+        out.extend_from_slice(self.source.as_bytes());
+        out.push(b':');
+        out.extend_from_slice(hex(self.commit >> 32, &mut buf));
+        out.push(b'/');
+        out.extend_from_slice(hex(self.commit & 0xFFFF_FFFF, &mut buf));
+        out.push(b':');
+        out.extend_from_slice(itoa::Buffer::new().format(self.ordinal).as_bytes());
+    }
+}
+
+/// `n` in upper-case hex without leading zeros, as PostgreSQL prints LSNs.
+fn hex(mut n: u64, buf: &mut [u8; 16]) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b"0123456789ABCDEF"[(n & 0xF) as usize];
+        n >>= 4;
+        if n == 0 {
+            break;
+        }
+    }
+    &buf[i..]
 }
 
 impl fmt::Display for EventId {
@@ -223,6 +262,9 @@ mod id_tests {
             let mut pushed = String::new();
             id.push_to(&mut pushed);
             assert_eq!(pushed, id.to_string());
+            let mut written = Vec::new();
+            id.write_bytes(&mut written);
+            assert_eq!(written, id.to_string().as_bytes());
         }
     }
 }

@@ -11,4 +11,4 @@ pub mod fault;
 mod value;
 
 pub use event::{ChangeEvent, EventId, Op, Row, SnapshotMarker, SourceInfo, TableRef};
-pub use value::Value;
+pub use value::{CompactString, Value};

@@ -98,8 +98,8 @@ impl Transform {
                 None => value.clone(),
                 Some(ColumnRule::Drop) => continue,
                 Some(_) if *value == Value::Null => Value::Null,
-                Some(ColumnRule::Mask) => Value::Text(self.mask.clone()),
-                Some(ColumnRule::Hash) => Value::Text(self.hash(value)),
+                Some(ColumnRule::Mask) => Value::Text(self.mask.as_str().into()),
+                Some(ColumnRule::Hash) => Value::Text(self.hash(value).into()),
                 Some(ColumnRule::Truncate(n)) => truncate(value, *n),
             };
             columns.push(column.to_owned());

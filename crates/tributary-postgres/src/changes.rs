@@ -67,22 +67,22 @@ pub fn map_values<'a>(
 
 /// The key of a full row image, or `None` for a table without one.
 pub fn key_of(shape: &TableShape, row: &Row) -> Option<Row> {
-    let values = key_values(shape, row.values())?;
-    Some(Row::new(shape.key_columns.clone(), values))
+    key_row(shape, shape.key_columns.clone(), row.values())
 }
 
-/// The key columns' values of a full row's values; `None` without a key.
-pub fn key_values(shape: &TableShape, values: &[Value]) -> Option<Vec<Value>> {
+/// The key row (named by `columns`) of a full row's values; `None`
+/// without a key.
+pub fn key_row(shape: &TableShape, columns: Arc<[String]>, values: &[Value]) -> Option<Row> {
     if !shape.has_key() {
         return None;
     }
-    Some(
+    Some(Row::from_values(
+        columns,
         shape
             .key
             .iter()
-            .map(|&i| values.get(i).cloned().unwrap_or(Value::Null))
-            .collect(),
-    )
+            .map(|&i| values.get(i).cloned().unwrap_or(Value::Null)),
+    ))
 }
 
 /// The row images of one event.

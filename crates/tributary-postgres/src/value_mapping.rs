@@ -9,7 +9,7 @@
 //! Mapping never fails: text that does not parse as its type (which would be a
 //! server we do not understand) is kept as text, so no value is ever dropped.
 
-use tributary_core::Value;
+use tributary_core::{CompactString, Value};
 
 /// Startup options for every session whose text output we parse.
 pub const SESSION_OPTIONS: &str = "-c datestyle=ISO,YMD -c intervalstyle=iso_8601 -c timezone=UTC \
@@ -109,7 +109,7 @@ impl Mapping {
     /// Maps one value from its text form.
     pub fn map(&self, text: &str, opts: MappingOptions) -> Value {
         self.try_map(text, opts)
-            .unwrap_or_else(|| Value::Text(text.to_owned()))
+            .unwrap_or_else(|| Value::Text(text.into()))
     }
 
     fn try_map(&self, text: &str, opts: MappingOptions) -> Option<Value> {
@@ -121,35 +121,34 @@ impl Mapping {
             },
             Mapping::Int => Value::Int(text.parse().ok()?),
             Mapping::Float => Value::Float(parse_float(text)?),
-            Mapping::Numeric => decimal(text.to_owned(), opts),
-            Mapping::Money => decimal(money_to_decimal(text)?, opts),
+            Mapping::Numeric => decimal(text.into(), opts),
+            Mapping::Money => decimal(money_to_decimal(text)?.into(), opts),
             Mapping::Bytea => Value::Bytes(parse_bytea_hex(text)?),
             Mapping::Date => match text {
-                "infinity" | "-infinity" => Value::Text(text.to_owned()),
+                "infinity" | "-infinity" => Value::Text(text.into()),
                 _ => match parse_date(text)? {
                     (days, "" | " BC") => Value::Int(days),
                     _ => return None,
                 },
             },
             Mapping::Time => Value::Int(parse_time(text)?),
-            Mapping::TimeTz => Value::Text(timetz_to_utc(text)?),
+            Mapping::TimeTz => Value::Text(timetz_to_utc(text)?.into()),
             Mapping::Timestamp => match text {
-                "infinity" | "-infinity" => Value::Text(text.to_owned()),
+                "infinity" | "-infinity" => Value::Text(text.into()),
                 _ => Value::Int(parse_timestamp(text)?.0),
             },
             Mapping::TimestampTz => match text {
-                "infinity" | "-infinity" => Value::Text(text.to_owned()),
+                "infinity" | "-infinity" => Value::Text(text.into()),
                 _ => Value::Text(
-                    utc_timestamptz_fast(text).or_else(|| utc_timestamptz_general(text))?,
+                    utc_timestamptz_fast(text)
+                        .or_else(|| utc_timestamptz_general(text).map(CompactString::from))?,
                 ),
             },
             Mapping::Interval => match opts.interval {
-                IntervalHandling::String => Value::Text(text.to_owned()),
+                IntervalHandling::String => Value::Text(text.into()),
                 IntervalHandling::Numeric => Value::Int(parse_iso_interval(text)?),
             },
-            Mapping::Text | Mapping::Jsonb | Mapping::Unknown { .. } => {
-                Value::Text(text.to_owned())
-            }
+            Mapping::Text | Mapping::Jsonb | Mapping::Unknown { .. } => Value::Text(text.into()),
             Mapping::Array { element, delimiter } => {
                 parse_array(text, *delimiter, &|t| element.map(t, opts))?
             }
@@ -157,7 +156,7 @@ impl Mapping {
     }
 }
 
-fn decimal(exact: String, opts: MappingOptions) -> Value {
+fn decimal(exact: CompactString, opts: MappingOptions) -> Value {
     match opts.decimal {
         DecimalHandling::String => Value::Text(exact),
         DecimalHandling::Double => match parse_float(&exact) {
@@ -370,7 +369,7 @@ fn push_digits(out: &mut String, n: i64, width: usize) {
 /// of a snapshot's CPU). Anything else — another offset, BC, a date or time
 /// out of range, a fraction with trailing zeros — is `None` and goes the
 /// general way, so both paths give the same text for every input.
-fn utc_timestamptz_fast(text: &str) -> Option<String> {
+fn utc_timestamptz_fast(text: &str) -> Option<CompactString> {
     let b = text.as_bytes();
     let n = b.len();
     if !(22..=29).contains(&n) || !text.ends_with("+00") {
@@ -401,7 +400,7 @@ fn utc_timestamptz_fast(text: &str) -> Option<String> {
         }
         digits(20..clock_end)?;
     }
-    let mut out = String::with_capacity(clock_end + 1);
+    let mut out = CompactString::with_capacity(clock_end + 1);
     out.push_str(&text[..10]);
     out.push('T');
     out.push_str(&text[11..clock_end]);
@@ -692,7 +691,7 @@ mod tests {
             "9223372036854775807-01-01 00:00:00",
         ] {
             for m in [Mapping::Timestamp, Mapping::TimestampTz, Mapping::Date] {
-                assert_eq!(map(m.clone(), text), Value::Text(text.to_owned()), "{m:?}");
+                assert_eq!(map(m.clone(), text), Value::Text(text.into()), "{m:?}");
             }
         }
     }
@@ -703,7 +702,7 @@ mod tests {
         // where the clock's digits belong must not split a char.
         let text = "04:05:0\u{fffd}6*\u{fffd}9+39:30";
         for m in [Mapping::Time, Mapping::TimeTz, Mapping::Timestamp] {
-            assert_eq!(map(m, text), Value::Text(text.to_owned()));
+            assert_eq!(map(m, text), Value::Text(text.into()));
         }
     }
 
@@ -749,7 +748,11 @@ mod tests {
         for text in &inputs {
             if let Some(quick) = utc_timestamptz_fast(text) {
                 fast += 1;
-                assert_eq!(Some(quick), utc_timestamptz_general(text), "{text}");
+                assert_eq!(
+                    Some(quick.as_str()),
+                    utc_timestamptz_general(text).as_deref(),
+                    "{text}"
+                );
             }
         }
         assert!(fast > 50, "the fast path took only {fast} inputs");

@@ -8,8 +8,6 @@ use crate::RecordOptions;
 pub struct RecordEncoder {
     options: RecordOptions,
     buf: Vec<u8>,
-    /// Reused per event for the event id: no allocation per line.
-    scratch: String,
     topics: debezium::TopicWriter,
     envelopes: debezium::EnvelopeWriter,
 }
@@ -19,7 +17,6 @@ impl RecordEncoder {
         Self {
             options,
             buf: Vec::with_capacity(1 << 20),
-            scratch: String::new(),
             topics: debezium::TopicWriter::default(),
             envelopes: debezium::EnvelopeWriter::default(),
         }
@@ -63,9 +60,7 @@ impl RecordEncoder {
             self.envelopes.write_value(out, event, now_ms);
         }
         out.extend_from_slice(b",\"id\":");
-        self.scratch.clear();
-        event.id.push_to(&mut self.scratch);
-        debezium::write_str(out, &self.scratch);
+        debezium::write_event_id(out, &event.id);
         out.extend_from_slice(b"}\n");
     }
 }

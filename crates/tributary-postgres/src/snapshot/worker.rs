@@ -14,7 +14,7 @@ use tributary_core::{ChangeEvent, EventId, Op, Row, SnapshotMarker, SourceInfo, 
 
 use super::chunk::{copy_sql, Chunk};
 use crate::catalog::TableShape;
-use crate::changes::{key_values, map_values, SourceContext};
+use crate::changes::{key_row, map_values, SourceContext};
 use crate::copy_text::{CopyFormatError, CopyTextReader, Fields};
 use crate::pgoutput::Datum;
 use crate::toast::{may_be_toasted, RowImages, StoredRowImages};
@@ -168,7 +168,7 @@ impl Worker {
         }
         let t = &self.template;
         let values = map_values(shape, t.ctx.mapping, fields.iter());
-        let key = key_values(shape, &values).map(|k| Row::new(Arc::clone(&shared.key_columns), k));
+        let key = key_row(shape, Arc::clone(&shared.key_columns), &values);
         let row = Row::new(Arc::clone(&shared.columns), values);
         if may_be_toasted(shape, fields.iter().map(|f| f.map(str::len))) {
             // Rare (rows of ~2 kB and more): remember large values so later
