@@ -330,4 +330,38 @@ mod tests {
             .collect();
         assert_eq!(ids, expected);
     }
+
+    /// A batch whose append failed after part of it reached the file is
+    /// cut off again, so the retried batch does not follow a torn line.
+    /// (The failure is injected into the batch: a real short write needs a
+    /// full disk.)
+    #[test]
+    fn a_failed_batch_is_cut_off_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.jsonl");
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .unwrap();
+        let mut good = BatchAppend::new(&file);
+        good.append(b"{\"n\":1}\n");
+        good.commit().unwrap();
+
+        let mut torn = BatchAppend::new(&file);
+        torn.append(b"{\"n\":2}\n{\"n\":");
+        torn.failed = Some(std::io::Error::other("injected: no space left"));
+        torn.append(b"3}\n");
+        let err = torn.commit().unwrap_err();
+        assert!(err.to_string().contains("injected"), "{err}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "{\"n\":1}\n");
+
+        let mut retry = BatchAppend::new(&file);
+        retry.append(b"{\"n\":2}\n{\"n\":3}\n");
+        retry.commit().unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "{\"n\":1}\n{\"n\":2}\n{\"n\":3}\n"
+        );
+    }
 }
