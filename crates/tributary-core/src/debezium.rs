@@ -93,6 +93,12 @@ impl TopicWriter {
 pub struct EnvelopeWriter {
     last: Option<SourceKey>,
     block: Vec<u8>,
+    /// The envelope after its `after` row (`source` block, op, `ts_ms`),
+    /// and the op and `ts_ms` it was written for; `None` when the block
+    /// changed. One write call shares one `ts_ms`, so a run of events of
+    /// one op copies it whole.
+    tail: Vec<u8>,
+    tail_for: Option<(Op, i64)>,
     /// Column names of `before`/`after` rows and of keys.
     row_names: ColumnNames,
     key_names: ColumnNames,
@@ -192,12 +198,18 @@ impl EnvelopeWriter {
                 lsn: s.lsn,
                 sequence: s.sequence,
             });
+            self.tail_for = None;
+        }
+        if self.tail_for != Some((event.op, now_ms)) {
+            self.tail.clear();
+            write_envelope_tail(&mut self.tail, event, now_ms, &self.block);
+            self.tail_for = Some((event.op, now_ms));
         }
         out.extend_from_slice(b"{\"before\":");
         self.row_names.write_opt_row(out, event.before.as_ref());
         out.extend_from_slice(b",\"after\":");
         self.row_names.write_opt_row(out, event.after.as_ref());
-        write_envelope_tail(out, event, now_ms, &self.block);
+        out.extend_from_slice(&self.tail);
     }
 
     /// As [`write_key`].
@@ -384,18 +396,37 @@ fn needs_escape(bytes: &[u8]) -> bool {
     chunks.remainder().iter().any(|&b| special(b))
 }
 
-/// Writes an event id as a JSON string (a source name that needs escaping
-/// takes the general path).
-pub fn write_event_id(out: &mut Vec<u8>, id: &EventId) {
-    if needs_escape(id.source.as_bytes()) {
-        let mut text = String::new();
-        id.push_to(&mut text);
-        write_str(out, &text);
-        return;
+/// Writes event ids as JSON strings, remembering the escaped
+/// `"<source>:<commit position>:` of the last one: the events of one
+/// transaction or snapshot share it, so only the ordinal is written anew.
+#[derive(Default)]
+pub struct EventIdWriter {
+    /// What `prefix` was written from (the `Arc` held, see [`TopicWriter`]).
+    last: Option<(Arc<str>, u64)>,
+    /// The opening quote and the escaped prefix.
+    prefix: Vec<u8>,
+}
+
+impl EventIdWriter {
+    /// Writes `id` as a JSON string of its text ([`EventId::push_to`]).
+    pub fn write_json(&mut self, out: &mut Vec<u8>, id: &EventId) {
+        let same = self.last.as_ref().is_some_and(|(source, commit)| {
+            Arc::ptr_eq(source, &id.source) && *commit == id.commit
+        });
+        if !same {
+            let mut text = String::new();
+            id.push_prefix_to(&mut text);
+            self.prefix.clear();
+            // Escaping works per character, so the escaped prefix is the
+            // prefix of the escaped id; the ordinal's digits need none.
+            write_str(&mut self.prefix, &text);
+            self.prefix.pop();
+            self.last = Some((Arc::clone(&id.source), id.commit));
+        }
+        out.extend_from_slice(&self.prefix);
+        write_int(out, id.ordinal);
+        out.push(b'"');
     }
-    out.push(b'"');
-    id.write_bytes(out);
-    out.push(b'"');
 }
 
 /// Writes a JSON string with escaping.
@@ -512,23 +543,27 @@ mod tests {
         let mut delete = first.clone();
         delete.op = Op::Delete;
         delete.before = delete.after.take();
-        for e in [
-            &first,
-            &same_tx,
-            &next_change,
-            &other_table,
-            &toast,
-            &first,
-            &snapshot_last,
-            &other_columns,
-            &update,
-            &first,
-            &delete,
-            &other_columns,
+        // The processing time (`ts_ms`) moves on between write calls, also
+        // while the source block stays the same.
+        for (e, now_ms) in [
+            (&first, 5),
+            (&same_tx, 5),
+            (&same_tx, 6),
+            (&next_change, 6),
+            (&other_table, 6),
+            (&toast, 7),
+            (&first, 7),
+            (&snapshot_last, 7),
+            (&other_columns, 7),
+            (&update, 7),
+            (&first, 7),
+            (&first, 8),
+            (&delete, 8),
+            (&other_columns, 8),
         ] {
             let (mut cached, mut plain) = (Vec::new(), Vec::new());
-            envelopes.write_value(&mut cached, e, 5);
-            write_value(&mut plain, e, 5);
+            envelopes.write_value(&mut cached, e, now_ms);
+            write_value(&mut plain, e, now_ms);
             assert_eq!(
                 String::from_utf8(cached).unwrap(),
                 String::from_utf8(plain).unwrap()
@@ -592,14 +627,30 @@ mod tests {
 
     #[test]
     fn event_ids_are_json_strings_of_their_text() {
-        for source in ["cash", "odd\"name\\", "tab\there"] {
-            let id = EventId {
-                source: source.into(),
-                commit: 0x16_B374_D848,
-                ordinal: 12,
-            };
+        let mut writer = EventIdWriter::default();
+        let cash: Arc<str> = "cash".into();
+        let mut ids = Vec::new();
+        // Runs that share a prefix, a new commit, a new source, a source
+        // that needs escaping, and an equal name in another allocation.
+        for (source, commit, ordinals) in [
+            (Arc::clone(&cash), 0x16_B374_D848, 0..3),
+            (Arc::clone(&cash), 0x16_B374_D900, 0..2),
+            ("odd\"name\\".into(), 0x16_B374_D900, 7..9),
+            ("tab\there".into(), 0, 0..1),
+            ("cash".into(), 0x16_B374_D900, 2..4),
+            (Arc::clone(&cash), u64::MAX, u64::MAX - 1..u64::MAX),
+        ] {
+            for ordinal in ordinals {
+                ids.push(EventId {
+                    source: Arc::clone(&source),
+                    commit,
+                    ordinal,
+                });
+            }
+        }
+        for id in &ids {
             let mut out = Vec::new();
-            write_event_id(&mut out, &id);
+            writer.write_json(&mut out, id);
             let back: String = serde_json::from_slice(&out).unwrap();
             assert_eq!(back, id.to_string());
         }

@@ -85,6 +85,15 @@ impl Row {
         Self { columns, values }
     }
 
+    /// A one-column row (most keys), built without an iterator.
+    pub fn single(columns: Arc<[String]>, value: Value) -> Self {
+        debug_assert_eq!(columns.len(), 1);
+        Self {
+            columns,
+            values: SmallVec::from_buf([value]),
+        }
+    }
+
     pub fn columns(&self) -> &[String] {
         &self.columns
     }
@@ -176,6 +185,13 @@ impl EventId {
     /// Appends the id as [`fmt::Display`] renders it, without `fmt`'s
     /// machinery (every record carries one).
     pub fn push_to(&self, out: &mut String) {
+        self.push_prefix_to(out);
+        out.push_str(itoa::Buffer::new().format(self.ordinal));
+    }
+
+    /// Appends `<source>:<commit position>:`, the part every event of one
+    /// transaction (or snapshot) shares.
+    pub fn push_prefix_to(&self, out: &mut String) {
         let mut buf = [0u8; 16];
         out.push_str(&self.source);
         out.push(':');
@@ -191,19 +207,6 @@ impl EventId {
                 .map(|&b| char::from(b)),
         );
         out.push(':');
-        out.push_str(itoa::Buffer::new().format(self.ordinal));
-    }
-
-    /// Appends the same text as [`EventId::push_to`] as bytes.
-    pub(crate) fn write_bytes(&self, out: &mut Vec<u8>) {
-        let mut buf = [0u8; 16];
-        out.extend_from_slice(self.source.as_bytes());
-        out.push(b':');
-        out.extend_from_slice(hex(self.commit >> 32, &mut buf));
-        out.push(b'/');
-        out.extend_from_slice(hex(self.commit & 0xFFFF_FFFF, &mut buf));
-        out.push(b':');
-        out.extend_from_slice(itoa::Buffer::new().format(self.ordinal).as_bytes());
     }
 }
 
@@ -262,9 +265,6 @@ mod id_tests {
             let mut pushed = String::new();
             id.push_to(&mut pushed);
             assert_eq!(pushed, id.to_string());
-            let mut written = Vec::new();
-            id.write_bytes(&mut written);
-            assert_eq!(written, id.to_string().as_bytes());
         }
     }
 }

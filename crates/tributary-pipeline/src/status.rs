@@ -154,7 +154,13 @@ fn count_by_table_and_op(parts: &[Vec<ChangeEvent>]) -> BTreeMap<(&TableRef, &'s
     for e in parts.iter().flatten() {
         let op = e.op.code();
         match &mut run {
-            Some((table, run_op, n)) if *run_op == op && **table == *e.table => *n += 1,
+            // Events of one run share their table's `Arc`; equal names in
+            // another allocation (after a schema reload) count as the same.
+            Some((table, run_op, n))
+                if *run_op == op && (std::ptr::eq(*table, &*e.table) || **table == *e.table) =>
+            {
+                *n += 1
+            }
             _ => {
                 if let Some((table, op, n)) = run.replace((&e.table, op, 1)) {
                     *counts.entry((table, op)).or_default() += n;

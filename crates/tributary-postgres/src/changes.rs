@@ -76,12 +76,13 @@ pub fn key_row(shape: &TableShape, columns: Arc<[String]>, values: &[Value]) -> 
     if !shape.has_key() {
         return None;
     }
+    let value = |i: usize| values.get(i).cloned().unwrap_or(Value::Null);
+    if let [only] = shape.key[..] {
+        return Some(Row::single(columns, value(only)));
+    }
     Some(Row::from_values(
         columns,
-        shape
-            .key
-            .iter()
-            .map(|&i| values.get(i).cloned().unwrap_or(Value::Null)),
+        shape.key.iter().map(|&i| value(i)),
     ))
 }
 

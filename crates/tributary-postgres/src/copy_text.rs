@@ -66,6 +66,12 @@ impl<'a> Fields<'a> {
         self.spans.is_empty()
     }
 
+    /// Bytes of the row's line as COPY sent it: at least the total length
+    /// of its decoded fields (an escape is longer than what it stands for).
+    pub fn line_len(&self) -> usize {
+        self.line.len()
+    }
+
     /// Field `i`: `None` for SQL NULL (and past the last field).
     pub fn get(&self, i: usize) -> Option<&'a str> {
         match self.spans.get(i)? {

@@ -71,13 +71,30 @@ impl StoredRowImages {
 
 /// Whether a row whose values have these text lengths (`None`: no value)
 /// is large enough for PostgreSQL to have moved a value out of line. The
-/// snapshot asks this first, so ordinary rows cost no more than the sum.
+/// snapshot asks [`row_may_be_toasted`] first, so ordinary rows cost one
+/// comparison.
 pub fn may_be_toasted(shape: &TableShape, lengths: impl Iterator<Item = Option<usize>>) -> bool {
     let weight: usize = lengths
         .zip(&shape.mappings)
-        .map(|(len, m)| len.unwrap_or(0) * if m.compresses_as_text() { 1 } else { 8 })
+        .map(|(len, m)| {
+            len.unwrap_or(0)
+                * if m.compresses_as_text() {
+                    1
+                } else {
+                    MAX_WEIGHT
+                }
+        })
         .sum();
     weight >= ROW_THRESHOLD
+}
+
+/// The most a byte weighs in [`may_be_toasted`].
+const MAX_WEIGHT: usize = 8;
+
+/// Whether a row of at most `total` bytes of text could weigh enough for
+/// [`may_be_toasted`]; `false` settles it without looking at the values.
+pub fn row_may_be_toasted(total: usize) -> bool {
+    total.saturating_mul(MAX_WEIGHT) >= ROW_THRESHOLD
 }
 
 /// The columns of `tuple` worth remembering: large values of a large row.

@@ -400,12 +400,15 @@ fn utc_timestamptz_fast(text: &str) -> Option<CompactString> {
         }
         digits(20..clock_end)?;
     }
-    let mut out = CompactString::with_capacity(clock_end + 1);
-    out.push_str(&text[..10]);
-    out.push('T');
-    out.push_str(&text[11..clock_end]);
-    out.push('Z');
-    Some(out)
+    // Assembled on the stack and copied once: `CompactString::push` per
+    // piece cost ~230 instructions per value. At most 27 bytes (24 stay
+    // inline; a fraction of five or six digits takes one allocation).
+    let mut iso = [0u8; 27];
+    iso[..clock_end].copy_from_slice(&b[..clock_end]);
+    iso[10] = b'T';
+    iso[clock_end] = b'Z';
+    let iso = std::str::from_utf8(&iso[..=clock_end]).ok()?;
+    Some(CompactString::new(iso))
 }
 
 /// Any `timestamptz` text with an offset → ISO-8601 in UTC.

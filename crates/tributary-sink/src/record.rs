@@ -10,6 +10,7 @@ pub struct RecordEncoder {
     buf: Vec<u8>,
     topics: debezium::TopicWriter,
     envelopes: debezium::EnvelopeWriter,
+    ids: debezium::EventIdWriter,
 }
 
 impl RecordEncoder {
@@ -19,6 +20,7 @@ impl RecordEncoder {
             buf: Vec::with_capacity(1 << 20),
             topics: debezium::TopicWriter::default(),
             envelopes: debezium::EnvelopeWriter::default(),
+            ids: debezium::EventIdWriter::default(),
         }
     }
 
@@ -60,7 +62,7 @@ impl RecordEncoder {
             self.envelopes.write_value(out, event, now_ms);
         }
         out.extend_from_slice(b",\"id\":");
-        debezium::write_event_id(out, &event.id);
+        self.ids.write_json(out, &event.id);
         out.extend_from_slice(b"}\n");
     }
 }

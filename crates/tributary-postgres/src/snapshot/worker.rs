@@ -17,7 +17,7 @@ use crate::catalog::TableShape;
 use crate::changes::{key_row, map_values, SourceContext};
 use crate::copy_text::{CopyFormatError, CopyTextReader, Fields};
 use crate::pgoutput::Datum;
-use crate::toast::{may_be_toasted, RowImages, StoredRowImages};
+use crate::toast::{may_be_toasted, row_may_be_toasted, RowImages, StoredRowImages};
 use crate::Error;
 
 /// Events per piece a worker hands to the emitter.
@@ -170,7 +170,9 @@ impl Worker {
         let values = map_values(shape, t.ctx.mapping, fields.iter());
         let key = key_row(shape, Arc::clone(&shared.key_columns), &values);
         let row = Row::new(Arc::clone(&shared.columns), values);
-        if may_be_toasted(shape, fields.iter().map(|f| f.map(str::len))) {
+        if row_may_be_toasted(fields.line_len())
+            && may_be_toasted(shape, fields.iter().map(|f| f.map(str::len)))
+        {
             // Rare (rows of ~2 kB and more): remember large values so later
             // unchanged-TOAST markers can be filled. Every snapshot row is
             // older than every streamed change, so one position serves all.
