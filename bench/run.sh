@@ -21,21 +21,39 @@
 #                                instead: repeatable on a busy machine;
 #                                callgrind-c.out; the timings are then void)
 #   SNAPSHOT_PARALLELISM=2 …    (the source's snapshot_parallelism; default 4)
+#   SINK_DIR=/dev/shm/b …       (the file sink's directory; on a RAM file
+#                                system fsync costs nothing)
+#   THREADS=1 …                 ((c): CPU seconds per thread name)
+#   TRIBUTARY_BIN=/tmp/old …    (that binary instead of building this tree:
+#                                alternate two builds in one sitting to
+#                                compare them on a noisy machine)
 set -euo pipefail
+trap 'echo "bench/run.sh: line $LINENO failed: $BASH_COMMAND" >&2' ERR
 cd "$(dirname "$0")/.."
 WRITE=${1:-}
-cargo build --release --locked -p tributary >/dev/null 2>&1
-TRIB=$PWD/target/release/tributary
+if [ -n "${TRIBUTARY_BIN:-}" ]; then
+  TRIB=$(realpath "$TRIBUTARY_BIN")
+else
+  cargo build --release --locked -p tributary >/dev/null 2>&1
+  TRIB=$PWD/target/release/tributary
+fi
 BIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
 W=$(mktemp -d /tmp/tributary-bench-XXXX)
 RUNAS=(); if [ "$(id -u)" -eq 0 ]; then chown postgres "$W"; RUNAS=(runuser -u postgres --); fi
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 PORT=$(free_port); APORT=$(free_port)
+# Where the file sink writes (SINK_DIR=/dev/shm/x: a RAM file system, which
+# takes the disk and its fsyncs out of the figures).
+OUTDIR=${SINK_DIR:-$W}; mkdir -p "$OUTDIR"
 "${RUNAS[@]}" "$BIN/initdb" -D "$W/data" -U postgres --auth=trust -E UTF8 --locale=C >/dev/null
 "${RUNAS[@]}" "$BIN/pg_ctl" start -w -D "$W/data" -l "$W/server.log" -o "-c listen_addresses=127.0.0.1 \
   -c port=$PORT -c unix_socket_directories=$W -c wal_level=logical -c max_wal_size=8GB \
   -c max_replication_slots=10 -c shared_buffers=256MB" >/dev/null
-cleanup() { pkill -P $$ 2>/dev/null || true; "${RUNAS[@]}" "$BIN/pg_ctl" stop -m immediate -D "$W/data" >/dev/null 2>&1; [ -n "${KEEP:-}" ] || rm -rf "$W"; }
+cleanup() {
+  pkill -P $$ 2>/dev/null || true
+  "${RUNAS[@]}" "$BIN/pg_ctl" stop -m immediate -D "$W/data" >/dev/null 2>&1
+  [ -n "${KEEP:-}" ] || { rm -rf "$W"; [ -z "${SINK_DIR:-}" ] || rm -f "$SINK_DIR"/{a,b,c,d,e}.jsonl; }
+}
 trap cleanup EXIT
 PSQL=("$BIN/psql" -qAt -h 127.0.0.1 -p "$PORT" -U postgres -d postgres)
 PGBENCH=("$BIN/pgbench" -h 127.0.0.1 -p "$PORT" -U postgres -n)
@@ -71,11 +89,25 @@ snapshot_parallelism = ${SNAPSHOT_PARALLELISM:-4}
 [[sink]]
 name = "file"
 type = "file"
-path = "$W/$1.jsonl"
+path = "$OUTDIR/$1.jsonl"
 TOML
 }
 # User + system CPU seconds a process used so far.
 cpu_seconds() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$1/stat"; }
+# CPU seconds per thread name (THREADS=1): where a run's time went.
+thread_cpu() {
+  for t in /proc/$1/task/*; do
+    awk -v hz="$(getconf CLK_TCK)" '{sub(/^[^(]*\(/, ""); name = $0; sub(/\).*/, "", name); sub(/^[^)]*\) /, ""); print name, ($12 + $13) / hz}' "$t/stat"
+  done | awk '{cpu[$1] += $2; n[$1]++} END {for (k in cpu) printf "  thread %s (x%d): %.2f CPU-s\n", k, n[k], cpu[k]}' | sort >&2
+}
+# CPU seconds the whole server used so far: the postmaster with the
+# backends it reaped (cutime, cstime) and those still running.
+server_cpu() {
+  local pm; pm=$(head -1 "$W/data/postmaster.pid")
+  { awk '{print $14 + $15 + $16 + $17}' "/proc/$pm/stat"
+    for c in $(pgrep -P "$pm"); do awk '{print $14 + $15}' "/proc/$c/stat" 2>/dev/null; done
+  } | awk -v hz="$(getconf CLK_TCK)" '{s += $1} END {printf "%.2f", s / hz}'
+}
 slot_active() { [ "$("${PSQL[@]}" -c "SELECT count(*) FROM pg_replication_slots WHERE slot_name='tributary_$1' AND active")" = 1 ]; }
 # Creates both slots (Tributary's by a first run that only starts streaming).
 make_slots() {
@@ -100,7 +132,7 @@ stream() {
   rss=$(awk '/VmHWM/ {print $2}' "/proc/$p/status")
   cpu=$(cpu_seconds $p)
   pkill -TERM -x tributary -P $p || kill -TERM $p; wait $p || true
-  events=$(wc -l < "$W/$1.jsonl")
+  events=$(wc -l < "$OUTDIR/$1.jsonl")
   [ "$events" -eq "$2" ] || { echo "$1: $events events, expected $2" >&2; exit 1; }
   line "$3 | pg_recvlogical $(printf %.2f "$peer") s | tributary $(printf %.2f "$trib") s, $(printf %.0f "$(echo "$2 / $trib" | bc -l)") events/s, $cpu CPU-s, peak RSS $((rss / 1024)) MB | ratio $(printf %.2f "$(echo "$peer / $trib" | bc -l)") | $events events verified"
 }
@@ -130,25 +162,29 @@ if want c; then
 "${PSQL[@]}" -c "CREATE TABLE c (id int PRIMARY KEY, v text, n bigint, at timestamptz); \
   INSERT INTO c SELECT g, md5(g::text), g, '2024-01-01'::timestamptz + g * interval '1 s' FROM generate_series(1, 1000000) g"
 "${PSQL[@]}" -c "VACUUM ANALYZE c"
-s=$(now)
+s=$(now); s_cpu=$(server_cpu)
 "${PSQL[@]}" -c "COPY c TO STDOUT" > /dev/null
-peer=$(echo "$(now) - $s" | bc)
+peer=$(echo "$(now) - $s" | bc); peer_server=$(echo "$(server_cpu) - $s_cpu" | bc)
 config c '"public.c"' initial
-s=$(now)
+s=$(now); s_cpu=$(server_cpu)
 $(trib c) run --config "$W/c.toml" 2>"$W/c.log" & P=$!
 metric() { curl -s "127.0.0.1:$APORT/metrics" | awk -v m="$1" '$1 ~ "^"m {s += $2} END {print s + 0}'; }
 until [ "$(metric 'tributary_sink_events_total')" -ge 1000000 ] 2>/dev/null; do sleep 0.02; done
 trib=$(echo "$(now) - $s" | bc)
 rss=$(awk '/VmHWM/ {print $2}' "/proc/$P/status")
 cpu=$(cpu_seconds $P)
+trib_server=$(echo "$(server_cpu) - $s_cpu" | bc)
+[ -z "${THREADS:-}" ] || thread_cpu $P
+busy=$(metric 'tributary_sink_batch_seconds_sum')
+writes=$(metric 'tributary_sink_batch_seconds_count')
 pkill -TERM -x tributary -P $P || kill -TERM $P; wait $P || true
-events=$(wc -l < "$W/c.jsonl")
+events=$(wc -l < "$OUTDIR/c.jsonl")
 [ "$events" -eq 1000000 ] || { echo "c: $events events" >&2; exit 1; }
-line "(c) snapshot of 1M rows | COPY TO STDOUT $(printf %.2f "$peer") s | tributary $(printf %.2f "$trib") s, $(printf %.0f "$(echo "1000000 / $trib" | bc -l)") rows/s, $cpu CPU-s, peak RSS $((rss / 1024)) MB | ratio $(printf %.2f "$(echo "$peer / $trib" | bc -l)") | $events events verified"
+line "(c) snapshot of 1M rows | COPY TO STDOUT $(printf %.2f "$peer") s (server $peer_server CPU-s) | tributary $(printf %.2f "$trib") s, $(printf %.0f "$(echo "1000000 / $trib" | bc -l)") rows/s, $cpu CPU-s (server $trib_server CPU-s), peak RSS $((rss / 1024)) MB, sink writing $(printf %.2f "$busy") s in $writes writes | ratio $(printf %.2f "$(echo "$peer / $trib" | bc -l)") | $events events verified"
 # The disk's share of the limit: the sink's output is several times COPY's
 # text, and it must be durable. dd writes as many bytes in 1 MB blocks
 # and fdatasyncs them: no encoding, one writer, the best case.
-out_bytes=$(stat -c %s "$W/c.jsonl")
+out_bytes=$(stat -c %s "$OUTDIR/c.jsonl")
 copy_bytes=$("${PSQL[@]}" -c "COPY c TO STDOUT" | wc -c)
 s=$(now)
 dd if=/dev/zero of="$W/floor" bs=1M count=$((out_bytes / 1048576)) conv=fdatasync status=none
@@ -177,7 +213,7 @@ until [ "$("${PSQL[@]}" -c "SELECT confirmed_flush_lsn >= '$end' FROM pg_replica
 curl -s "127.0.0.1:$APORT/metrics" > "$W/d.metrics"
 pkill -TERM -x tributary -P $P || kill -TERM $P; wait $P || true
 CPU=$(awk '{printf "%.2f", $1 + $2}' "$W/d.cpu")
-events=$(wc -l < "$W/d.jsonl")
+events=$(wc -l < "$OUTDIR/d.jsonl")
 LAT=$(python3 - "$W/d.metrics" <<'PY'
 import re, sys
 def histogram(name):
@@ -215,11 +251,11 @@ end=$("${PSQL[@]}" -c "SELECT pg_current_wal_lsn()")
 /usr/bin/time -v -o "$W/e.time" "$TRIB" run --config "$W/e.toml" 2>"$W/e.log" & P=$!
 if [ -n "${RSS_TRACE:-}" ]; then
   (sleep 0.2; C=$(pgrep -P $P -x tributary); while kill -0 "$C" 2>/dev/null; do
-     echo "$(date +%s.%N | cut -c7-14) $(awk '/VmRSS/ {print $2}' /proc/$C/status) kB ($(awk '/^(Anonymous|Rss)/ {printf "%s %s ", $1, $2}' /proc/$C/smaps_rollup)), $(wc -l < "$W/e.jsonl" 2>/dev/null) events" >&2; sleep 0.5; done) &
+     echo "$(date +%s.%N | cut -c7-14) $(awk '/VmRSS/ {print $2}' /proc/$C/status) kB ($(awk '/^(Anonymous|Rss)/ {printf "%s %s ", $1, $2}' /proc/$C/smaps_rollup)), $(wc -l < "$OUTDIR/e.jsonl" 2>/dev/null) events" >&2; sleep 0.5; done) &
 fi
 until [ "$("${PSQL[@]}" -c "SELECT confirmed_flush_lsn >= '$end' FROM pg_replication_slots WHERE slot_name='tributary_e'")" = t ]; do sleep 0.05; done
 pkill -TERM -P $P -x tributary; wait $P || true
-events=$(wc -l < "$W/e.jsonl")
+events=$(wc -l < "$OUTDIR/e.jsonl")
 [ "$events" -eq 1000000 ] || { echo "e: $events events" >&2; exit 1; }
 line "(e) 1M-row transaction streamed | peak RSS $(( $(awk -F': ' '/Maximum resident/ {print $2}' "$W/e.time") / 1024 )) MB (/usr/bin/time -v) | $events events verified"
 fi
@@ -229,7 +265,7 @@ if [ "$WRITE" = --write ]; then
   {
     echo "Produced by \`bench/run.sh --write\` on $(date -u +%Y-%m-%d), commit $(git rev-parse --short HEAD)."
     echo "Machine: $(nproc) cores ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM, $("$BIN/postgres" --version)."
-    echo "Sink: file (Debezium JSON Lines, fsync per batch). Single runs on a shared machine: expect ±20%."
+    echo "Sink: file (Debezium JSON Lines, fsync per batch)$([ -z "${SINK_DIR:-}" ] || echo " in $SINK_DIR ($(stat -f -c %T "$SINK_DIR"))"). Single runs on a shared machine: expect ±20%."
     echo
     echo "| workload | peer | tributary | ratio (≥ 1.0: at least as fast as the peer) | check |"
     echo "|---|---|---|---|---|"
