@@ -94,6 +94,12 @@ TOML
 }
 # User + system CPU seconds a process used so far.
 cpu_seconds() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$1/stat"; }
+# stop PID: SIGTERM to Tributary, whether PID is it or a wrapper around it
+# (time, perf, valgrind), then waits for it.
+stop() { pkill -TERM -P "$1" 2>/dev/null || kill -TERM "$1"; wait "$1" || true; }
+# alive PID LOG: fails the run, with the end of LOG, if PID has exited (a
+# Tributary that stopped early must not leave a wait loop waiting forever).
+alive() { kill -0 "$1" 2>/dev/null || { echo "tributary exited early; $2 ends:" >&2; tail -3 "$2" >&2; exit 1; }; }
 # CPU seconds per thread name (THREADS=1): where a run's time went.
 thread_cpu() {
   for t in /proc/$1/task/*; do
@@ -115,8 +121,8 @@ make_slots() {
   "${PSQL[@]}" -c "CREATE PUBLICATION peer_$1 FOR TABLE $2"
   config "$1" "\"public.$2\"" never
   "$TRIB" run --config "$W/$1.toml" 2>"$W/$1-first.log" & local p=$!
-  until slot_active "$1"; do sleep 0.1; done
-  kill -TERM $p; wait $p
+  until slot_active "$1"; do alive $p "$W/$1-first.log"; sleep 0.1; done
+  stop $p
 }
 # stream NAME EXPECTED_EVENTS LABEL: times the peer, then Tributary, to the end LSN.
 stream() {
@@ -127,11 +133,11 @@ stream() {
   peer=$(echo "$(now) - $s" | bc)
   s=$(now)
   $(trib "$1") run --config "$W/$1.toml" 2>"$W/$1.log" & p=$!
-  until [ "$("${PSQL[@]}" -c "SELECT confirmed_flush_lsn >= '$end' FROM pg_replication_slots WHERE slot_name='tributary_$1'")" = t ]; do sleep 0.01; done
+  until [ "$("${PSQL[@]}" -c "SELECT confirmed_flush_lsn >= '$end' FROM pg_replication_slots WHERE slot_name='tributary_$1'")" = t ]; do alive $p "$W/$1.log"; sleep 0.01; done
   trib=$(echo "$(now) - $s" | bc)
   rss=$(awk '/VmHWM/ {print $2}' "/proc/$p/status")
   cpu=$(cpu_seconds $p)
-  pkill -TERM -x tributary -P $p || kill -TERM $p; wait $p || true
+  stop $p
   events=$(wc -l < "$OUTDIR/$1.jsonl")
   [ "$events" -eq "$2" ] || { echo "$1: $events events, expected $2" >&2; exit 1; }
   line "$3 | pg_recvlogical $(printf %.2f "$peer") s | tributary $(printf %.2f "$trib") s, $(printf %.0f "$(echo "$2 / $trib" | bc -l)") events/s, $cpu CPU-s, peak RSS $((rss / 1024)) MB | ratio $(printf %.2f "$(echo "$peer / $trib" | bc -l)") | $events events verified"
@@ -172,7 +178,7 @@ config c '"public.c"' initial
 s=$(now); s_cpu=$(server_cpu)
 $(trib c) run --config "$W/c.toml" 2>"$W/c.log" & P=$!
 metric() { curl -s "127.0.0.1:$APORT/metrics" | awk -v m="$1" '$1 ~ "^"m {s += $2} END {print s + 0}'; }
-until [ "$(metric 'tributary_sink_events_total')" -ge 1000000 ] 2>/dev/null; do sleep 0.02; done
+until [ "$(metric 'tributary_sink_events_total')" -ge 1000000 ] 2>/dev/null; do alive $P "$W/c.log"; sleep 0.02; done
 trib=$(echo "$(now) - $s" | bc)
 rss=$(awk '/VmHWM/ {print $2}' "/proc/$P/status")
 cpu=$(cpu_seconds $P)
@@ -180,7 +186,7 @@ trib_server=$(printf %.2f "$(echo "$(server_cpu) - $s_cpu" | bc)")
 [ -z "${THREADS:-}" ] || thread_cpu $P
 busy=$(metric 'tributary_sink_batch_seconds_sum')
 writes=$(metric 'tributary_sink_batch_seconds_count')
-pkill -TERM -x tributary -P $P || kill -TERM $P; wait $P || true
+stop $P
 events=$(wc -l < "$OUTDIR/c.jsonl")
 [ "$events" -eq 1000000 ] || { echo "c: $events events" >&2; exit 1; }
 line "(c) snapshot of 1M rows | COPY TO STDOUT $(printf %.2f "$peer") s (server $peer_server CPU-s) | tributary $(printf %.2f "$trib") s, $(printf %.0f "$(echo "1000000 / $trib" | bc -l)") rows/s, $cpu CPU-s (server $trib_server CPU-s), peak RSS $((rss / 1024)) MB, sink writing $(printf %.2f "$busy") s in $writes writes | ratio $(printf %.2f "$(echo "$peer / $trib" | bc -l)") | $events events verified"
@@ -201,7 +207,7 @@ if want d; then
 "${PSQL[@]}" -c "CREATE TABLE d (id bigserial PRIMARY KEY, v text)"
 config d '"public.d"' never
 /usr/bin/time -f "%U %S" -o "$W/d.cpu" "$TRIB" run --config "$W/d.toml" 2>"$W/d.log" & P=$!
-until slot_active d; do sleep 0.1; done
+until slot_active d; do alive $P "$W/d.log"; sleep 0.1; done
 printf "INSERT INTO d (v) VALUES ('x');\n" > "$W/d.sql"
 # -l logs every transaction's own latency: the server's commit latency under
 # the same load, the context for Tributary's tail (2 shared cores).
@@ -212,9 +218,9 @@ t = sorted(int(l.split()[2]) for l in sys.stdin)
 q = lambda p: t[min(len(t) - 1, int(p * len(t)))] / 1000
 print(f"pgbench transaction latency p50 {q(0.5):.1f} ms, p99 {q(0.99):.1f} ms")')
 end=$("${PSQL[@]}" -c "SELECT pg_current_wal_lsn()")
-until [ "$("${PSQL[@]}" -c "SELECT confirmed_flush_lsn >= '$end' FROM pg_replication_slots WHERE slot_name='tributary_d'")" = t ]; do sleep 0.05; done
+until [ "$("${PSQL[@]}" -c "SELECT confirmed_flush_lsn >= '$end' FROM pg_replication_slots WHERE slot_name='tributary_d'")" = t ]; do alive $P "$W/d.log"; sleep 0.05; done
 curl -s "127.0.0.1:$APORT/metrics" > "$W/d.metrics"
-pkill -TERM -x tributary -P $P || kill -TERM $P; wait $P || true
+stop $P
 CPU=$(awk '{printf "%.2f", $1 + $2}' "$W/d.cpu")
 events=$(wc -l < "$OUTDIR/d.jsonl")
 LAT=$(python3 - "$W/d.metrics" <<'PY'
@@ -253,11 +259,11 @@ make_slots e e
 end=$("${PSQL[@]}" -c "SELECT pg_current_wal_lsn()")
 /usr/bin/time -v -o "$W/e.time" "$TRIB" run --config "$W/e.toml" 2>"$W/e.log" & P=$!
 if [ -n "${RSS_TRACE:-}" ]; then
-  (sleep 0.2; C=$(pgrep -P $P -x tributary); while kill -0 "$C" 2>/dev/null; do
+  (sleep 0.2; C=$(pgrep -P $P); while kill -0 "$C" 2>/dev/null; do
      echo "$(date +%s.%N | cut -c7-14) $(awk '/VmRSS/ {print $2}' /proc/$C/status) kB ($(awk '/^(Anonymous|Rss)/ {printf "%s %s ", $1, $2}' /proc/$C/smaps_rollup)), $(wc -l < "$OUTDIR/e.jsonl" 2>/dev/null) events" >&2; sleep 0.5; done) &
 fi
-until [ "$("${PSQL[@]}" -c "SELECT confirmed_flush_lsn >= '$end' FROM pg_replication_slots WHERE slot_name='tributary_e'")" = t ]; do sleep 0.05; done
-pkill -TERM -P $P -x tributary; wait $P || true
+until [ "$("${PSQL[@]}" -c "SELECT confirmed_flush_lsn >= '$end' FROM pg_replication_slots WHERE slot_name='tributary_e'")" = t ]; do alive $P "$W/e.log"; sleep 0.05; done
+stop $P
 events=$(wc -l < "$OUTDIR/e.jsonl")
 [ "$events" -eq 1000000 ] || { echo "e: $events events" >&2; exit 1; }
 line "(e) 1M-row transaction streamed | peak RSS $(( $(awk -F': ' '/Maximum resident/ {print $2}' "$W/e.time") / 1024 )) MB (/usr/bin/time -v) | $events events verified"

@@ -1,9 +1,11 @@
-//! Named crash points for fault-injection tests.
+//! Named fault-injection points for crash tests.
 //!
 //! Crash tests need to stop the process at the worst moment, not at a random
 //! one: after a sink made a batch durable but before its checkpoint was
 //! committed, say. `TRIBUTARY_FAULT=NAME` aborts the process the first time
 //! it passes [`point`]`("NAME")`; `TRIBUTARY_FAULT=NAME:N` on the N-th pass.
+//! A failure point ([`fails`]) does not abort: it answers `true` on that
+//! pass, and the code there fails as the real fault would (a full disk).
 //! `abort` skips destructors and buffered writes exactly as `kill -9` does.
 //! Without the variable a point costs one load of an initialised `OnceLock`.
 
@@ -18,6 +20,9 @@ pub const SINK_WRITTEN: &str = "sink.after_write";
 /// The crash point after a checkpoint was committed, before it is confirmed
 /// to the source.
 pub const CHECKPOINT_COMMITTED: &str = "checkpoint.after_commit";
+
+/// The failure point where the file sink's fsync of a batch fails.
+pub const FILE_SYNC_FAILS: &str = "file.sync_fails";
 
 fn configured() -> Option<&'static (String, u64)> {
     FAULT
@@ -42,4 +47,13 @@ pub fn point(name: &str) {
         eprintln!("fault injected at {name} (pass {nth}); aborting");
         std::process::abort();
     }
+}
+
+/// Whether `TRIBUTARY_FAULT` names this failure point and this is the pass
+/// it asks for: the caller then fails as the real fault would.
+pub fn fails(name: &str) -> bool {
+    let Some((fault, nth)) = configured() else {
+        return false;
+    };
+    fault == name && PASSES.fetch_add(1, Ordering::SeqCst) + 1 == *nth
 }

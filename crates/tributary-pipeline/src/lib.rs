@@ -10,6 +10,7 @@ pub mod check;
 pub mod config;
 mod confirm;
 mod dead_letter;
+mod lane;
 pub mod retry;
 mod run;
 mod schemas;

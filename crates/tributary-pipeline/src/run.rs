@@ -3,15 +3,15 @@
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, watch, Mutex};
-use tributary_core::{fault, ChangeEvent};
+use tributary_core::ChangeEvent;
 use tributary_postgres::preflight::{self, Finding, Outcome};
 use tributary_postgres::ConnectionConfig;
 use tributary_postgres::{
     PostgresSource, PostgresSourceConfig, SourceHealth, SourceItem, SourceLinks,
 };
 use tributary_sink::{
-    FileSink, HttpSink, KafkaSink, NatsSink, PostgresOptions, PostgresSink, RecordOptions,
-    Rejection, Sink, SinkError, StdoutSink,
+    FileSink, HttpSink, KafkaSink, NatsSink, PostgresOptions, PostgresSink, RecordOptions, Sink,
+    SinkError, StdoutSink,
 };
 use tributary_state::{Checkpoint, StateError, StateStore};
 
@@ -20,7 +20,8 @@ use crate::config::OnErrorSetting;
 use crate::config::{Config, SinkConfig};
 use crate::confirm::Confirmer;
 use crate::dead_letter::DeadLetters;
-use crate::retry::{Backoff, RetryPolicy};
+use crate::lane::{lane, Batch, Dropper, LaneLinks, SINK_QUEUE};
+use crate::retry::RetryPolicy;
 use crate::schemas::SourceSchemas;
 use crate::status::{self, StatusBoard};
 use crate::transform::Transform;
@@ -133,15 +134,16 @@ impl PipelineError {
     }
 }
 
-struct NamedSink {
-    name: String,
-    sink: Mutex<Sink>,
-    retry: RetryPolicy,
+/// A sink with what the lane needs to write to it.
+pub(crate) struct NamedSink {
+    pub(crate) name: String,
+    pub(crate) sink: Mutex<Sink>,
+    pub(crate) retry: RetryPolicy,
     /// Tables and columns this sink receives; `None`: everything as is.
-    transform: Option<Transform>,
+    pub(crate) transform: Option<Transform>,
     /// `on_error = "dead_letter"`: where refused events go; `None`: stop.
-    dead_letters: Option<std::sync::Mutex<DeadLetters>>,
-    topic: String,
+    pub(crate) dead_letters: Option<std::sync::Mutex<DeadLetters>>,
+    pub(crate) topic: String,
 }
 
 async fn open_sink(cfg: &SinkConfig, config: &Config) -> Result<Sink, PipelineError> {
@@ -344,98 +346,6 @@ async fn preflight(
     })
 }
 
-/// Writes one batch to one sink, retrying transient failures with backoff
-/// until it is durable, the retry budget is spent, or shutdown.
-async fn write_with_retry(
-    sink: &NamedSink,
-    parts: &[&[ChangeEvent]],
-    board: &StatusBoard,
-    shutdown: &mut watch::Receiver<bool>,
-) -> Result<(), PipelineError> {
-    let mut backoff = Backoff::new(sink.retry);
-    loop {
-        let began = std::time::Instant::now();
-        let error = match sink.sink.lock().await.write_parts(parts).await {
-            Ok(rejections) => {
-                let count = parts.iter().map(|p| p.len()).sum();
-                board.sink_wrote(&sink.name, count, began.elapsed());
-                return divert(sink, parts, &rejections, board);
-            }
-            Err(error) => error,
-        };
-        let transient = error.is_transient();
-        board.sink_failed(
-            &sink.name,
-            if transient { "transient" } else { "permanent" },
-            &error.to_string(),
-        );
-        let delay = if transient { backoff.delay() } else { None };
-        let Some(delay) = delay.filter(|_| !*shutdown.borrow()) else {
-            return Err(PipelineError::Sink {
-                sink: sink.name.clone(),
-                error,
-            });
-        };
-        tracing::warn!(sink = %sink.name, error = %error, retry_in = ?delay, "sink write failed; retrying");
-        tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
-            _ = shutdown.changed() => {}
-        }
-    }
-}
-
-/// Applies the sink's `on_error` to the events it refused for good: stop
-/// with the first one, or write them all as dead letters (fsynced) first.
-fn divert(
-    sink: &NamedSink,
-    parts: &[&[ChangeEvent]],
-    rejections: &[Rejection],
-    board: &StatusBoard,
-) -> Result<(), PipelineError> {
-    let Some(first) = rejections.first() else {
-        return Ok(());
-    };
-    let events: Vec<&ChangeEvent> = parts.iter().flat_map(|p| p.iter()).collect();
-    for r in rejections {
-        board.sink_failed(&sink.name, "rejected", &r.reason);
-    }
-    let Some(letters) = &sink.dead_letters else {
-        return Err(PipelineError::Rejected {
-            sink: sink.name.clone(),
-            id: events[first.index].id.to_string(),
-            reason: first.reason.clone(),
-        });
-    };
-    let rejected: Vec<(&ChangeEvent, &str)> = rejections
-        .iter()
-        .map(|r| (events[r.index], r.reason.as_str()))
-        .collect();
-    let mut letters = letters.lock().unwrap_or_else(|e| e.into_inner());
-    letters
-        .write(&sink.name, &sink.topic, &rejected)
-        .map_err(|error| PipelineError::DeadLetter {
-            sink: sink.name.clone(),
-            path: letters.path().display().to_string(),
-            error,
-        })?;
-    for (event, reason) in &rejected {
-        tracing::warn!(sink = %sink.name, id = %event.id, reason, "event refused; written as a dead letter");
-    }
-    Ok(())
-}
-
-/// Batches each sink's queue holds: with back-pressure, a slow or down sink
-/// lets the others run ahead by at most this many batches.
-const SINK_QUEUE: usize = 2;
-
-/// One gathered batch, shared by every sink's lane: the source's own
-/// vectors, in order, so gathering moves no event.
-struct Batch {
-    events: Arc<Vec<Vec<ChangeEvent>>>,
-    /// The checkpoint after these events, numbered in the order sent.
-    checkpoint: Option<u64>,
-}
-
 /// Writes what a source sends to every sink, each sink in its own lane with
 /// its own position, and commits a checkpoint once every lane made it
 /// durable: the source confirms the minimum over all sinks.
@@ -544,108 +454,4 @@ async fn deliver(
         "delivery stopped; checkpoints saved"
     );
     Ok(())
-}
-
-/// What a lane reports to and shares with the delivery loop.
-struct LaneLinks {
-    /// The newest checkpoint this sink made durable.
-    done: Arc<std::sync::atomic::AtomicU64>,
-    progress: Arc<tokio::sync::Notify>,
-    board: Arc<StatusBoard>,
-    dropper: Dropper,
-}
-
-/// One sink's lane: writes batches in order (retrying), then marks the
-/// batch's checkpoint as durable in this sink.
-async fn lane(
-    source: String,
-    sink: Arc<NamedSink>,
-    mut batches: mpsc::Receiver<Batch>,
-    links: LaneLinks,
-    mut shutdown: watch::Receiver<bool>,
-) -> Result<(), PipelineError> {
-    let LaneLinks {
-        done,
-        progress,
-        board,
-        dropper,
-    } = links;
-    let latency = status::latency_histogram(&source, &sink.name);
-    let coalesces = sink.sink.lock().await.coalesces();
-    while let Some(first) = batches.recv().await {
-        // Group commit: batches that queued up while the last write ran go
-        // out together, with one fsync.
-        let mut group = vec![first];
-        if coalesces {
-            while let Ok(more) = batches.try_recv() {
-                group.push(more);
-            }
-        }
-        let sent = || group.iter().flat_map(|b| b.events.iter());
-        let transformed: Vec<Vec<ChangeEvent>> = match &sink.transform {
-            Some(t) => sent().map(|part| t.apply(part)).collect(),
-            None => Vec::new(),
-        };
-        let parts: Vec<&[ChangeEvent]> = match &sink.transform {
-            Some(_) => transformed.iter().map(Vec::as_slice).collect(),
-            None => sent().map(Vec::as_slice).collect(),
-        };
-        let parts: Vec<&[ChangeEvent]> = parts.into_iter().filter(|p| !p.is_empty()).collect();
-        if !parts.is_empty() {
-            write_with_retry(&sink, &parts, &board, &mut shutdown).await?;
-            for part in &parts {
-                status::record_latency(&latency, part);
-            }
-            fault::point(fault::SINK_WRITTEN);
-        }
-        let checkpoint = group.iter().rev().find_map(|b| b.checkpoint);
-        drop(parts);
-        drop(transformed);
-        dropper.drop_later(group);
-        if let Some(seq) = checkpoint {
-            done.store(seq, std::sync::atomic::Ordering::Release);
-            progress.notify_one();
-        }
-    }
-    Ok(())
-}
-
-/// Frees written batches on a thread of its own: dropping a large batch
-/// (every row, key and value of thousands of events) would otherwise sit
-/// on the lane's path between two writes. The hand-off holds at most
-/// `DROP_QUEUE` groups; when it is full the lane frees the group itself,
-/// so memory stays bounded. Small groups are freed by the lane at once:
-/// for them the hand-off (a thread wake-up) costs more than the freeing.
-#[derive(Clone)]
-struct Dropper(std::sync::mpsc::SyncSender<Vec<Batch>>);
-
-const DROP_QUEUE: usize = 2;
-/// Groups of fewer events are freed on the lane.
-const DROP_INLINE_EVENTS: usize = 1024;
-
-impl Dropper {
-    fn start() -> Result<Self, PipelineError> {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Batch>>(DROP_QUEUE);
-        std::thread::Builder::new()
-            .name("tributary-drop".into())
-            .spawn(move || while rx.recv().is_ok() {})
-            .map_err(|error| PipelineError::Thread {
-                name: "batch freeing",
-                error,
-            })?;
-        Ok(Dropper(tx))
-    }
-
-    fn drop_later(&self, group: Vec<Batch>) {
-        let events: usize = group
-            .iter()
-            .flat_map(|b| b.events.iter())
-            .map(Vec::len)
-            .sum();
-        if events < DROP_INLINE_EVENTS {
-            return;
-        }
-        // Full or gone: drop it here (the `Err` holds the group).
-        let _ = self.0.try_send(group);
-    }
 }

@@ -1,52 +1,112 @@
 //! The file sink: JSON Lines appended to a file, fsynced before a batch is
 //! acknowledged.
 //!
-//! Encoding and writing overlap: the sink's own writer thread appends one
-//! encoded slice (~256 kB) while the caller encodes the next, and the call
-//! returns after the final fsync. For a large batch the kernel's copy into
-//! the page cache (a real share of the cost: every event is ~400 bytes of
-//! JSON) then runs beside the encoding instead of after it. A batch that
-//! fits in one slice is written by the caller itself: at a steady few
-//! thousand small transactions a second, the two thread hand-offs per batch
-//! cost more CPU than the write they would overlap.
+//! Encoding, writing and fsyncing overlap. The sink's own writer thread
+//! appends one encoded slice (~256 kB) while the caller encodes the next,
+//! starts each slice's writeback at once, and fsyncs at the end of each
+//! batch. [`FileSink::submit`] returns once the batch is encoded and
+//! queued, with a [`PendingWrite`] that resolves when its fsync has
+//! returned: the pipeline encodes the next batch while the disk makes the
+//! last one durable. For a large batch the kernel's copy into the page
+//! cache (every event is ~400 bytes of JSON) and the disk's write run
+//! beside the encoding instead of after it.
+//!
+//! A batch that fits in one slice, while the writer has nothing queued, is
+//! written and fsynced by the caller itself: at a steady few thousand
+//! small transactions a second, the thread hand-offs cost more than they
+//! save.
+//!
+//! A failed batch is cut off the file again (truncated to where it began),
+//! and the writer then refuses every later batch until [`FileSink::write_parts`]
+//! writes the failed one again: a retry never lands behind a later batch.
 
 use std::fs::{File, OpenOptions};
+use std::future::Future;
 use std::io::Write;
 use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
-use tributary_core::ChangeEvent;
+use tokio::sync::oneshot;
+use tributary_core::{fault, ChangeEvent};
 
 use crate::{RecordEncoder, RecordOptions, SinkError};
 
 /// Bytes encoded before a slice goes to the writer thread.
 const SLICE_BYTES: usize = 256 << 10;
-/// Slices queued for the writer at once (bounds memory to a few slices).
-const SLICES_IN_FLIGHT: usize = 2;
+/// Slices queued for the writer at once: enough for the caller to encode
+/// most of a 4,096-event batch while the writer fsyncs the previous one,
+/// and a bound on memory (4 MB).
+const SLICES_IN_FLIGHT: usize = 16;
 
 pub struct FileSink {
     path: PathBuf,
     encoder: RecordEncoder,
-    /// Shared with the writer thread, which is idle whenever the caller
-    /// writes (every call waits for its own commit).
+    /// Shared with the writer thread; the caller writes it only while the
+    /// writer has nothing queued.
     file: Arc<File>,
     jobs: SyncSender<Job>,
-    done: Receiver<Done>,
-    /// Slice buffers the writer handed back, for reuse.
+    /// Slice buffers the writer is done with, for reuse.
+    written: Receiver<Vec<u8>>,
     spare: Vec<Vec<u8>>,
+    /// Slices sent whose buffers have not come back.
+    in_flight: usize,
+    /// Batches queued to the writer and not yet committed.
+    queued: Arc<AtomicUsize>,
+    /// Set by the writer when a batch failed; cleared when it is written again.
+    failed: Arc<AtomicBool>,
 }
 
 enum Job {
     Append(Vec<u8>),
-    /// fsync everything appended since the last commit.
-    Commit,
+    /// fsync everything appended since the last commit, and say how it went.
+    Commit(oneshot::Sender<std::io::Result<()>>),
+    /// Accept batches again after a failed one (the caller writes it anew).
+    Recover,
+    /// Tests: fail the next commit as a full disk would.
+    #[cfg(test)]
+    FailNextCommit,
 }
 
-enum Done {
-    /// The slice was written (or skipped after an earlier failure).
-    Appended(Vec<u8>),
-    Committed(std::io::Result<()>),
+/// A batch handed to the sink: resolves once it is durable, or failed.
+pub struct PendingWrite {
+    path: PathBuf,
+    state: Pending,
+}
+
+enum Pending {
+    Done(Option<std::io::Result<()>>),
+    Queued(oneshot::Receiver<std::io::Result<()>>),
+}
+
+impl PendingWrite {
+    fn done(path: &std::path::Path, result: std::io::Result<()>) -> Self {
+        Self {
+            path: path.to_owned(),
+            state: Pending::Done(Some(result)),
+        }
+    }
+}
+
+impl Future for PendingWrite {
+    type Output = Result<(), SinkError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let result = match &mut self.state {
+            Pending::Done(result) => result.take().unwrap_or(Ok(())),
+            Pending::Queued(reply) => match Pin::new(reply).poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(result) => result.unwrap_or_else(|_| Err(writer_gone())),
+            },
+        };
+        Poll::Ready(result.map_err(|source| SinkError::Write {
+            path: self.path.clone(),
+            source,
+        }))
+    }
 }
 
 impl FileSink {
@@ -63,6 +123,7 @@ impl FileSink {
         let file = OpenOptions::new()
             .create(true)
             .append(true)
+            .read(true)
             .open(&path)
             .map_err(open_err)?;
         if !existed {
@@ -75,21 +136,30 @@ impl FileSink {
                 .and_then(|d| d.sync_all())
                 .map_err(open_err)?;
         }
+        cut_torn_line(&file, &path).map_err(open_err)?;
         let (jobs, job_rx) = sync_channel(SLICES_IN_FLIGHT);
-        let (done_tx, done) = sync_channel(SLICES_IN_FLIGHT + 1);
+        let (written_tx, written) = sync_channel(SLICES_IN_FLIGHT);
         let file = Arc::new(file);
-        let thread_file = Arc::clone(&file);
+        let writer = Writer {
+            file: Arc::clone(&file),
+            queued: Arc::new(AtomicUsize::new(0)),
+            failed: Arc::new(AtomicBool::new(false)),
+        };
+        let (queued, failed) = (Arc::clone(&writer.queued), Arc::clone(&writer.failed));
         std::thread::Builder::new()
             .name("tributary-file".into())
-            .spawn(move || write_loop(&thread_file, job_rx, done_tx))
+            .spawn(move || writer.run(job_rx, written_tx))
             .map_err(open_err)?;
         Ok(Self {
             path,
             encoder: RecordEncoder::new(options),
             file,
             jobs,
-            done,
+            written,
             spare: Vec::new(),
+            in_flight: 0,
+            queued,
+            failed,
         })
     }
 
@@ -98,76 +168,201 @@ impl FileSink {
         self.write_parts(&[events]).await
     }
 
-    /// Appends several batches with one fsync (group commit).
+    /// Appends several batches with one fsync (group commit); returns once
+    /// they are on disk. After a failed batch this is how it is written
+    /// again: call it only with no [`PendingWrite`] outstanding.
     pub async fn write_parts(&mut self, parts: &[&[ChangeEvent]]) -> Result<(), SinkError> {
+        if self.failed.load(Ordering::Acquire) {
+            self.send(Job::Recover).map_err(|e| self.write_error(e))?;
+            self.failed.store(false, Ordering::Release);
+        }
+        self.submit(parts).await
+    }
+
+    /// Encodes the batches and queues them, with one fsync, to the writer;
+    /// returns without waiting for the fsync (unless the batch was small
+    /// enough to write in place). While an earlier batch failed and was
+    /// not written again, refuses.
+    pub fn submit(&mut self, parts: &[&[ChangeEvent]]) -> PendingWrite {
         if parts.iter().all(|p| p.is_empty()) {
-            return Ok(());
+            return PendingWrite::done(&self.path, Ok(()));
+        }
+        if self.failed.load(Ordering::Acquire) {
+            return PendingWrite::done(&self.path, Err(earlier_batch_failed()));
         }
         // Encoding is CPU work and the hand-offs block: off the async
         // workers' hot path.
-        tokio::task::block_in_place(|| self.append_and_sync(parts)).map_err(|source| {
-            SinkError::Write {
+        match tokio::task::block_in_place(|| self.encode_and_queue(parts)) {
+            Ok(state) => PendingWrite {
                 path: self.path.clone(),
-                source,
-            }
-        })
+                state,
+            },
+            Err(e) => PendingWrite::done(&self.path, Err(e)),
+        }
     }
 
-    fn append_and_sync(&mut self, parts: &[&[ChangeEvent]]) -> std::io::Result<()> {
+    fn encode_and_queue(&mut self, parts: &[&[ChangeEvent]]) -> std::io::Result<Pending> {
         let now_ms = tributary_core::clock::now_ms();
-        let mut in_flight = 0;
+        while let Ok(buf) = self.written.try_recv() {
+            self.spare.push(buf);
+            self.in_flight -= 1;
+        }
+        let mut sent = false;
         let mut buf = self.spare.pop().unwrap_or_default();
         buf.clear();
         for event in parts.iter().flat_map(|p| p.iter()) {
             self.encoder.encode_event(&mut buf, event, now_ms);
             if buf.len() >= SLICE_BYTES {
-                if in_flight == SLICES_IN_FLIGHT {
-                    self.reclaim()?;
-                    in_flight -= 1;
-                }
-                self.send(Job::Append(buf))?;
-                in_flight += 1;
+                self.append(buf)?;
+                sent = true;
                 buf = self.spare.pop().unwrap_or_default();
                 buf.clear();
             }
         }
-        if in_flight == 0 {
-            // The whole batch is one slice: no hand-off.
+        if !sent && self.in_flight == 0 && self.queued.load(Ordering::Acquire) == 0 {
+            // One slice and an idle writer: no hand-off.
             let mut batch = BatchAppend::new(&self.file);
             batch.append(&buf);
             self.spare.push(buf);
-            return batch.commit();
+            return Ok(Pending::Done(Some(batch.commit())));
         }
-        if !buf.is_empty() {
-            self.send(Job::Append(buf))?;
-            in_flight += 1;
-        } else {
+        if buf.is_empty() {
             self.spare.push(buf);
+        } else {
+            self.append(buf)?;
         }
-        self.send(Job::Commit)?;
-        for _ in 0..in_flight {
-            self.reclaim()?;
+        let (reply, result) = oneshot::channel();
+        self.queued.fetch_add(1, Ordering::AcqRel);
+        if let Err(e) = self.send(Job::Commit(reply)) {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+            return Err(e);
         }
-        match self.done.recv() {
-            Ok(Done::Committed(result)) => result,
-            _ => Err(writer_gone()),
+        Ok(Pending::Queued(result))
+    }
+
+    /// Queues one encoded slice, first taking a written one back if the
+    /// writer has as many as it may hold.
+    fn append(&mut self, buf: Vec<u8>) -> std::io::Result<()> {
+        if self.in_flight == SLICES_IN_FLIGHT {
+            let back = self.written.recv().map_err(|_| writer_gone())?;
+            self.spare.push(back);
+            self.in_flight -= 1;
         }
+        self.send(Job::Append(buf))?;
+        self.in_flight += 1;
+        Ok(())
+    }
+
+    /// Tests: the writer fails the next batch it commits.
+    #[cfg(test)]
+    fn fail_next_commit(&self) {
+        self.send(Job::FailNextCommit).unwrap();
     }
 
     fn send(&self, job: Job) -> std::io::Result<()> {
         self.jobs.send(job).map_err(|_| writer_gone())
     }
 
-    /// Takes back one written slice's buffer.
-    fn reclaim(&mut self) -> std::io::Result<()> {
-        match self.done.recv() {
-            Ok(Done::Appended(buf)) => {
-                self.spare.push(buf);
-                Ok(())
-            }
-            _ => Err(writer_gone()),
+    fn write_error(&self, source: std::io::Error) -> SinkError {
+        SinkError::Write {
+            path: self.path.clone(),
+            source,
         }
     }
+}
+
+/// The writer thread's side: appends slices in order, fsyncs on commit,
+/// and refuses everything after a failed batch until told to recover.
+struct Writer {
+    file: Arc<File>,
+    queued: Arc<AtomicUsize>,
+    failed: Arc<AtomicBool>,
+}
+
+impl Writer {
+    fn run(self, jobs: Receiver<Job>, written: SyncSender<Vec<u8>>) {
+        let mut batch = BatchAppend::new(&self.file);
+        let mut refusing = false;
+        #[cfg(test)]
+        let mut fail_next = false;
+        while let Ok(job) = jobs.recv() {
+            match job {
+                Job::Append(buf) => {
+                    if !refusing {
+                        batch.append(&buf);
+                        batch.start_writeback(buf.len());
+                    }
+                    if written.send(buf).is_err() {
+                        return;
+                    }
+                }
+                Job::Commit(reply) => {
+                    let batch = std::mem::replace(&mut batch, BatchAppend::new(&self.file));
+                    #[cfg(test)]
+                    let injected = std::mem::take(&mut fail_next);
+                    #[cfg(not(test))]
+                    let injected = false;
+                    let batch = if injected || fault::fails(fault::FILE_SYNC_FAILS) {
+                        batch.failing(std::io::Error::other("injected failure: no space left"))
+                    } else {
+                        batch
+                    };
+                    let result = if refusing {
+                        Err(earlier_batch_failed())
+                    } else {
+                        batch.commit()
+                    };
+                    if result.is_err() && !refusing {
+                        refusing = true;
+                        self.failed.store(true, Ordering::Release);
+                    }
+                    // Not queued any more before the caller can learn so:
+                    // it may then write the file itself.
+                    self.queued.fetch_sub(1, Ordering::AcqRel);
+                    let _ = reply.send(result);
+                }
+                Job::Recover => refusing = false,
+                #[cfg(test)]
+                Job::FailNextCommit => fail_next = true,
+            }
+        }
+    }
+}
+
+/// Cuts a partial last line off the file. A batch is acknowledged only
+/// after its fsync, and every batch ends with a newline, so bytes after the
+/// last newline are what a killed process was writing: never acknowledged,
+/// and delivered again after the restart. Left there, the next batch would
+/// follow them on the same line.
+fn cut_torn_line(file: &File, path: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let len = file.metadata()?.len();
+    let mut end = len;
+    let mut chunk = [0u8; 4096];
+    while end > 0 {
+        let start = end.saturating_sub(chunk.len() as u64);
+        let buf = &mut chunk[..(end - start) as usize];
+        file.read_exact_at(buf, start)?;
+        if let Some(nl) = memchr::memrchr(b'\n', buf) {
+            end = start + nl as u64 + 1;
+            break;
+        }
+        end = start;
+    }
+    if end < len {
+        tracing::warn!(
+            path = %path.display(),
+            bytes = len - end,
+            "the file ended inside a line (a write was interrupted); cutting it off"
+        );
+        file.set_len(end)?;
+        file.sync_data()?;
+    }
+    Ok(())
+}
+
+fn earlier_batch_failed() -> std::io::Error {
+    std::io::Error::other("an earlier batch failed and has not been written again")
 }
 
 /// One batch's appends. After a failed append the rest of the batch is
@@ -218,6 +413,13 @@ impl<'a> BatchAppend<'a> {
         }
     }
 
+    /// Fault injection: the batch fails as if a write had (what was
+    /// appended is cut off again on commit).
+    fn failing(mut self, error: std::io::Error) -> Self {
+        self.failed.get_or_insert(error);
+        self
+    }
+
     /// fsyncs the batch, or cuts it off if any part failed.
     fn commit(self) -> std::io::Result<()> {
         let result = match self.failed {
@@ -257,26 +459,6 @@ fn start_writeback(file: &File, offset: u64, len: u64) {
 
 #[cfg(not(target_os = "linux"))]
 fn start_writeback(_file: &File, _offset: u64, _len: u64) {}
-
-/// The writer thread: appends slices in order and fsyncs on commit.
-fn write_loop(file: &File, jobs: Receiver<Job>, done: SyncSender<Done>) {
-    let mut batch = BatchAppend::new(file);
-    while let Ok(job) = jobs.recv() {
-        let reply = match job {
-            Job::Append(buf) => {
-                batch.append(&buf);
-                batch.start_writeback(buf.len());
-                Done::Appended(buf)
-            }
-            Job::Commit => {
-                Done::Committed(std::mem::replace(&mut batch, BatchAppend::new(file)).commit())
-            }
-        };
-        if done.send(reply).is_err() {
-            return;
-        }
-    }
-}
 
 #[cfg(test)]
 mod tests {
@@ -367,6 +549,111 @@ mod tests {
             .map(|e| serde_json::Value::String(e.id.to_string()).to_string())
             .collect();
         assert_eq!(ids, expected);
+    }
+
+    fn ordinals(path: &std::path::Path) -> Vec<u64> {
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                let id = v["id"].as_str().unwrap().to_owned();
+                id.rsplit(':').next().unwrap().parse().unwrap()
+            })
+            .collect()
+    }
+
+    fn numbered(from: u64, n: u64) -> Vec<ChangeEvent> {
+        (from..from + n)
+            .map(|i| {
+                let mut e = delete_event();
+                e.id.ordinal = i;
+                e
+            })
+            .collect()
+    }
+
+    fn no_tombstones() -> RecordOptions {
+        RecordOptions {
+            tombstones: false,
+            ..RecordOptions::default()
+        }
+    }
+
+    /// The next batch is handed over before the last one's fsync returned;
+    /// both become durable, in order.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_batch_submitted_behind_a_pending_one_lands_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.jsonl");
+        let mut sink = FileSink::open(path.clone(), no_tombstones()).unwrap();
+        let (first, second, small) = (
+            numbered(0, 3_000),
+            numbered(3_000, 3_000),
+            numbered(6_000, 2),
+        );
+        let a = sink.submit(&[&first]);
+        let b = sink.submit(&[&second]);
+        // Small, but the writer is busy: it must queue, not write in place.
+        let c = sink.submit(&[&small]);
+        a.await.unwrap();
+        b.await.unwrap();
+        c.await.unwrap();
+        assert_eq!(ordinals(&path), (0..6_002).collect::<Vec<_>>());
+    }
+
+    /// A failed batch is cut off, every batch behind it is refused, and
+    /// written again in order they land once each: no line of the failed
+    /// attempts is left, none is out of order.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn after_a_failed_batch_later_ones_are_refused_until_it_is_written_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.jsonl");
+        let mut sink = FileSink::open(path.clone(), no_tombstones()).unwrap();
+        let (good, failing, behind) =
+            (numbered(0, 10), numbered(10, 3_000), numbered(3_010, 3_000));
+        sink.write(&good).await.unwrap();
+        sink.fail_next_commit();
+        let f = sink.submit(&[&failing]);
+        let b = sink.submit(&[&behind]);
+        let err = f.await.unwrap_err();
+        assert!(format!("{:?}", err).contains("injected"), "{err:?}");
+        let err = b.await.unwrap_err();
+        assert!(
+            format!("{:?}", err).contains("earlier batch failed"),
+            "{err:?}"
+        );
+        // Nothing new is taken until the failed batch is written again.
+        let refused = sink.submit(&[&behind]).await.unwrap_err();
+        assert!(format!("{:?}", refused).contains("earlier batch failed"));
+        assert_eq!(ordinals(&path), (0..10).collect::<Vec<_>>());
+        sink.write_parts(&[&failing]).await.unwrap();
+        sink.write_parts(&[&behind]).await.unwrap();
+        assert_eq!(ordinals(&path), (0..6_010).collect::<Vec<_>>());
+    }
+
+    /// A process killed mid-write leaves a partial last line; the next
+    /// start cuts it off, so the next batch starts on a line of its own.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_partial_last_line_is_cut_off_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.jsonl");
+        let mut sink = FileSink::open(path.clone(), no_tombstones()).unwrap();
+        sink.write(&numbered(0, 2)).await.unwrap();
+        drop(sink);
+        let whole = std::fs::read_to_string(&path).unwrap();
+        let mut torn = whole.clone();
+        torn.push_str(&"{\"topic\":\"s.public.t\",\"key\":{\"id\"".repeat(300));
+        std::fs::write(&path, &torn).unwrap();
+        let mut sink = FileSink::open(path.clone(), no_tombstones()).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), whole);
+        sink.write(&numbered(2, 1)).await.unwrap();
+        assert_eq!(ordinals(&path), vec![0, 1, 2]);
+        // A file of one partial line is cut to nothing.
+        std::fs::write(&path, "{\"topic\"").unwrap();
+        drop(sink);
+        FileSink::open(path.clone(), no_tombstones()).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "");
     }
 
     /// A batch whose append failed after part of it reached the file is

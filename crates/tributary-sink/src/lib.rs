@@ -16,7 +16,7 @@ use std::path::PathBuf;
 
 use tributary_core::ChangeEvent;
 
-pub use file::FileSink;
+pub use file::{FileSink, PendingWrite};
 pub use http::{probe as probe_http, signature as http_signature, HttpOptions, HttpSink};
 pub use kafka::{probe as probe_kafka, KafkaOptions, KafkaSink};
 pub use nats::{probe as probe_nats, NatsOptions, NatsSink};
@@ -184,12 +184,60 @@ pub struct Rejection {
     pub reason: String,
 }
 
+/// A batch handed to a sink by [`Sink::submit`]: resolves once it is durable,
+/// with the events the target refused for good.
+pub enum Submitted {
+    /// The file sink's fsync, still running.
+    File(PendingWrite),
+    /// Other sinks: already durable (or failed) when `submit` returned.
+    Done(Option<Result<Vec<Rejection>, SinkError>>),
+}
+
+impl std::future::Future for Submitted {
+    type Output = Result<Vec<Rejection>, SinkError>;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        match self.get_mut() {
+            Submitted::File(write) => std::pin::Pin::new(write).poll(cx).map_ok(|()| Vec::new()),
+            Submitted::Done(result) => {
+                std::task::Poll::Ready(result.take().unwrap_or_else(|| Ok(Vec::new())))
+            }
+        }
+    }
+}
+
 impl Sink {
     /// Whether several queued batches may be written as one (one fsync for
     /// all: group commit). Sinks that can refuse single events write each
     /// batch on its own, so a retry never repeats an acknowledged one.
     pub fn coalesces(&self) -> bool {
         matches!(self, Sink::File(_) | Sink::Stdout(_))
+    }
+
+    /// How many submitted batches may wait for durability at once: the
+    /// file sink encodes the next batch while the last one is fsynced;
+    /// every other sink finishes a batch before it takes the next.
+    pub fn depth(&self) -> usize {
+        match self {
+            Sink::File(_) => 2,
+            _ => 1,
+        }
+    }
+
+    /// Hands a batch to the sink. The file sink returns once it is encoded
+    /// and queued; the others once it is durable. Either way the batch is
+    /// durable when the result resolves without error, and batches become
+    /// durable in the order they were submitted. After a failure, write the
+    /// failed batch and every later one again, in order, with
+    /// [`Sink::write_parts`], once no submitted batch is outstanding.
+    pub async fn submit(&mut self, parts: &[&[ChangeEvent]]) -> Submitted {
+        match self {
+            Sink::File(s) => Submitted::File(s.submit(parts)),
+            other => Submitted::Done(Some(other.write_parts(parts).await)),
+        }
     }
 
     /// Writes batches in order; rejection indices count across all of them.

@@ -427,3 +427,48 @@ fn sigterm_mid_transaction_finishes_it_and_a_restart_repeats_nothing() {
     assert_eq!(records[n]["key"]["id"], 0);
     assert!(t.terminate().success());
 }
+
+/// The file sink keeps two batches in flight: the next is encoded and
+/// queued while the disk makes the last one durable. When that fsync fails
+/// (the third one here, as a full disk would), the batch behind it is
+/// refused too, and both are written again in order: every snapshot row
+/// lands once, in the order of its ordinal, and streaming goes on.
+#[test]
+fn a_failed_fsync_with_a_batch_behind_it_is_written_again_in_order() {
+    let pg = PgCluster::start();
+    let rt = runtime();
+    let db = rt.block_on(pg.create_db("app"));
+    let rows = 60_000;
+    rt.block_on(db.batch_execute(&format!(
+        "CREATE TABLE t (id int PRIMARY KEY, v text);
+         INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, {rows}) g"
+    )))
+    .unwrap();
+    let dir = workdir();
+    let mut t = Tributary::start_with_fault(
+        dir.path(),
+        &config(dir.path(), &pg.url("app"), &["public.t"], ""),
+        Some("file.sync_fails:3"),
+    );
+    let snapshot = t.wait_for(rows, Duration::from_secs(120));
+    let log = t.log();
+    assert_contains_all(&log, &["sink write failed; retrying", "injected failure"]);
+    let ordinals: Vec<u64> = snapshot
+        .iter()
+        .map(|r| {
+            let id = r["id"].as_str().unwrap();
+            id.rsplit(':').next().unwrap().parse().unwrap()
+        })
+        .collect();
+    assert_eq!(
+        ordinals,
+        (0..rows as u64).collect::<Vec<_>>(),
+        "each snapshot row once, in order"
+    );
+    rt.block_on(db.batch_execute("INSERT INTO t VALUES (0, 'after')"))
+        .unwrap();
+    let records = t.wait_for(rows + 1, Duration::from_secs(60));
+    assert_eq!(records.len(), rows + 1);
+    assert_eq!(records[rows]["value"]["op"], "c");
+    assert!(t.terminate().success());
+}
