@@ -189,7 +189,7 @@ writes=$(metric 'tributary_sink_batch_seconds_count')
 stop $P
 events=$(wc -l < "$OUTDIR/c.jsonl")
 [ "$events" -eq 1000000 ] || { echo "c: $events events" >&2; exit 1; }
-line "(c) snapshot of 1M rows | COPY TO STDOUT $(printf %.2f "$peer") s (server $peer_server CPU-s) | tributary $(printf %.2f "$trib") s, $(printf %.0f "$(echo "1000000 / $trib" | bc -l)") rows/s, $cpu CPU-s (server $trib_server CPU-s), peak RSS $((rss / 1024)) MB, sink writing $(printf %.2f "$busy") s in $writes writes | ratio $(printf %.2f "$(echo "$peer / $trib" | bc -l)") | $events events verified"
+line "(c) snapshot of 1M rows | COPY TO STDOUT $(printf %.2f "$peer") s (server $peer_server CPU-s) | tributary $(printf %.2f "$trib") s, $(printf %.0f "$(echo "1000000 / $trib" | bc -l)") rows/s, $cpu CPU-s (server $trib_server CPU-s), peak RSS $((rss / 1024)) MB, batches in the sink (hand-off to durable, summed; two overlap) $(printf %.2f "$busy") s over $writes writes | ratio $(printf %.2f "$(echo "$peer / $trib" | bc -l)") | $events events verified"
 # The disk's share of the limit: the sink's output is several times COPY's
 # text, and it must be durable. dd writes as many bytes in 1 MB blocks
 # and fdatasyncs them: no encoding, one writer, the best case.

@@ -517,22 +517,7 @@ mod tests {
     /// writer thread; mixed, every line arrives once and in order.
     #[tokio::test(flavor = "multi_thread")]
     async fn batches_of_one_and_many_slices_append_in_order() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("events.jsonl");
-        let options = RecordOptions {
-            tombstones: false,
-            ..RecordOptions::default()
-        };
-        let mut sink = FileSink::open(path.clone(), options).unwrap();
-        let numbered = |from: u64, n: u64| -> Vec<ChangeEvent> {
-            (from..from + n)
-                .map(|i| {
-                    let mut e = delete_event();
-                    e.id.ordinal = i;
-                    e
-                })
-                .collect()
-        };
+        let (_dir, path, mut sink) = fresh();
         let mut next = 0;
         for n in [3, 5_000, 1, 2_000, 7] {
             sink.write(&numbered(next, n)).await.unwrap();
@@ -580,13 +565,19 @@ mod tests {
         }
     }
 
+    /// A sink on a new file in a new directory (kept while the test runs).
+    fn fresh() -> (tempfile::TempDir, std::path::PathBuf, FileSink) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.jsonl");
+        let sink = FileSink::open(path.clone(), no_tombstones()).unwrap();
+        (dir, path, sink)
+    }
+
     /// The next batch is handed over before the last one's fsync returned;
     /// both become durable, in order.
     #[tokio::test(flavor = "multi_thread")]
     async fn a_batch_submitted_behind_a_pending_one_lands_after_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("events.jsonl");
-        let mut sink = FileSink::open(path.clone(), no_tombstones()).unwrap();
+        let (_dir, path, mut sink) = fresh();
         let (first, second, small) = (
             numbered(0, 3_000),
             numbered(3_000, 3_000),
@@ -602,14 +593,12 @@ mod tests {
         assert_eq!(ordinals(&path), (0..6_002).collect::<Vec<_>>());
     }
 
-    /// A failed batch is cut off, every batch behind it is refused, and
-    /// written again in order they land once each: no line of the failed
+    /// A failed batch is cut off and every batch behind it is refused;
+    /// written again in order, each lands once: no line of the failed
     /// attempts is left, none is out of order.
     #[tokio::test(flavor = "multi_thread")]
     async fn after_a_failed_batch_later_ones_are_refused_until_it_is_written_again() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("events.jsonl");
-        let mut sink = FileSink::open(path.clone(), no_tombstones()).unwrap();
+        let (_dir, path, mut sink) = fresh();
         let (good, failing, behind) =
             (numbered(0, 10), numbered(10, 3_000), numbered(3_010, 3_000));
         sink.write(&good).await.unwrap();
@@ -636,9 +625,7 @@ mod tests {
     /// start cuts it off, so the next batch starts on a line of its own.
     #[tokio::test(flavor = "multi_thread")]
     async fn a_partial_last_line_is_cut_off_at_open() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("events.jsonl");
-        let mut sink = FileSink::open(path.clone(), no_tombstones()).unwrap();
+        let (_dir, path, mut sink) = fresh();
         sink.write(&numbered(0, 2)).await.unwrap();
         drop(sink);
         let whole = std::fs::read_to_string(&path).unwrap();
