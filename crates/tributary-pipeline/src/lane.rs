@@ -139,7 +139,7 @@ pub(crate) async fn lane(
                 };
                 let parts = group.parts();
                 let submitted = if parts.is_empty() {
-                    Submitted::Done(Some(Ok(Vec::new())))
+                    Submitted::done(Ok(Vec::new()))
                 } else {
                     sink.sink.lock().await.submit(&parts).await
                 };

@@ -5,7 +5,7 @@
 //! appends one encoded slice (~256 kB) while the caller encodes the next,
 //! starts each slice's writeback at once, and fsyncs at the end of each
 //! batch. [`FileSink::submit`] returns once the batch is encoded and
-//! queued, with a [`PendingWrite`] that resolves when its fsync has
+//! queued, with a [`Submitted`] that resolves when its fsync has
 //! returned: the pipeline encodes the next batch while the disk makes the
 //! last one durable. For a large batch the kernel's copy into the page
 //! cache (every event is ~400 bytes of JSON) and the disk's write run
@@ -21,19 +21,16 @@
 //! writes the failed one again: a retry never lands behind a later batch.
 
 use std::fs::{File, OpenOptions};
-use std::future::Future;
 use std::io::Write;
 use std::path::PathBuf;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use tokio::sync::oneshot;
 use tributary_core::{fault, ChangeEvent};
 
-use crate::{RecordEncoder, RecordOptions, SinkError};
+use crate::{RecordEncoder, RecordOptions, SinkError, Submitted};
 
 /// Bytes encoded before a slice goes to the writer thread.
 const SLICE_BYTES: usize = 256 << 10;
@@ -71,44 +68,6 @@ enum Job {
     FailNextCommit,
 }
 
-/// A batch handed to the sink: resolves once it is durable, or failed.
-pub struct PendingWrite {
-    path: PathBuf,
-    state: Pending,
-}
-
-enum Pending {
-    Done(Option<std::io::Result<()>>),
-    Queued(oneshot::Receiver<std::io::Result<()>>),
-}
-
-impl PendingWrite {
-    fn done(path: &std::path::Path, result: std::io::Result<()>) -> Self {
-        Self {
-            path: path.to_owned(),
-            state: Pending::Done(Some(result)),
-        }
-    }
-}
-
-impl Future for PendingWrite {
-    type Output = Result<(), SinkError>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let result = match &mut self.state {
-            Pending::Done(result) => result.take().unwrap_or(Ok(())),
-            Pending::Queued(reply) => match Pin::new(reply).poll(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(result) => result.unwrap_or_else(|_| Err(writer_gone())),
-            },
-        };
-        Poll::Ready(result.map_err(|source| SinkError::Write {
-            path: self.path.clone(),
-            source,
-        }))
-    }
-}
-
 impl FileSink {
     /// Opens `path` for appending (creating it and syncing its directory).
     pub fn open(path: PathBuf, options: RecordOptions) -> Result<Self, SinkError> {
@@ -144,6 +103,7 @@ impl FileSink {
             file: Arc::clone(&file),
             queued: Arc::new(AtomicUsize::new(0)),
             failed: Arc::new(AtomicBool::new(false)),
+            fail_next: false,
         };
         let (queued, failed) = (Arc::clone(&writer.queued), Arc::clone(&writer.failed));
         std::thread::Builder::new()
@@ -170,38 +130,46 @@ impl FileSink {
 
     /// Appends several batches with one fsync (group commit); returns once
     /// they are on disk. After a failed batch this is how it is written
-    /// again: call it only with no [`PendingWrite`] outstanding.
+    /// again: call it only with no submitted batch outstanding.
     pub async fn write_parts(&mut self, parts: &[&[ChangeEvent]]) -> Result<(), SinkError> {
         if self.failed.load(Ordering::Acquire) {
             self.send(Job::Recover).map_err(|e| self.write_error(e))?;
             self.failed.store(false, Ordering::Release);
         }
-        self.submit(parts).await
+        self.submit(parts).await.map(|_| ())
     }
 
     /// Encodes the batches and queues them, with one fsync, to the writer;
     /// returns without waiting for the fsync (unless the batch was small
     /// enough to write in place). While an earlier batch failed and was
     /// not written again, refuses.
-    pub fn submit(&mut self, parts: &[&[ChangeEvent]]) -> PendingWrite {
-        if parts.iter().all(|p| p.is_empty()) {
-            return PendingWrite::done(&self.path, Ok(()));
-        }
-        if self.failed.load(Ordering::Acquire) {
-            return PendingWrite::done(&self.path, Err(earlier_batch_failed()));
-        }
-        // Encoding is CPU work and the hand-offs block: off the async
-        // workers' hot path.
-        match tokio::task::block_in_place(|| self.encode_and_queue(parts)) {
-            Ok(state) => PendingWrite {
+    pub fn submit(&mut self, parts: &[&[ChangeEvent]]) -> Submitted {
+        let queued = if parts.iter().all(|p| p.is_empty()) {
+            Ok(None)
+        } else if self.failed.load(Ordering::Acquire) {
+            Err(earlier_batch_failed())
+        } else {
+            // Encoding is CPU work and the hand-offs block: off the async
+            // workers' hot path.
+            tokio::task::block_in_place(|| self.encode_and_queue(parts))
+        };
+        match queued {
+            Ok(Some(reply)) => Submitted::Queued {
                 path: self.path.clone(),
-                state,
+                reply,
             },
-            Err(e) => PendingWrite::done(&self.path, Err(e)),
+            Ok(None) => Submitted::done(Ok(Vec::new())),
+            Err(source) => Submitted::done(Err(self.write_error(source))),
         }
     }
 
-    fn encode_and_queue(&mut self, parts: &[&[ChangeEvent]]) -> std::io::Result<Pending> {
+    /// Encodes and hands the slices to the writer; returns the reply its
+    /// fsync will send, or `None` when the batch was written in place and
+    /// is already durable.
+    fn encode_and_queue(
+        &mut self,
+        parts: &[&[ChangeEvent]],
+    ) -> std::io::Result<Option<oneshot::Receiver<std::io::Result<()>>>> {
         let now_ms = tributary_core::clock::now_ms();
         while let Ok(buf) = self.written.try_recv() {
             self.spare.push(buf);
@@ -224,7 +192,7 @@ impl FileSink {
             let mut batch = BatchAppend::new(&self.file);
             batch.append(&buf);
             self.spare.push(buf);
-            return Ok(Pending::Done(Some(batch.commit())));
+            return batch.commit().map(|()| None);
         }
         if buf.is_empty() {
             self.spare.push(buf);
@@ -237,7 +205,7 @@ impl FileSink {
             self.queued.fetch_sub(1, Ordering::AcqRel);
             return Err(e);
         }
-        Ok(Pending::Queued(result))
+        Ok(Some(result))
     }
 
     /// Queues one encoded slice, first taking a written one back if the
@@ -277,14 +245,15 @@ struct Writer {
     file: Arc<File>,
     queued: Arc<AtomicUsize>,
     failed: Arc<AtomicBool>,
+    /// Tests: fail the next commit ([`Job::FailNextCommit`]).
+    fail_next: bool,
 }
 
 impl Writer {
-    fn run(self, jobs: Receiver<Job>, written: SyncSender<Vec<u8>>) {
-        let mut batch = BatchAppend::new(&self.file);
+    fn run(mut self, jobs: Receiver<Job>, written: SyncSender<Vec<u8>>) {
+        let file = Arc::clone(&self.file);
+        let mut batch = BatchAppend::new(&file);
         let mut refusing = false;
-        #[cfg(test)]
-        let mut fail_next = false;
         while let Ok(job) = jobs.recv() {
             match job {
                 Job::Append(buf) => {
@@ -297,18 +266,15 @@ impl Writer {
                     }
                 }
                 Job::Commit(reply) => {
-                    let batch = std::mem::replace(&mut batch, BatchAppend::new(&self.file));
-                    #[cfg(test)]
-                    let injected = std::mem::take(&mut fail_next);
-                    #[cfg(not(test))]
-                    let injected = false;
-                    let batch = if injected || fault::fails(fault::FILE_SYNC_FAILS) {
-                        batch.failing(std::io::Error::other("injected failure: no space left"))
-                    } else {
-                        batch
-                    };
+                    let batch = std::mem::replace(&mut batch, BatchAppend::new(&file));
                     let result = if refusing {
                         Err(earlier_batch_failed())
+                    } else if std::mem::take(&mut self.fail_next)
+                        || fault::fails(fault::FILE_SYNC_FAILS)
+                    {
+                        batch
+                            .failing(std::io::Error::other("injected failure: no space left"))
+                            .commit()
                     } else {
                         batch.commit()
                     };
@@ -323,7 +289,7 @@ impl Writer {
                 }
                 Job::Recover => refusing = false,
                 #[cfg(test)]
-                Job::FailNextCommit => fail_next = true,
+                Job::FailNextCommit => self.fail_next = true,
             }
         }
     }
@@ -435,7 +401,7 @@ impl<'a> BatchAppend<'a> {
     }
 }
 
-fn writer_gone() -> std::io::Error {
+pub(crate) fn writer_gone() -> std::io::Error {
     std::io::Error::other("the file sink's writer thread stopped")
 }
 

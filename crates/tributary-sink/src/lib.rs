@@ -16,7 +16,7 @@ use std::path::PathBuf;
 
 use tributary_core::ChangeEvent;
 
-pub use file::{FileSink, PendingWrite};
+pub use file::FileSink;
 pub use http::{probe as probe_http, signature as http_signature, HttpOptions, HttpSink};
 pub use kafka::{probe as probe_kafka, KafkaOptions, KafkaSink};
 pub use nats::{probe as probe_nats, NatsOptions, NatsSink};
@@ -187,10 +187,19 @@ pub struct Rejection {
 /// A batch handed to a sink by [`Sink::submit`]: resolves once it is durable,
 /// with the events the target refused for good.
 pub enum Submitted {
-    /// The file sink's fsync, still running.
-    File(PendingWrite),
-    /// Other sinks: already durable (or failed) when `submit` returned.
+    /// Durable (or failed) when `submit` returned.
     Done(Option<Result<Vec<Rejection>, SinkError>>),
+    /// The file sink's writer thread has yet to fsync it.
+    Queued {
+        path: PathBuf,
+        reply: tokio::sync::oneshot::Receiver<std::io::Result<()>>,
+    },
+}
+
+impl Submitted {
+    pub fn done(result: Result<Vec<Rejection>, SinkError>) -> Self {
+        Submitted::Done(Some(result))
+    }
 }
 
 impl std::future::Future for Submitted {
@@ -201,10 +210,17 @@ impl std::future::Future for Submitted {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Self::Output> {
         match self.get_mut() {
-            Submitted::File(write) => std::pin::Pin::new(write).poll(cx).map_ok(|()| Vec::new()),
             Submitted::Done(result) => {
                 std::task::Poll::Ready(result.take().unwrap_or_else(|| Ok(Vec::new())))
             }
+            Submitted::Queued { path, reply } => std::pin::Pin::new(reply).poll(cx).map(|r| {
+                r.unwrap_or_else(|_| Err(file::writer_gone()))
+                    .map(|()| Vec::new())
+                    .map_err(|source| SinkError::Write {
+                        path: path.clone(),
+                        source,
+                    })
+            }),
         }
     }
 }
@@ -235,7 +251,7 @@ impl Sink {
     /// [`Sink::write_parts`], once no submitted batch is outstanding.
     pub async fn submit(&mut self, parts: &[&[ChangeEvent]]) -> Submitted {
         match self {
-            Sink::File(s) => Submitted::File(s.submit(parts)),
+            Sink::File(s) => s.submit(parts),
             other => Submitted::Done(Some(other.write_parts(parts).await)),
         }
     }
