@@ -412,15 +412,7 @@ async fn deliver(
                     count += batch.len();
                     events.push(batch);
                 }
-                SourceItem::Checkpoint {
-                    position,
-                    snapshot_complete,
-                } => {
-                    checkpoint = Some(Checkpoint {
-                        position,
-                        snapshot_complete,
-                    })
-                }
+                SourceItem::Checkpoint(cp) => checkpoint = Some(cp),
             }
             if count < MAX_BATCH_EVENTS {
                 next = items.try_recv().ok();

@@ -86,6 +86,33 @@ pub fn key_row(shape: &TableShape, columns: Arc<[String]>, values: &[Value]) -> 
     ))
 }
 
+/// The texts of the columns an update left unchanged (TOAST markers in
+/// `new`) that are known: from the old full image, else as recalled.
+fn carried_values<'a>(
+    shape: &'a TableShape,
+    new: &Tuple,
+    old_full: Option<&'a Tuple>,
+    recalled: &'a [(usize, String)],
+) -> Vec<(&'a str, &'a [u8])> {
+    let mut out = Vec::new();
+    for (i, datum) in new.iter().enumerate() {
+        if !matches!(datum, Datum::UnchangedToast) {
+            continue;
+        }
+        let text = match old_full.and_then(|t| t.get(i)) {
+            Some(Datum::Text(b)) => Some(b.as_ref()),
+            _ => recalled
+                .iter()
+                .find(|(c, _)| *c == i)
+                .map(|(_, t)| t.as_bytes()),
+        };
+        if let (Some(text), Some(column)) = (text, shape.columns.get(i)) {
+            out.push((column.as_str(), text));
+        }
+    }
+    out
+}
+
 /// The row images of one event.
 struct Images {
     key: Option<Row>,
@@ -236,12 +263,19 @@ impl ChangeDecoder {
         // Unchanged TOAST: first from the old image (REPLICA IDENTITY FULL)…
         let (after, missing) = self.tuple_row(&shape, new, old_full)?;
         let new_key = key_of(&shape, &after);
-        // …then from the images remembered for this row; never a placeholder.
-        let (after, missing) =
-            self.fill_remembered(&shape, after, missing, new_key.as_ref(), images)?;
-        images.remember(&shape, new_key.as_ref(), new, self.position())?;
         let old_key = before.as_ref().and_then(|b| key_of(&shape, b));
-        if old_key.is_some() && old_key != new_key {
+        let key_changed = old_key.is_some() && old_key != new_key;
+        // …then from the images remembered for this row, under the key it
+        // had before this change; never a placeholder.
+        let image_key = if key_changed { &old_key } else { &new_key };
+        let (after, missing, recalled) =
+            self.fill_remembered(&shape, after, missing, image_key.as_ref(), images)?;
+        images.remember(&shape, new_key.as_ref(), new, self.position())?;
+        if key_changed {
+            // The row lives on under its new key: the values this update left
+            // unchanged must be found there by the next change too.
+            let carried = carried_values(&shape, new, old_full, &recalled);
+            images.remember_values(&shape, new_key.as_ref(), &carried, self.position())?;
             // A key change: delete of the old key, create of the new (as Debezium).
             let delete = self.event(
                 &shape,
@@ -364,7 +398,8 @@ impl ChangeDecoder {
     }
 
     /// Fills missing columns from remembered images; a column never seen is
-    /// omitted from the row and named in `source.unchanged_toast`.
+    /// omitted from the row and named in `source.unchanged_toast`. Also
+    /// returns the texts recalled, by column index.
     fn fill_remembered(
         &self,
         shape: &TableShape,
@@ -372,27 +407,31 @@ impl ChangeDecoder {
         missing: Vec<usize>,
         key: Option<&Row>,
         images: &mut dyn RowImages,
-    ) -> Result<(Row, Vec<String>), Error> {
+    ) -> Result<(Row, Vec<String>, Vec<(usize, String)>), Error> {
         if missing.is_empty() {
-            return Ok((row, Vec::new()));
+            return Ok((row, Vec::new(), Vec::new()));
         }
         let mut values = row.values().to_vec();
         let mut absent = Vec::new();
+        let mut recalled = Vec::new();
         for &i in &missing {
             let column = &shape.columns[i];
             match images.recall(shape, key, column, self.position())? {
-                Some(text) => values[i] = shape.mappings[i].map(&text, self.ctx.mapping),
+                Some(text) => {
+                    values[i] = shape.mappings[i].map(&text, self.ctx.mapping);
+                    recalled.push((i, text));
+                }
                 None => absent.push(i),
             }
         }
         if absent.is_empty() {
-            return Ok((Row::new(shape.columns.clone(), values), Vec::new()));
+            return Ok((Row::new(shape.columns.clone(), values), Vec::new(), recalled));
         }
         let keep: Vec<usize> = (0..values.len()).filter(|i| !absent.contains(i)).collect();
         let columns: Arc<[String]> = keep.iter().map(|&i| shape.columns[i].clone()).collect();
         let values = keep.iter().map(|&i| values[i].clone()).collect();
         let names = absent.iter().map(|&i| shape.columns[i].clone()).collect();
-        Ok((Row::new(columns, values), names))
+        Ok((Row::new(columns, values), names, recalled))
     }
 
     fn text<'b>(&self, shape: &TableShape, i: usize, b: &'b Bytes) -> Result<&'b str, Error> {
@@ -400,5 +439,132 @@ impl ChangeDecoder {
             table: shape.table.to_string(),
             column: shape.columns[i].clone(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tributary_core::TableRef;
+    use tributary_state::StateStore;
+
+    use super::*;
+    use crate::toast::StoredRowImages;
+    use crate::value_mapping::Mapping;
+
+    /// `docs (id int8 PRIMARY KEY, n int8, body text)`, `body` stored out of line.
+    fn shape() -> TableShape {
+        TableShape {
+            table: Arc::new(TableRef::new("public", "docs")),
+            columns: vec!["id".to_owned(), "n".to_owned(), "body".to_owned()].into(),
+            mappings: [20, 20, 25]
+                .iter()
+                .map(|&oid| Mapping::builtin(oid).unwrap())
+                .collect(),
+            key: vec![0],
+            key_columns: vec!["id".to_owned()].into(),
+        }
+    }
+
+    fn text(s: &str) -> Datum {
+        Datum::Text(Bytes::copy_from_slice(s.as_bytes()))
+    }
+
+    fn decoder() -> ChangeDecoder {
+        let mut d = ChangeDecoder::new(SourceContext {
+            name: "src".into(),
+            db: "app".into(),
+            mapping: MappingOptions::default(),
+        });
+        d.set_relation(1, shape());
+        d
+    }
+
+    fn tx(d: &mut ChangeDecoder, commit_lsn: u64) {
+        d.begin(TxContext {
+            xid: 1,
+            commit_lsn,
+            commit_time_us: 0,
+            last_committed: 0,
+        });
+    }
+
+    fn body(event: &ChangeEvent) -> Option<Value> {
+        let after = event.after.as_ref().unwrap();
+        let i = after.columns().iter().position(|c| c == "body")?;
+        Some(after.values()[i].clone())
+    }
+
+    /// A large value is written once in full, then the row's key changes
+    /// twice (K1 → K2 → K1) and its other column once, each time with the
+    /// value left unchanged (a TOAST marker). Every event must carry the
+    /// value, and the newest one: after K1 → K2 the old K1 image is stale.
+    #[test]
+    fn unchanged_toast_follows_the_row_through_key_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::open(dir.path()).unwrap();
+        let mut images = StoredRowImages::new(store, "src");
+        let mut d = decoder();
+        let (v1, v2) = ("a".repeat(5000), "b".repeat(5000));
+
+        tx(&mut d, 100);
+        d.insert(1, &vec![text("1"), text("0"), text(&v1)], 90, &mut images)
+            .unwrap();
+        d.commit();
+
+        // K1 → K2, body unchanged: the create of K2 takes K1's value.
+        tx(&mut d, 200);
+        let old = OldTuple::Key(vec![text("1"), Datum::Null, Datum::Null]);
+        let new = vec![text("2"), text("0"), Datum::UnchangedToast];
+        let events = d.update(1, Some(&old), &new, 190, &mut images).unwrap();
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[1].op, Op::Create);
+        assert_eq!(body(&events[1]), Some(Value::Text(v1.as_str().into())));
+        assert!(events[1].source.unchanged_toast.is_empty());
+        d.commit();
+
+        // K2 gets a new body, written in full.
+        tx(&mut d, 300);
+        let new = vec![text("2"), text("1"), text(&v2)];
+        d.update(1, None, &new, 290, &mut images).unwrap();
+        d.commit();
+
+        // K2 → K1 with the body unchanged: the value is K2's (v2), not the
+        // stale one remembered under K1 (v1).
+        tx(&mut d, 400);
+        let old = OldTuple::Key(vec![text("2"), Datum::Null, Datum::Null]);
+        let new = vec![text("1"), text("1"), Datum::UnchangedToast];
+        let events = d.update(1, Some(&old), &new, 390, &mut images).unwrap();
+        assert_eq!(body(&events[1]), Some(Value::Text(v2.as_str().into())));
+        d.commit();
+
+        // An update of K1 that leaves the body unchanged, in a later
+        // transaction and in the same one as a key change.
+        tx(&mut d, 500);
+        let new = vec![text("1"), text("2"), Datum::UnchangedToast];
+        let events = d.update(1, None, &new, 490, &mut images).unwrap();
+        assert_eq!(body(&events[0]), Some(Value::Text(v2.as_str().into())));
+        let old = OldTuple::Key(vec![text("1"), Datum::Null, Datum::Null]);
+        let new = vec![text("3"), text("2"), Datum::UnchangedToast];
+        d.update(1, Some(&old), &new, 491, &mut images).unwrap();
+        let new = vec![text("3"), text("3"), Datum::UnchangedToast];
+        let events = d.update(1, None, &new, 492, &mut images).unwrap();
+        assert_eq!(body(&events[0]), Some(Value::Text(v2.as_str().into())));
+        assert!(events[0].source.unchanged_toast.is_empty());
+        d.commit();
+    }
+
+    /// A value never seen in full stays out of the row and is named, never
+    /// filled with a placeholder or null.
+    #[test]
+    fn a_value_never_seen_is_named_not_guessed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::open(dir.path()).unwrap();
+        let mut images = StoredRowImages::new(store, "src");
+        let mut d = decoder();
+        tx(&mut d, 100);
+        let new = vec![text("9"), text("0"), Datum::UnchangedToast];
+        let events = d.update(1, None, &new, 90, &mut images).unwrap();
+        assert_eq!(body(&events[0]), None);
+        assert_eq!(events[0].source.unchanged_toast, vec!["body".to_owned()]);
     }
 }

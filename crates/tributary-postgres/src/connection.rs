@@ -84,6 +84,14 @@ impl ConnectionConfig {
 
     /// Opens a query connection; its driver task runs in the background.
     pub async fn connect(&self) -> Result<Client, Error> {
+        Ok(self.connect_watched().await?.0)
+    }
+
+    /// [`ConnectionConfig::connect`], with a flag that turns `true` once the
+    /// connection has ended (closed by the server, or broken).
+    pub(crate) async fn connect_watched(
+        &self,
+    ) -> Result<(Client, tokio::sync::watch::Receiver<bool>), Error> {
         let (client, connection) =
             self.pg
                 .connect(self.connector.clone())
@@ -92,12 +100,14 @@ impl ConnectionConfig {
                     target: self.target(),
                     source,
                 })?;
+        let (ended, watch) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!(error = %e, "query connection closed");
             }
+            let _ = ended.send(true);
         });
-        Ok(client)
+        Ok((client, watch))
     }
 
     /// Settings for a replication session on `slot` with `publication`.

@@ -90,11 +90,29 @@ pub enum Error {
 
     #[error("a snapshot worker stopped: {reason}")]
     SnapshotWorker { reason: String },
+
+    #[error("the query connection to {target} was lost")]
+    QueryConnectionLost { target: String },
 }
 
 impl Error {
     pub(crate) fn query(doing: &'static str, source: tokio_postgres::Error) -> Self {
         Error::Query { doing, source }
+    }
+
+    /// Whether the connection is what failed, not the data or the setup: the
+    /// server went away (restart, failover, shutdown) or the network broke.
+    /// A stream rides these out, reconnecting with backoff.
+    pub(crate) fn is_connection_loss(&self) -> bool {
+        match self {
+            Error::Stream { .. }
+            | Error::ReplicationConnect { .. }
+            | Error::QueryConnectionLost { .. } => true,
+            Error::Connect { source, .. } | Error::Query { source, .. } => {
+                lost_connection(source)
+            }
+            _ => false,
+        }
     }
 
     /// The underlying cause, for the `detail:` line.
@@ -185,4 +203,19 @@ impl Error {
             _ => return None,
         })
     }
+}
+
+/// A query error that says the connection is gone: closed, an I/O failure,
+/// or the server's own word (SQLSTATE class 08 connection exception, 57P
+/// operator intervention such as `admin_shutdown` or `cannot_connect_now`,
+/// 53300 too many connections).
+fn lost_connection(e: &tokio_postgres::Error) -> bool {
+    use std::error::Error as _;
+    if e.is_closed() || e.source().is_some_and(|s| s.is::<std::io::Error>()) {
+        return true;
+    }
+    e.code().is_some_and(|c| {
+        let code = c.code();
+        code.starts_with("08") || code.starts_with("57P") || code == "53300"
+    })
 }

@@ -2,7 +2,9 @@
 //! exported snapshot, then logical replication with `pgoutput`.
 //!
 //! Layout, in the order data flows:
-//! - [`connection`]: URL parsing, query and replication sessions;
+//! - [`connection`]: URL parsing, query and replication sessions (and
+//!   `query_session`: the streaming source's query connection, reopened
+//!   after a server restart);
 //! - [`slot`]: the publication and the replication slot;
 //! - [`catalog`]: table shapes, key columns, type resolution;
 //! - [`snapshot`] (with [`copy_text`]): the initial read, in parallel
@@ -23,6 +25,7 @@ pub mod copy_text;
 mod error;
 pub mod pgoutput;
 pub mod preflight;
+mod query_session;
 pub mod setup;
 pub mod slot;
 pub mod snapshot;

@@ -29,6 +29,7 @@ use tributary_state::{Checkpoint, StateStore};
 use crate::catalog::{self, TableShape, TypeCache};
 use crate::changes::{ChangeDecoder, SourceContext};
 use crate::connection::ConnectionConfig;
+use crate::query_session::QuerySession;
 use crate::slot::{self, SlotCreation, SlotState};
 use crate::snapshot::{self, SnapshotOptions};
 use crate::stream::{gated_session, send, Ended, Stream};
@@ -83,12 +84,9 @@ pub enum SlotLost {
 #[derive(Debug)]
 pub enum SourceItem {
     Events(Vec<ChangeEvent>),
-    /// Every event of every transaction committed up to `position` has been
-    /// sent; once durable in all sinks, `position` may be confirmed.
-    Checkpoint {
-        position: u64,
-        snapshot_complete: bool,
-    },
+    /// Every event of every transaction committed up to its `position` has
+    /// been sent; once durable in all sinks, `position` may be confirmed.
+    Checkpoint(Checkpoint),
 }
 
 pub struct PostgresSource {
@@ -119,12 +117,13 @@ impl PostgresSource {
         mut links: SourceLinks,
     ) -> Result<(), Error> {
         let cfg = &self.cfg;
-        let client = cfg.connection.connect().await?;
-        slot::ensure_publication(&client, &cfg.publication, &cfg.tables).await?;
+        let query = QuerySession::open(&cfg.connection).await?;
+        let client = query.client();
+        slot::ensure_publication(client, &cfg.publication, &cfg.tables).await?;
         let mut types = TypeCache::default();
         let mut shapes = Vec::with_capacity(cfg.tables.len());
         for table in &cfg.tables {
-            shapes.push(catalog::table_shape(&client, &mut types, table).await?);
+            shapes.push(catalog::table_shape(client, &mut types, table).await?);
         }
         let ctx_name: Arc<str> = Arc::from(cfg.name.as_str());
         let ctx = SourceContext {
@@ -133,7 +132,7 @@ impl PostgresSource {
             mapping: cfg.mapping,
         };
         links.health.send_modify(|h| h.slot.clone_from(&cfg.slot));
-        let existing = slot::slot_state(&client, &cfg.slot).await?;
+        let existing = slot::slot_state(client, &cfg.slot).await?;
         let snapshot_done = resume.is_some_and(|c| c.snapshot_complete);
         let lost = match &existing {
             Some(state) => state.is_lost(),
@@ -163,13 +162,14 @@ impl PostgresSource {
                 cfg.max_lag_bytes,
                 links.health.clone(),
             ),
-            client,
+            client: query,
             types,
             decoder: ChangeDecoder::new(ctx.clone()),
             images: StoredRowImages::new(self.store.clone(), &cfg.name),
             configured: cfg.tables.iter().cloned().collect(),
             ignored: HashSet::new(),
             start: 0,
+            prev_commit: 0,
             acked: 0,
             snapshot_complete: true,
             reconnect: cfg.clone(),
@@ -188,9 +188,8 @@ impl PostgresSource {
             }
             match existing.clone().filter(|s| !s.is_lost()) {
                 Some(kept) => {
-                    let from = resume.map_or(kept.confirmed_flush, |c| c.position);
                     match self
-                        .snapshot_on_kept_slot(&mut stream, &snapshot, &kept, from, &mut links)
+                        .snapshot_on_kept_slot(&mut stream, &snapshot, &kept, resume, &mut links)
                         .await?
                     {
                         Kept::Streaming(session) => session,
@@ -220,6 +219,7 @@ impl PostgresSource {
                         slot::create_slot(&mut session, &cfg.slot, SlotCreation::NoSnapshot)
                             .await?;
                     stream.start = created.consistent_point;
+                    stream.prev_commit = created.consistent_point;
                     stream.acked = created.consistent_point;
                     session
                 }
@@ -227,6 +227,12 @@ impl PostgresSource {
                     let start = resume.map_or(state.confirmed_flush, |c| c.position);
                     warn_if_advanced(cfg, start, state);
                     stream.start = start.max(state.confirmed_flush);
+                    // The checkpoint's predecessor, unless the slot was moved
+                    // past it (then nothing before the slot can be read).
+                    stream.prev_commit = match resume {
+                        Some(cp) if cp.position == stream.start => cp.last_commit(),
+                        _ => stream.start,
+                    };
                     stream.acked = stream.start;
                     gated_session(cfg, &cfg.slot, stream.start, stream.acked).await?
                 }
@@ -250,7 +256,7 @@ impl PostgresSource {
         // Nothing of an earlier slot applies to the new one.
         self.store.reset_source(&cfg.name).map_err(Error::State)?;
         if drop_existing {
-            slot::drop_slot(&stream.client, &cfg.slot).await?;
+            slot::drop_slot(stream.client.client(), &cfg.slot).await?;
         }
         let mut session = gated_session(cfg, &cfg.slot, 0, 0).await?;
         let created =
@@ -259,6 +265,7 @@ impl PostgresSource {
         // The session that created the slot streams from its consistent
         // point (the server's default for a new slot).
         stream.start = created.consistent_point;
+        stream.prev_commit = created.consistent_point;
         stream.acked = created.consistent_point;
         Ok(session)
     }
@@ -270,12 +277,17 @@ impl PostgresSource {
         stream: &mut Stream,
         inputs: &SnapshotInputs<'_>,
         kept: &SlotState,
-        from: u64,
+        resume: Option<Checkpoint>,
         links: &mut SourceLinks,
     ) -> Result<Kept, Error> {
         let cfg = &self.cfg;
+        let from = resume.map_or(kept.confirmed_flush, |c| c.position);
         warn_if_advanced(cfg, from, kept);
         let from = from.max(kept.confirmed_flush);
+        let prev_commit = match resume {
+            Some(cp) if cp.position == from => cp.last_commit(),
+            _ => from,
+        };
         // The temporary slot goes with its session, also on a crash.
         let temporary = slot::temporary_name(&cfg.slot);
         let mut exporter = gated_session(cfg, &temporary, 0, 0).await?;
@@ -294,6 +306,7 @@ impl PostgresSource {
             "catching up the slot to the new snapshot's point"
         );
         stream.start = from;
+        stream.prev_commit = prev_commit;
         stream.acked = from;
         stream.snapshot_complete = false;
         let catch_up = gated_session(cfg, &cfg.slot, from, from).await?;
@@ -305,6 +318,7 @@ impl PostgresSource {
         self.read_snapshot(stream, inputs, &created, links).await?;
         drop(exporter);
         stream.start = point;
+        stream.prev_commit = point;
         stream.snapshot_complete = true;
         // Not yet durable: the session reports what is (`acked`) until the
         // pipeline confirms more.
@@ -327,15 +341,8 @@ impl PostgresSource {
         let point = created.consistent_point;
         let snapshot_name = created.snapshot_name.clone().unwrap_or_default();
         tracing::info!(source = %cfg.name, slot = %cfg.slot, consistent_point = %Lsn::from_u64(point), "snapshot started");
-        send(
-            &links.out,
-            SourceItem::Checkpoint {
-                position: point,
-                snapshot_complete: false,
-            },
-        )
-        .await?;
-        let client = &stream.client;
+        send(&links.out, snapshot_checkpoint(point, false)).await?;
+        let client = stream.client.client();
         client
             .batch_execute(&slot::set_snapshot_sql(&snapshot_name))
             .await
@@ -359,15 +366,18 @@ impl PostgresSource {
             .await
             .map_err(|e| Error::query("closing the snapshot transaction", e))?;
         tracing::info!(source = %cfg.name, rows, "snapshot finished; streaming");
-        send(
-            &links.out,
-            SourceItem::Checkpoint {
-                position: point,
-                snapshot_complete: true,
-            },
-        )
-        .await
+        send(&links.out, snapshot_checkpoint(point, true)).await
     }
+}
+
+/// A checkpoint at a snapshot's point: the first transaction streamed after
+/// the snapshot names the point as its predecessor.
+fn snapshot_checkpoint(point: u64, snapshot_complete: bool) -> SourceItem {
+    SourceItem::Checkpoint(Checkpoint {
+        position: point,
+        snapshot_complete,
+        last_commit: Some(point),
+    })
 }
 
 /// What a snapshot reads: the tables and how their events are named.

@@ -13,12 +13,13 @@ use std::time::Duration;
 
 use pgwire_replication::{Lsn, ReplicationClient, ReplicationEvent};
 use tokio::sync::mpsc;
-use tokio_postgres::Client;
 use tributary_core::{ChangeEvent, TableRef};
+use tributary_state::Checkpoint;
 
 use crate::catalog::{self, TableShape, TypeCache};
 use crate::changes::{ChangeDecoder, TxContext, PG_EPOCH_MS};
 use crate::pgoutput::{self, Message};
+use crate::query_session::QuerySession;
 use crate::slot;
 use crate::source::{PostgresSourceConfig, SourceItem, SourceLinks};
 use crate::toast::StoredRowImages;
@@ -90,7 +91,9 @@ struct Pending {
 /// the stream after it.
 pub(crate) struct Stream {
     pub(crate) retention: WalRetention,
-    pub(crate) client: Client,
+    /// The query connection (catalog look-ups, heartbeats, lag), reopened
+    /// with the replication session after a break.
+    pub(crate) client: QuerySession,
     pub(crate) types: TypeCache,
     pub(crate) decoder: ChangeDecoder,
     pub(crate) images: StoredRowImages,
@@ -100,6 +103,11 @@ pub(crate) struct Stream {
     /// Transactions committed up to here were sent (by this or an earlier
     /// run); a new session starts here.
     pub(crate) start: u64,
+    /// End of the last transaction committed before `start` (or the
+    /// snapshot's point): the predecessor the next transaction names
+    /// (`source.sequence[0]`). Kept with each checkpoint, so a replay from
+    /// it writes the same payloads as the first delivery.
+    pub(crate) prev_commit: u64,
     /// Highest position reported to the server as flushed: a new session
     /// reports it again, never less (PostgreSQL before 17 would move the
     /// slot's `confirmed_flush_lsn` back).
@@ -152,9 +160,13 @@ impl Stream {
             let began = std::time::Instant::now();
             let error = match self.stream(session, links, until).await {
                 Ok(ended) => return Ok(ended),
-                Err(e @ (Error::Stream { .. } | Error::ReplicationConnect { .. })) => e,
+                Err(e) if e.is_connection_loss() => e,
                 Err(e) => return Err(e),
             };
+            // Close the replication session at once, whichever connection
+            // broke: a server shutting down waits for it (see
+            // `query_session`). Its unconfirmed changes come again.
+            session.abort();
             if let Some(gone) = slot_gone(&self.reconnect).await {
                 return Err(gone);
             }
@@ -165,13 +177,17 @@ impl Stream {
                 source = %self.reconnect.name,
                 error = %error,
                 retry_in = ?wait,
-                "replication stream broke; reconnecting"
+                "connection to the server lost; reconnecting"
             );
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 _ = links.shutdown.changed() => return Ok(Ended::Shutdown),
             }
             wait = (wait * 2).min(RECONNECT_MAX);
+            if let Err(e) = self.client.reopen_if_lost().await {
+                tracing::warn!(source = %self.reconnect.name, error = %e, "reconnect failed");
+                continue;
+            }
             let slot = self.reconnect.slot.clone();
             match gated_session(&self.reconnect, &slot, self.start, self.acked).await {
                 Ok(new) => *session = new,
@@ -198,7 +214,7 @@ impl Stream {
         let reached = |lsn: u64| until.is_some_and(|u| lsn >= u);
         let mut batch: Vec<ChangeEvent> = Vec::with_capacity(BATCH);
         let mut skip_tx = false;
-        let mut last_committed = self.start;
+        let mut last_committed = self.prev_commit;
         let mut durable_open = true;
         let mut commit_time_ms = 0;
         let mut stopping = *links.shutdown.borrow();
@@ -235,8 +251,15 @@ impl Stream {
                     continue;
                 }
                 _ = ticks.tick() => {
-                    self.retention.tick(&self.client).await;
+                    self.retention.tick(self.client.client()).await;
                     continue;
+                }
+                // The server ended the query connection (a restart or
+                // shutdown begins with that): reconnect both.
+                () = self.client.lost() => {
+                    return Err(Error::QueryConnectionLost {
+                        target: self.reconnect.connection.target(),
+                    });
                 }
                 room = links.out.reserve_many(2), if pending.is_some() => {
                     // The pipeline caught up: hand over what accumulated.
@@ -288,7 +311,11 @@ impl Stream {
                 ReplicationEvent::Commit { end_lsn, .. } => {
                     self.decoder.commit();
                     let end = end_lsn.as_u64();
-                    if !skip_tx {
+                    last_committed = end;
+                    if skip_tx {
+                        // Sent by an earlier session or run already.
+                        self.prev_commit = end;
+                    } else {
                         pending = Some(Pending {
                             end,
                             commit_time_ms,
@@ -297,7 +324,6 @@ impl Stream {
                             self.flush(&mut batch, &mut pending, &links.out).await?;
                         }
                     }
-                    last_committed = end;
                 }
                 // The server sends its decoding position (`sentPtr`) in
                 // keepalives: every transaction that committed before it has
@@ -351,6 +377,7 @@ impl Stream {
             send(out, SourceItem::Events(full)).await?;
         }
         if let Some(p) = pending.take() {
+            self.prev_commit = p.end;
             send(out, self.checkpoint(p.end)).await?;
             self.retention.sent(p.end, Some(p.commit_time_ms));
             self.start = p.end;
@@ -387,10 +414,11 @@ impl Stream {
     }
 
     fn checkpoint(&self, position: u64) -> SourceItem {
-        SourceItem::Checkpoint {
+        SourceItem::Checkpoint(Checkpoint {
             position,
             snapshot_complete: self.snapshot_complete,
-        }
+            last_commit: Some(self.prev_commit),
+        })
     }
 
     /// Shutdown: let the pipeline flush what it has, then confirm its final
@@ -431,8 +459,15 @@ impl Stream {
                 let names = rel.columns.iter().map(|c| c.name.clone()).collect();
                 let oids: Vec<u32> = rel.columns.iter().map(|c| c.type_oid).collect();
                 let shape: TableShape =
-                    catalog::shape(&self.client, &mut self.types, table, rel.oid, names, &oids)
-                        .await?;
+                    catalog::shape(
+                        self.client.client(),
+                        &mut self.types,
+                        table,
+                        rel.oid,
+                        names,
+                        &oids,
+                    )
+                    .await?;
                 self.decoder.set_relation(rel.oid, shape);
                 return Ok(None);
             }

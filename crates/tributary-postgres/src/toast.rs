@@ -25,11 +25,25 @@ const VALUE_THRESHOLD: usize = 24;
 /// Where remembered images live. The decoder calls these while decoding, so
 /// images are always written before the change can reach a sink.
 pub trait RowImages: Send {
+    /// Remembers the large values of a row written in full (as of `at`).
     fn remember(
         &mut self,
         shape: &TableShape,
         key: Option<&Row>,
         tuple: &Tuple,
+        at: (u64, u64),
+    ) -> Result<(), Error> {
+        let values = large_values(shape, tuple);
+        self.remember_values(shape, key, &values, at)
+    }
+
+    /// Remembers `values` (column name, text form) of the row with `key`
+    /// as of `at`.
+    fn remember_values(
+        &mut self,
+        shape: &TableShape,
+        key: Option<&Row>,
+        values: &[(&str, &[u8])],
         at: (u64, u64),
     ) -> Result<(), Error>;
 
@@ -119,25 +133,24 @@ pub fn large_values<'a>(shape: &'a TableShape, tuple: &'a Tuple) -> Vec<(&'a str
 }
 
 impl RowImages for StoredRowImages {
-    fn remember(
+    fn remember_values(
         &mut self,
         shape: &TableShape,
         key: Option<&Row>,
-        tuple: &Tuple,
+        values: &[(&str, &[u8])],
         at: (u64, u64),
     ) -> Result<(), Error> {
         let Some(key) = key else {
             // Without a key a later change cannot be matched to this row.
             return Ok(());
         };
-        let values = large_values(shape, tuple);
         if values.is_empty() {
             return Ok(());
         }
         let table = shape.table.to_string();
         let (store, source, row_key) = self.address(key);
         store
-            .remember_images(source, &table, row_key, at, &values)
+            .remember_images(source, &table, row_key, at, values)
             .map_err(Error::State)
     }
 

@@ -17,6 +17,21 @@ pub struct Checkpoint {
     pub position: u64,
     /// The initial snapshot finished and is durable in every sink.
     pub snapshot_complete: bool,
+    /// End of the last transaction the source sent before `position` (or
+    /// the snapshot's point when none followed it): what the next
+    /// transaction names as its predecessor (Debezium's `sequence[0]`). It
+    /// is stored so that a replay after a crash writes the same event
+    /// payloads as the first delivery. `None` in state written before it
+    /// was kept; a resume then takes `position`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_commit: Option<u64>,
+}
+
+impl Checkpoint {
+    /// The predecessor the next transaction after this checkpoint names.
+    pub fn last_commit(&self) -> u64 {
+        self.last_commit.unwrap_or(self.position)
+    }
 }
 
 impl StateStore {
@@ -84,15 +99,25 @@ mod tests {
             let cp = Checkpoint {
                 position: 42,
                 snapshot_complete: true,
+                last_commit: Some(40),
             };
             store.commit("a", cp, &[("file", 42)]).unwrap();
         }
         let store = StateStore::open(dir.path()).unwrap();
-        assert_eq!(store.checkpoint("a").unwrap().unwrap().position, 42);
+        let read = store.checkpoint("a").unwrap().unwrap();
+        assert_eq!((read.position, read.last_commit()), (42, 40));
         assert_eq!(store.sink_position("a", "file").unwrap(), Some(42));
         store.reset_source("a").unwrap();
         assert_eq!(store.checkpoint("a").unwrap(), None);
         assert_eq!(store.sink_position("a", "file").unwrap(), None);
+    }
+
+    #[test]
+    fn a_checkpoint_written_before_last_commit_was_kept_still_reads() {
+        let old: Checkpoint =
+            serde_json::from_str(r#"{"position":7,"snapshot_complete":true}"#).unwrap();
+        assert_eq!(old.last_commit, None);
+        assert_eq!(old.last_commit(), 7);
     }
 
     #[test]
