@@ -425,7 +425,11 @@ impl ChangeDecoder {
             }
         }
         if absent.is_empty() {
-            return Ok((Row::new(shape.columns.clone(), values), Vec::new(), recalled));
+            return Ok((
+                Row::new(shape.columns.clone(), values),
+                Vec::new(),
+                recalled,
+            ));
         }
         let keep: Vec<usize> = (0..values.len()).filter(|i| !absent.contains(i)).collect();
         let columns: Arc<[String]> = keep.iter().map(|&i| shape.columns[i].clone()).collect();

@@ -108,9 +108,7 @@ impl Error {
             Error::Stream { .. }
             | Error::ReplicationConnect { .. }
             | Error::QueryConnectionLost { .. } => true,
-            Error::Connect { source, .. } | Error::Query { source, .. } => {
-                lost_connection(source)
-            }
+            Error::Connect { source, .. } | Error::Query { source, .. } => lost_connection(source),
             _ => false,
         }
     }

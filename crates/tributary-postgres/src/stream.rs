@@ -458,16 +458,15 @@ impl Stream {
                 self.ignored.remove(&rel.oid);
                 let names = rel.columns.iter().map(|c| c.name.clone()).collect();
                 let oids: Vec<u32> = rel.columns.iter().map(|c| c.type_oid).collect();
-                let shape: TableShape =
-                    catalog::shape(
-                        self.client.client(),
-                        &mut self.types,
-                        table,
-                        rel.oid,
-                        names,
-                        &oids,
-                    )
-                    .await?;
+                let shape: TableShape = catalog::shape(
+                    self.client.client(),
+                    &mut self.types,
+                    table,
+                    rel.oid,
+                    names,
+                    &oids,
+                )
+                .await?;
                 self.decoder.set_relation(rel.oid, shape);
                 return Ok(None);
             }

@@ -73,6 +73,11 @@ impl StoredRowImages {
         }
     }
 
+    /// Makes the images remembered so far durable.
+    pub fn persist(&self) -> Result<(), Error> {
+        self.store.persist_images().map_err(Error::State)
+    }
+
     /// Encodes the row key into the reused buffer and returns the store's
     /// addressing for it: (store, source, row key). Only large rows and TOAST
     /// markers come here, so the cost sits beside a redb write.

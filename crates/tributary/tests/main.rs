@@ -11,6 +11,7 @@ mod faults;
 mod kafka;
 mod nats;
 mod pgsink;
+mod random_faults;
 mod setup;
 mod tls;
 mod transform;

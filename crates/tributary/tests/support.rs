@@ -210,6 +210,14 @@ impl Tributary {
         );
     }
 
+    /// The exit status if the process has exited (it is then no longer
+    /// running), `None` while it runs.
+    pub fn try_exit(&mut self) -> Option<ExitStatus> {
+        let status = self.child.as_mut()?.try_wait().unwrap()?;
+        self.child = None;
+        Some(status)
+    }
+
     /// Waits for the process to exit by itself.
     pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
         let mut child = self.child.take().expect("not running");

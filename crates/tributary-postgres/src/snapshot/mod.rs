@@ -132,6 +132,7 @@ impl Snapshot<'_> {
                     shapes: Arc::clone(&shapes),
                     template: template.clone(),
                     images: self.images.clone(),
+                    unpersisted: false,
                     out: pieces_tx.clone(),
                 }
                 .run(),

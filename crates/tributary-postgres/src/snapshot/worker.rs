@@ -97,6 +97,8 @@ pub(super) struct Worker {
     pub shapes: Arc<[TableShape]>,
     pub template: EventTemplate,
     pub images: StoredRowImages,
+    /// Images were remembered for rows not yet sent.
+    pub unpersisted: bool,
     pub out: mpsc::Sender<Piece>,
 }
 
@@ -186,6 +188,7 @@ impl Worker {
                 .collect();
             self.images
                 .remember(shape, key.as_ref(), &tuple, (t.consistent_point, 0))?;
+            self.unpersisted = true;
         }
         Ok(ChangeEvent {
             id: EventId {
@@ -212,7 +215,13 @@ impl Worker {
         })
     }
 
-    async fn send(&self, piece: Piece) -> Result<(), Error> {
+    async fn send(&mut self, piece: Piece) -> Result<(), Error> {
+        if self.unpersisted {
+            // Rows go out only with their images durable (see
+            // `tributary_state`'s row images).
+            self.images.persist()?;
+            self.unpersisted = false;
+        }
         self.out
             .send(piece)
             .await
