@@ -6,6 +6,9 @@
 //! it passes [`point`]`("NAME")`; `TRIBUTARY_FAULT=NAME:N` on the N-th pass.
 //! A failure point ([`fails`]) does not abort: it answers `true` on that
 //! pass, and the code there fails as the real fault would (a full disk).
+//! A hold point ([`holds`]) pauses there instead, until the file named by
+//! `TRIBUTARY_FAULT_RELEASE` exists ([`released`]), so a test can act on the
+//! world (restart a server) at that exact moment.
 //! `abort` skips destructors and buffered writes exactly as `kill -9` does.
 //! Without the variable a point costs one load of an initialised `OnceLock`.
 
@@ -23,6 +26,9 @@ pub const CHECKPOINT_COMMITTED: &str = "checkpoint.after_commit";
 
 /// The failure point where the file sink's fsync of a batch fails.
 pub const FILE_SYNC_FAILS: &str = "file.sync_fails";
+
+/// The hold point after a snapshot sent a piece of rows to the pipeline.
+pub const SNAPSHOT_PIECE_SENT: &str = "snapshot.piece_sent";
 
 fn configured() -> Option<&'static (String, u64)> {
     FAULT
@@ -56,4 +62,20 @@ pub fn fails(name: &str) -> bool {
         return false;
     };
     fault == name && PASSES.fetch_add(1, Ordering::SeqCst) + 1 == *nth
+}
+
+/// Whether `TRIBUTARY_FAULT` names this hold point and this is the pass it
+/// asks for: the caller then waits until [`released`].
+pub fn holds(name: &str) -> bool {
+    let held = fails(name);
+    if held {
+        eprintln!("fault point {name} reached; holding until released");
+    }
+    held
+}
+
+/// Whether a hold may end: the file `TRIBUTARY_FAULT_RELEASE` names exists
+/// (or none is named).
+pub fn released() -> bool {
+    std::env::var_os("TRIBUTARY_FAULT_RELEASE").is_none_or(|p| std::path::Path::new(&p).exists())
 }

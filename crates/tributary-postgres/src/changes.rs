@@ -113,6 +113,15 @@ fn carried_values<'a>(
     out
 }
 
+/// A row after unchanged-TOAST columns were filled from remembered images.
+struct Filled {
+    row: Row,
+    /// Columns never seen, left out of `row`.
+    absent: Vec<String>,
+    /// The texts recalled, by column index.
+    recalled: Vec<(usize, String)>,
+}
+
 /// The row images of one event.
 struct Images {
     key: Option<Row>,
@@ -268,8 +277,11 @@ impl ChangeDecoder {
         // …then from the images remembered for this row, under the key it
         // had before this change; never a placeholder.
         let image_key = if key_changed { &old_key } else { &new_key };
-        let (after, missing, recalled) =
-            self.fill_remembered(&shape, after, missing, image_key.as_ref(), images)?;
+        let Filled {
+            row: after,
+            absent: missing,
+            recalled,
+        } = self.fill_remembered(&shape, after, missing, image_key.as_ref(), images)?;
         images.remember(&shape, new_key.as_ref(), new, self.position())?;
         if key_changed {
             // The row lives on under its new key: the values this update left
@@ -407,9 +419,13 @@ impl ChangeDecoder {
         missing: Vec<usize>,
         key: Option<&Row>,
         images: &mut dyn RowImages,
-    ) -> Result<(Row, Vec<String>, Vec<(usize, String)>), Error> {
+    ) -> Result<Filled, Error> {
         if missing.is_empty() {
-            return Ok((row, Vec::new(), Vec::new()));
+            return Ok(Filled {
+                row,
+                absent: Vec::new(),
+                recalled: Vec::new(),
+            });
         }
         let mut values = row.values().to_vec();
         let mut absent = Vec::new();
@@ -425,17 +441,21 @@ impl ChangeDecoder {
             }
         }
         if absent.is_empty() {
-            return Ok((
-                Row::new(shape.columns.clone(), values),
-                Vec::new(),
+            return Ok(Filled {
+                row: Row::new(shape.columns.clone(), values),
+                absent: Vec::new(),
                 recalled,
-            ));
+            });
         }
         let keep: Vec<usize> = (0..values.len()).filter(|i| !absent.contains(i)).collect();
         let columns: Arc<[String]> = keep.iter().map(|&i| shape.columns[i].clone()).collect();
         let values = keep.iter().map(|&i| values[i].clone()).collect();
         let names = absent.iter().map(|&i| shape.columns[i].clone()).collect();
-        Ok((Row::new(columns, values), names, recalled))
+        Ok(Filled {
+            row: Row::new(columns, values),
+            absent: names,
+            recalled,
+        })
     }
 
     fn text<'b>(&self, shape: &TableShape, i: usize, b: &'b Bytes) -> Result<&'b str, Error> {

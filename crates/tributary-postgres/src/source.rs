@@ -32,7 +32,7 @@ use crate::connection::ConnectionConfig;
 use crate::query_session::QuerySession;
 use crate::slot::{self, SlotCreation, SlotState};
 use crate::snapshot::{self, SnapshotOptions};
-use crate::stream::{gated_session, send, Ended, Stream};
+use crate::stream::{gated_session, Backoff, Ended, Stream};
 use crate::toast::StoredRowImages;
 use crate::value_mapping::MappingOptions;
 use crate::wal_retention::{SourceHealth, WalRetention};
@@ -111,6 +111,14 @@ impl PostgresSource {
     }
 
     /// Runs until shutdown or a fatal error.
+    ///
+    /// Once connected, a lost connection (the server restarting, failing
+    /// over or shutting down) is ridden out at every phase: the stream
+    /// reconnects by itself, and an error before it (the catalog look-ups,
+    /// the snapshot) starts this over with backoff from what the pipeline
+    /// was last sent, as a process restart would from its checkpoint, so a
+    /// snapshot cut off by a restart is taken again on the kept slot after
+    /// a catch-up.
     pub async fn run(
         self,
         resume: Option<Checkpoint>,
@@ -118,13 +126,6 @@ impl PostgresSource {
     ) -> Result<(), Error> {
         let cfg = &self.cfg;
         let query = QuerySession::open(&cfg.connection).await?;
-        let client = query.client();
-        slot::ensure_publication(client, &cfg.publication, &cfg.tables).await?;
-        let mut types = TypeCache::default();
-        let mut shapes = Vec::with_capacity(cfg.tables.len());
-        for table in &cfg.tables {
-            shapes.push(catalog::table_shape(client, &mut types, table).await?);
-        }
         let ctx_name: Arc<str> = Arc::from(cfg.name.as_str());
         let ctx = SourceContext {
             name: Arc::clone(&ctx_name),
@@ -132,6 +133,81 @@ impl PostgresSource {
             mapping: cfg.mapping,
         };
         links.health.send_modify(|h| h.slot.clone_from(&cfg.slot));
+        let mut stream = Stream {
+            retention: WalRetention::new(
+                Arc::clone(&ctx_name),
+                cfg.slot.clone(),
+                cfg.heartbeat,
+                cfg.max_lag_bytes,
+                links.health.clone(),
+            ),
+            client: query,
+            types: TypeCache::default(),
+            decoder: ChangeDecoder::new(ctx.clone()),
+            images: StoredRowImages::new(self.store.clone(), &cfg.name),
+            configured: cfg.tables.iter().cloned().collect(),
+            ignored: HashSet::new(),
+            start: 0,
+            prev_commit: 0,
+            // What is durable already: never report less to the server.
+            acked: resume.map_or(0, |c| c.position),
+            snapshot_complete: true,
+            sent: None,
+            reconnect: cfg.clone(),
+        };
+        let mut backoff = Backoff::default();
+        let mut first = true;
+        loop {
+            // Retried: from what the pipeline has (it keeps it), not from the
+            // older durable checkpoint.
+            let from = stream.sent.or(resume);
+            let error = match self.begin(&mut stream, &ctx, from, first, &mut links).await {
+                Ok(Begun::Streaming(session)) => {
+                    links.health.send_modify(|h| h.snapshot_done = true);
+                    return stream.run(session, links).await;
+                }
+                Ok(Begun::Stopped(session)) => return stream.finish(Some(session), links).await,
+                Err(e) if e.is_connection_loss() => e,
+                Err(e) => return Err(e),
+            };
+            first = false;
+            let wait = backoff.next();
+            tracing::warn!(
+                source = %cfg.name,
+                error = %error,
+                detail = error.detail().unwrap_or_default(),
+                retry_in = ?wait,
+                "connection to the server lost before streaming; starting over"
+            );
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = links.shutdown.changed() => return stream.finish(None, links).await,
+            }
+            if let Err(e) = stream.client.reopen_if_lost().await {
+                tracing::warn!(source = %cfg.name, error = %e, "reconnect failed");
+            }
+        }
+    }
+
+    /// Everything before the stream: the publication, the tables' shapes,
+    /// which slot, and the snapshot if one is due. `first` is false when
+    /// this starts over after a lost connection.
+    async fn begin(
+        &self,
+        stream: &mut Stream,
+        ctx: &SourceContext,
+        resume: Option<Checkpoint>,
+        first: bool,
+        links: &mut SourceLinks,
+    ) -> Result<Begun, Error> {
+        let cfg = &self.cfg;
+        stream.client.reopen_if_lost().await?;
+        let client = stream.client.client();
+        slot::ensure_publication(client, &cfg.publication, &cfg.tables).await?;
+        let mut shapes = Vec::with_capacity(cfg.tables.len());
+        for table in &cfg.tables {
+            shapes.push(catalog::table_shape(client, &mut stream.types, table).await?);
+        }
         let existing = slot::slot_state(client, &cfg.slot).await?;
         let snapshot_done = resume.is_some_and(|c| c.snapshot_complete);
         let lost = match &existing {
@@ -149,36 +225,17 @@ impl PostgresSource {
         }
         let need_snapshot = resnapshot
             || match cfg.snapshot {
-                SnapshotMode::Always => true,
+                // At every start of the process, not again when this run
+                // starts over after its snapshot was read.
+                SnapshotMode::Always => first || !snapshot_done,
                 SnapshotMode::Initial => !snapshot_done,
                 SnapshotMode::Never => false,
             };
-
-        let mut stream = Stream {
-            retention: WalRetention::new(
-                Arc::clone(&ctx_name),
-                cfg.slot.clone(),
-                cfg.heartbeat,
-                cfg.max_lag_bytes,
-                links.health.clone(),
-            ),
-            client: query,
-            types,
-            decoder: ChangeDecoder::new(ctx.clone()),
-            images: StoredRowImages::new(self.store.clone(), &cfg.name),
-            configured: cfg.tables.iter().cloned().collect(),
-            ignored: HashSet::new(),
-            start: 0,
-            prev_commit: 0,
-            acked: 0,
-            snapshot_complete: true,
-            reconnect: cfg.clone(),
-        };
         let snapshot = SnapshotInputs {
-            ctx: &ctx,
+            ctx,
             shapes: &shapes,
         };
-        let session = if need_snapshot {
+        if need_snapshot {
             if resume.is_some() && !snapshot_done && !resnapshot {
                 tracing::warn!(
                     source = %cfg.name,
@@ -186,60 +243,52 @@ impl PostgresSource {
                      (rows already delivered are delivered again, after the changes made since)"
                 );
             }
-            match existing.clone().filter(|s| !s.is_lost()) {
+            return match existing.clone().filter(|s| !s.is_lost()) {
                 Some(kept) => {
-                    match self
-                        .snapshot_on_kept_slot(&mut stream, &snapshot, &kept, resume, &mut links)
-                        .await?
-                    {
-                        Kept::Streaming(session) => session,
-                        Kept::Stopped(session) => return stream.finish(session, links).await,
-                    }
+                    self.snapshot_on_kept_slot(stream, &snapshot, &kept, resume, links)
+                        .await
                 }
-                None => {
-                    self.snapshot_on_new_slot(&mut stream, &snapshot, existing.is_some(), &links)
-                        .await?
-                }
+                None => self
+                    .snapshot_on_new_slot(stream, &snapshot, existing.is_some(), links)
+                    .await
+                    .map(Begun::Streaming),
+            };
+        }
+        let session = match (&existing, resume) {
+            (Some(state), _) if state.is_lost() => {
+                return Err(Error::SlotInvalidated {
+                    slot: cfg.slot.clone(),
+                });
             }
-        } else {
-            match (&existing, resume) {
-                (Some(state), _) if state.is_lost() => {
-                    return Err(Error::SlotInvalidated {
-                        slot: cfg.slot.clone(),
-                    });
-                }
-                (None, Some(_)) => {
-                    return Err(Error::SlotMissing {
-                        slot: cfg.slot.clone(),
-                    });
-                }
-                (None, None) => {
-                    let mut session = gated_session(cfg, &cfg.slot, 0, 0).await?;
-                    let created =
-                        slot::create_slot(&mut session, &cfg.slot, SlotCreation::NoSnapshot)
-                            .await?;
-                    stream.start = created.consistent_point;
-                    stream.prev_commit = created.consistent_point;
-                    stream.acked = created.consistent_point;
-                    session
-                }
-                (Some(state), resume) => {
-                    let start = resume.map_or(state.confirmed_flush, |c| c.position);
-                    warn_if_advanced(cfg, start, state);
-                    stream.start = start.max(state.confirmed_flush);
-                    // The checkpoint's predecessor, unless the slot was moved
-                    // past it (then nothing before the slot can be read).
-                    stream.prev_commit = match resume {
-                        Some(cp) if cp.position == stream.start => cp.last_commit(),
-                        _ => stream.start,
-                    };
-                    stream.acked = stream.start;
-                    gated_session(cfg, &cfg.slot, stream.start, stream.acked).await?
-                }
+            (None, Some(_)) => {
+                return Err(Error::SlotMissing {
+                    slot: cfg.slot.clone(),
+                });
+            }
+            (None, None) => {
+                let mut session = gated_session(cfg, &cfg.slot, 0, 0).await?;
+                let created =
+                    slot::create_slot(&mut session, &cfg.slot, SlotCreation::NoSnapshot).await?;
+                stream.start = created.consistent_point;
+                stream.prev_commit = created.consistent_point;
+                stream.acked = created.consistent_point;
+                session
+            }
+            (Some(state), resume) => {
+                let start = resume.map_or(state.confirmed_flush, |c| c.position);
+                warn_if_advanced(cfg, start, state);
+                stream.start = start.max(state.confirmed_flush);
+                // The checkpoint's predecessor, unless the slot was moved
+                // past it (then nothing before the slot can be read).
+                stream.prev_commit = match resume {
+                    Some(cp) if cp.position == stream.start => cp.last_commit(),
+                    _ => stream.start,
+                };
+                stream.acked = stream.acked.max(state.confirmed_flush);
+                gated_session(cfg, &cfg.slot, stream.start, stream.acked).await?
             }
         };
-        links.health.send_modify(|h| h.snapshot_done = true);
-        stream.run(session, links).await
+        Ok(Begun::Streaming(session))
     }
 
     /// The first snapshot (or one after the slot was lost): a new slot
@@ -263,9 +312,8 @@ impl PostgresSource {
             slot::create_slot(&mut session, &cfg.slot, SlotCreation::ExportSnapshot).await?;
         self.read_snapshot(stream, inputs, &created, links).await?;
         // The session that created the slot streams from its consistent
-        // point (the server's default for a new slot).
-        stream.start = created.consistent_point;
-        stream.prev_commit = created.consistent_point;
+        // point (the server's default for a new slot), where the slot's
+        // confirmed position already is.
         stream.acked = created.consistent_point;
         Ok(session)
     }
@@ -279,7 +327,7 @@ impl PostgresSource {
         kept: &SlotState,
         resume: Option<Checkpoint>,
         links: &mut SourceLinks,
-    ) -> Result<Kept, Error> {
+    ) -> Result<Begun, Error> {
         let cfg = &self.cfg;
         let from = resume.map_or(kept.confirmed_flush, |c| c.position);
         warn_if_advanced(cfg, from, kept);
@@ -307,22 +355,19 @@ impl PostgresSource {
         );
         stream.start = from;
         stream.prev_commit = prev_commit;
-        stream.acked = from;
+        stream.acked = stream.acked.max(kept.confirmed_flush);
         stream.snapshot_complete = false;
-        let catch_up = gated_session(cfg, &cfg.slot, from, from).await?;
+        let catch_up = gated_session(cfg, &cfg.slot, from, stream.acked).await?;
         let (ended, catch_up) = stream.catch_up(catch_up, links, point).await?;
         if ended == Ended::Shutdown {
-            return Ok(Kept::Stopped(catch_up));
+            return Ok(Begun::Stopped(catch_up));
         }
         drop(catch_up);
         self.read_snapshot(stream, inputs, &created, links).await?;
         drop(exporter);
-        stream.start = point;
-        stream.prev_commit = point;
-        stream.snapshot_complete = true;
         // Not yet durable: the session reports what is (`acked`) until the
         // pipeline confirms more.
-        Ok(Kept::Streaming(
+        Ok(Begun::Streaming(
             gated_session(cfg, &cfg.slot, point, stream.acked).await?,
         ))
     }
@@ -332,7 +377,7 @@ impl PostgresSource {
     /// after, at the snapshot's point.
     async fn read_snapshot(
         &self,
-        stream: &Stream,
+        stream: &mut Stream,
         inputs: &SnapshotInputs<'_>,
         created: &slot::CreatedSlot,
         links: &SourceLinks,
@@ -341,7 +386,11 @@ impl PostgresSource {
         let point = created.consistent_point;
         let snapshot_name = created.snapshot_name.clone().unwrap_or_default();
         tracing::info!(source = %cfg.name, slot = %cfg.slot, consistent_point = %Lsn::from_u64(point), "snapshot started");
-        send(&links.out, snapshot_checkpoint(point, false)).await?;
+        // From here a restart knows the snapshot was cut off, and where.
+        stream.start = point;
+        stream.prev_commit = point;
+        stream.snapshot_complete = false;
+        stream.send_checkpoint(&links.out, point).await?;
         let client = stream.client.client();
         client
             .batch_execute(&slot::set_snapshot_sql(&snapshot_name))
@@ -366,18 +415,9 @@ impl PostgresSource {
             .await
             .map_err(|e| Error::query("closing the snapshot transaction", e))?;
         tracing::info!(source = %cfg.name, rows, "snapshot finished; streaming");
-        send(&links.out, snapshot_checkpoint(point, true)).await
+        stream.snapshot_complete = true;
+        stream.send_checkpoint(&links.out, point).await
     }
-}
-
-/// A checkpoint at a snapshot's point: the first transaction streamed after
-/// the snapshot names the point as its predecessor.
-fn snapshot_checkpoint(point: u64, snapshot_complete: bool) -> SourceItem {
-    SourceItem::Checkpoint(Checkpoint {
-        position: point,
-        snapshot_complete,
-        last_commit: Some(point),
-    })
 }
 
 /// What a snapshot reads: the tables and how their events are named.
@@ -386,11 +426,11 @@ struct SnapshotInputs<'a> {
     shapes: &'a [TableShape],
 }
 
-/// How a snapshot on a kept slot ended.
-enum Kept {
-    /// Read; the session streams on from the snapshot's point.
+/// How the phase before the stream ended.
+enum Begun {
+    /// The session streams on (from the snapshot's point, after one).
     Streaming(ReplicationClient),
-    /// Shutdown came during the catch-up (its session, to close).
+    /// Shutdown came during a catch-up (its session, to close).
     Stopped(ReplicationClient),
 }
 

@@ -72,6 +72,22 @@ async fn slot_gone(cfg: &PostgresSourceConfig) -> Option<Error> {
     }
 }
 
+/// Waits between attempts to reconnect: 1 s, doubling up to 30 s.
+#[derive(Debug, Default)]
+pub(crate) struct Backoff {
+    last: Option<Duration>,
+}
+
+impl Backoff {
+    pub(crate) fn next(&mut self) -> Duration {
+        let wait = self
+            .last
+            .map_or(RECONNECT_FIRST, |w| (w * 2).min(RECONNECT_MAX));
+        self.last = Some(wait);
+        wait
+    }
+}
+
 /// How a stream ended without an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Ended {
@@ -115,6 +131,9 @@ pub(crate) struct Stream {
     /// Whether the checkpoints sent say the snapshot is complete (not during
     /// a catch-up before one).
     pub(crate) snapshot_complete: bool,
+    /// The last checkpoint handed to the pipeline, if any: where a source
+    /// that starts over after a lost connection resumes.
+    pub(crate) sent: Option<Checkpoint>,
     /// Settings to open a new session after the stream broke.
     pub(crate) reconnect: PostgresSourceConfig,
 }
@@ -127,7 +146,7 @@ impl Stream {
         mut links: SourceLinks,
     ) -> Result<(), Error> {
         self.drive(&mut session, &mut links, None).await?;
-        self.finish(session, links).await
+        self.finish(Some(session), links).await
     }
 
     /// Delivers every transaction that committed (its commit record starts)
@@ -155,7 +174,7 @@ impl Stream {
         links: &mut SourceLinks,
         until: Option<u64>,
     ) -> Result<Ended, Error> {
-        let mut wait = RECONNECT_FIRST;
+        let mut backoff = Backoff::default();
         loop {
             let began = std::time::Instant::now();
             let error = match self.stream(session, links, until).await {
@@ -171,8 +190,10 @@ impl Stream {
                 return Err(gone);
             }
             if began.elapsed() > RECONNECT_MAX {
-                wait = RECONNECT_FIRST;
+                // It had streamed a while: a new break, not the same one.
+                backoff = Backoff::default();
             }
+            let wait = backoff.next();
             tracing::warn!(
                 source = %self.reconnect.name,
                 error = %error,
@@ -183,7 +204,6 @@ impl Stream {
                 _ = tokio::time::sleep(wait) => {}
                 _ = links.shutdown.changed() => return Ok(Ended::Shutdown),
             }
-            wait = (wait * 2).min(RECONNECT_MAX);
             if let Err(e) = self.client.reopen_if_lost().await {
                 tracing::warn!(source = %self.reconnect.name, error = %e, "reconnect failed");
                 continue;
@@ -378,7 +398,7 @@ impl Stream {
         }
         if let Some(p) = pending.take() {
             self.prev_commit = p.end;
-            send(out, self.checkpoint(p.end)).await?;
+            self.send_checkpoint(out, p.end).await?;
             self.retention.sent(p.end, Some(p.commit_time_ms));
             self.start = p.end;
         }
@@ -406,30 +426,43 @@ impl Stream {
     /// there lets the slot advance even when the captured tables are idle.
     async fn sent_up_to(&mut self, end: u64, out: &mpsc::Sender<SourceItem>) -> Result<(), Error> {
         if !self.decoder.in_transaction() && end > self.start {
-            send(out, self.checkpoint(end)).await?;
+            self.send_checkpoint(out, end).await?;
             self.retention.sent(end, None);
             self.start = end;
         }
         Ok(())
     }
 
-    fn checkpoint(&self, position: u64) -> SourceItem {
-        SourceItem::Checkpoint(Checkpoint {
+    /// Sends a checkpoint at `position`, with the predecessor and snapshot
+    /// state as they are now.
+    pub(crate) async fn send_checkpoint(
+        &mut self,
+        out: &mpsc::Sender<SourceItem>,
+        position: u64,
+    ) -> Result<(), Error> {
+        let checkpoint = Checkpoint {
             position,
             snapshot_complete: self.snapshot_complete,
             last_commit: Some(self.prev_commit),
-        })
+        };
+        send(out, SourceItem::Checkpoint(checkpoint)).await?;
+        self.sent = Some(checkpoint);
+        Ok(())
     }
 
     /// Shutdown: let the pipeline flush what it has, then confirm its final
-    /// durable position to the server.
+    /// durable position to the server (on `session`; without one, the next
+    /// start confirms it).
     pub(crate) async fn finish(
         self,
-        mut session: ReplicationClient,
+        session: Option<ReplicationClient>,
         mut links: SourceLinks,
     ) -> Result<(), Error> {
         drop(links.out);
         while links.durable.changed().await.is_ok() {}
+        let Some(mut session) = session else {
+            return Ok(());
+        };
         let final_pos = (*links.durable.borrow()).max(self.acked);
         if final_pos > 0 {
             session.update_applied_lsn(Lsn::from_u64(final_pos));

@@ -184,6 +184,71 @@ fn crash_mid_snapshot_restarts_it_and_delivers_the_changes_in_between() {
 }
 
 #[test]
+fn a_server_restart_mid_snapshot_takes_it_again_without_exiting() {
+    let rows = 20_000;
+    let pg = PgCluster::start();
+    let rt = runtime();
+    let db = rt.block_on(pg.create_db("app"));
+    rt.block_on(db.batch_execute(&format!(
+        "CREATE TABLE t (id int PRIMARY KEY, n int NOT NULL);
+         INSERT INTO t SELECT g, 0 FROM generate_series(1, {rows}) g;"
+    )))
+    .unwrap();
+    let dir = workdir();
+    let release = dir.path().join("release");
+    let mut t = Tributary::start_with_env(
+        dir.path(),
+        &config(
+            dir.path(),
+            &pg.url("app"),
+            &["public.t"],
+            "snapshot_parallelism = 2",
+        ),
+        &[
+            ("TRIBUTARY_FAULT", "snapshot.piece_sent:3"),
+            ("TRIBUTARY_FAULT_RELEASE", release.to_str().unwrap()),
+        ],
+    );
+    // Three pieces of the snapshot are out; the server restarts under it.
+    wait_until(&t, Duration::from_secs(60), || {
+        t.log().contains("snapshot.piece_sent reached")
+    });
+    let delivered: Vec<i64> = read_records(&t.events)
+        .iter()
+        .map(|r| r["key"]["id"].as_i64().unwrap())
+        .collect();
+    pg.stop();
+    pg.restart();
+    let db = rt.block_on(pg.client("app"));
+    // Changes to rows a consumer may already have, while no snapshot runs.
+    rt.block_on(db.batch_execute(&format!(
+        "DELETE FROM t WHERE id IN ({}); UPDATE t SET n = 7 WHERE id % 100 = 0;",
+        delivered
+            .iter()
+            .take(5)
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    )))
+    .unwrap();
+    std::fs::write(&release, b"").unwrap();
+    wait_until_rebuilt_equals_source(&t, &rt, &db, Duration::from_secs(120));
+    assert!(t.try_exit().is_none(), "exited:\n{}", t.log());
+    assert_contains_all(
+        &t.log(),
+        &[
+            "connection to the server lost before streaming; starting over",
+            "catching up the slot to the new snapshot's point",
+        ],
+    );
+    // Streaming works after it, and SIGTERM ends it cleanly.
+    rt.block_on(db.batch_execute("INSERT INTO t VALUES (0, 0)"))
+        .unwrap();
+    wait_until_rebuilt_equals_source(&t, &rt, &db, Duration::from_secs(60));
+    assert!(t.terminate().success(), "{}", t.log());
+}
+
+#[test]
 fn a_restarted_snapshot_splits_concurrent_writes_exactly_at_its_point() {
     let pg = PgCluster::start();
     let rt = runtime();

@@ -298,6 +298,12 @@ impl Emitter<'_> {
         self.out
             .send(SourceItem::Events(events))
             .await
-            .map_err(|_| Error::PipelineClosed)
+            .map_err(|_| Error::PipelineClosed)?;
+        if tributary_core::fault::holds(tributary_core::fault::SNAPSHOT_PIECE_SENT) {
+            while !tributary_core::fault::released() {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+        Ok(())
     }
 }
