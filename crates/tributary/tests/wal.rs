@@ -210,7 +210,8 @@ fn a_broken_stream_reconnects_and_loses_nothing() {
     writer.join().unwrap();
     wait_until_rebuilt_equals_source(&t, &rt, &db, Duration::from_secs(90));
     assert!(
-        t.log().contains("replication stream broke; reconnecting"),
+        t.log()
+            .contains("connection to the server lost; reconnecting"),
         "{}",
         t.log()
     );
