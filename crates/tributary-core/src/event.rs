@@ -228,10 +228,9 @@ impl fmt::Display for EventId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{}:{:X}/{:X}:{}",
+            "{}:{}:{}",
             self.source,
-            self.commit >> 32,
-            self.commit & 0xFFFF_FFFF,
+            crate::Lsn(self.commit),
             self.ordinal
         )
     }

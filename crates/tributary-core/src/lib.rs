@@ -8,7 +8,9 @@ pub mod clock;
 pub mod debezium;
 mod event;
 pub mod fault;
+mod lsn;
 mod value;
 
 pub use event::{ChangeEvent, EventId, Op, Row, SnapshotMarker, SourceInfo, TableRef};
+pub use lsn::{Lsn, LsnParseError};
 pub use value::{CompactString, Value};

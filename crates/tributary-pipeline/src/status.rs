@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use tokio::sync::watch;
-use tributary_core::{ChangeEvent, Op, TableRef};
+use tributary_core::{ChangeEvent, Lsn, Op, TableRef};
 use tributary_postgres::SourceHealth;
 
 /// Counters of one sink.
@@ -28,11 +28,6 @@ struct SinkStats {
 pub struct StatusBoard {
     sources: Mutex<BTreeMap<String, watch::Receiver<SourceHealth>>>,
     sinks: Mutex<BTreeMap<String, SinkStats>>,
-}
-
-/// `0/1A2B3C`, PostgreSQL's notation for a WAL position.
-fn lsn(position: u64) -> String {
-    format!("{:X}/{:X}", position >> 32, position & 0xFFFF_FFFF)
 }
 
 impl StatusBoard {
@@ -91,8 +86,8 @@ impl StatusBoard {
                     name.clone(),
                     json!({
                         "slot": h.slot,
-                        "position": lsn(h.position),
-                        "confirmed": lsn(h.confirmed),
+                        "position": Lsn(h.position).to_string(),
+                        "confirmed": Lsn(h.confirmed).to_string(),
                         "lag_bytes": h.lag_bytes,
                         "lag_seconds": h.lag_seconds,
                         "retained_wal_bytes": h.retained_bytes,

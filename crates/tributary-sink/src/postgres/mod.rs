@@ -477,7 +477,7 @@ async fn store_position<C: tokio_postgres::GenericClient>(
     source: &str,
     (commit, ordinal): Position,
 ) -> Result<(), SinkError> {
-    let lsn = format!("{:X}/{:X}", commit >> 32, commit & 0xFFFF_FFFF);
+    let lsn = tributary_core::Lsn(commit).to_string();
     tx.execute(
         &format!(
             "INSERT INTO {table} (sink, source, lsn, ordinal) VALUES ($1, $2, $3::text::pg_lsn, $4) \

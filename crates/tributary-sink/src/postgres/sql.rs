@@ -103,14 +103,8 @@ fn write_values(out: &mut Vec<u8>, row: Option<&Row>) {
 }
 
 fn write_position(out: &mut Vec<u8>, event: &ChangeEvent) {
-    let c = event.id.commit;
-    let _ = write!(
-        out,
-        "\"{:X}/{:X}\",{}",
-        c >> 32,
-        c & 0xFFFF_FFFF,
-        event.id.ordinal
-    );
+    let lsn = tributary_core::Lsn(event.id.commit);
+    let _ = write!(out, "\"{lsn}\",{}", event.id.ordinal);
 }
 
 /// `[[…], …]` into `out` (cleared first): one inner array per event, its
