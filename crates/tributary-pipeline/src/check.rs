@@ -22,7 +22,7 @@ pub(crate) fn postgres_config(src: &SourceConfig) -> Result<PostgresSourceConfig
     let connection = ConnectionConfig::parse(&src.url, src.password()?).map_err(|error| {
         PipelineError::Source {
             source_name: src.name.clone(),
-            error,
+            error: error.into(),
         }
     })?;
     Ok(PostgresSourceConfig {

@@ -4,15 +4,9 @@
 /// [`Error::detail`] and [`Error::hint`] follow PostgreSQL's error style.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("invalid PostgreSQL URL: {reason}")]
-    InvalidUrl { reason: String },
-
-    #[error("could not connect to PostgreSQL at {target}")]
-    Connect {
-        target: String,
-        #[source]
-        source: tokio_postgres::Error,
-    },
+    /// An unusable URL, or a query connection that could not be opened.
+    #[error(transparent)]
+    Client(#[from] tributary_pg::Error),
 
     #[error("could not open a replication connection to {target}")]
     ReplicationConnect {
@@ -108,7 +102,8 @@ impl Error {
             Error::Stream { .. }
             | Error::ReplicationConnect { .. }
             | Error::QueryConnectionLost { .. } => true,
-            Error::Connect { source, .. } | Error::Query { source, .. } => lost_connection(source),
+            Error::Client(tributary_pg::Error::Connect { source, .. })
+            | Error::Query { source, .. } => lost_connection(source),
             _ => false,
         }
     }
@@ -151,13 +146,15 @@ impl Error {
     /// What to do about it, for the `hint:` line.
     pub fn hint(&self) -> Option<String> {
         Some(match self {
-            Error::InvalidUrl { .. } => "use the form postgres://USER@HOST:PORT/DATABASE".into(),
-            Error::Connect { .. } | Error::ReplicationConnect { .. } if self.is_tls_failure() => {
+            Error::Client(tributary_pg::Error::InvalidUrl { .. }) => {
+                "use the form postgres://USER@HOST:PORT/DATABASE".into()
+            }
+            Error::Client(_) | Error::ReplicationConnect { .. } if self.is_tls_failure() => {
                 "check the URL's sslmode and sslrootcert (the CA file that signed the server's \
                  certificate); verify-full also needs the host name in the certificate"
                     .into()
             }
-            Error::Connect { .. } | Error::ReplicationConnect { .. } => {
+            Error::Client(_) | Error::ReplicationConnect { .. } => {
                 "check that the server is running, the URL is right and pg_hba.conf admits this \
                  user (with \"replication\" access for the replication connection)"
                     .into()

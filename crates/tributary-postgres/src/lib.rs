@@ -2,9 +2,10 @@
 //! exported snapshot, then logical replication with `pgoutput`.
 //!
 //! Layout, in the order data flows:
-//! - [`connection`]: URL parsing, query and replication sessions (and
+//! - `tributary_pg` (a crate of its own, shared with the PostgreSQL sink):
+//!   URL parsing, TLS, query and replication session settings; here,
 //!   `query_session`: the streaming source's query connection, reopened
-//!   after a server restart);
+//!   after a server restart;
 //! - [`slot`]: the publication and the replication slot;
 //! - [`catalog`]: table shapes, key columns, type resolution;
 //! - [`snapshot`] (with [`copy_text`]): the initial read, in parallel
@@ -20,7 +21,6 @@
 
 pub mod catalog;
 pub mod changes;
-pub mod connection;
 pub mod copy_text;
 mod error;
 pub mod pgoutput;
@@ -31,15 +31,14 @@ pub mod slot;
 pub mod snapshot;
 pub mod source;
 mod stream;
-mod tls;
 pub mod toast;
 pub mod value_mapping;
 pub mod wal_retention;
 
-pub use connection::ConnectionConfig;
 pub use error::Error;
 pub use snapshot::SnapshotOptions;
 pub use source::{
     PostgresSource, PostgresSourceConfig, SlotLost, SnapshotMode, SourceItem, SourceLinks,
 };
+pub use tributary_pg::{quote_ident, quote_literal, quote_table, ConnectionConfig};
 pub use wal_retention::SourceHealth;

@@ -7,9 +7,9 @@
 
 use tokio_postgres::Client;
 
-use crate::connection::{quote_ident, quote_table};
 use crate::source::{PostgresSourceConfig, SlotLost};
 use crate::Error;
+use tributary_pg::{quote_ident, quote_table};
 
 /// How a check came out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

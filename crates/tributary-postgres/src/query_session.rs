@@ -15,8 +15,8 @@
 use tokio::sync::watch;
 use tokio_postgres::Client;
 
-use crate::connection::ConnectionConfig;
 use crate::Error;
+use tributary_pg::ConnectionConfig;
 
 /// A query connection that can be replaced, and tells when it has ended.
 pub(crate) struct QuerySession {

@@ -15,8 +15,8 @@ use std::fmt::Write as _;
 use tokio_postgres::Client;
 use tributary_core::TableRef;
 
-use crate::connection::{quote_ident, quote_literal, quote_table};
 use crate::Error;
+use tributary_pg::{quote_ident, quote_literal, quote_table};
 
 /// What the admin asked for.
 #[derive(Debug, Clone)]

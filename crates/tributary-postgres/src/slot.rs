@@ -4,8 +4,8 @@ use pgwire_replication::ReplicationClient;
 use tokio_postgres::Client;
 use tributary_core::TableRef;
 
-use crate::connection::{quote_ident, quote_literal, quote_table};
 use crate::Error;
+use tributary_pg::{quote_ident, quote_literal, quote_table};
 
 /// State of an existing slot.
 #[derive(Debug, Clone)]

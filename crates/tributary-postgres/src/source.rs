@@ -28,7 +28,6 @@ use tributary_state::{Checkpoint, StateStore};
 
 use crate::catalog::{self, TableShape, TypeCache};
 use crate::changes::{ChangeDecoder, SourceContext};
-use crate::connection::ConnectionConfig;
 use crate::query_session::QuerySession;
 use crate::slot::{self, SlotCreation, SlotState};
 use crate::snapshot::{self, SnapshotOptions};
@@ -37,6 +36,7 @@ use crate::toast::StoredRowImages;
 use crate::value_mapping::MappingOptions;
 use crate::wal_retention::{SourceHealth, WalRetention};
 use crate::Error;
+use tributary_pg::ConnectionConfig;
 
 /// When to take a snapshot (`snapshot` in the config).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

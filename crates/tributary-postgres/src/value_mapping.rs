@@ -12,8 +12,7 @@
 use tributary_core::{CompactString, Value};
 
 /// Startup options for every session whose text output we parse.
-pub const SESSION_OPTIONS: &str = "-c datestyle=ISO,YMD -c intervalstyle=iso_8601 -c timezone=UTC \
-     -c extra_float_digits=3 -c bytea_output=hex -c lc_monetary=C -c client_encoding=UTF8";
+pub use tributary_pg::SESSION_OPTIONS;
 
 /// How `numeric`, `decimal` and `money` are emitted (Debezium's `decimal.handling.mode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

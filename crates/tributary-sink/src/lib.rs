@@ -61,7 +61,7 @@ pub enum SinkError {
         source: tokio_postgres::Error,
     },
     #[error("could not connect to the PostgreSQL target")]
-    PostgresConnect(#[source] tributary_postgres::Error),
+    PostgresConnect(#[source] tributary_pg::Error),
     #[error("the PostgreSQL target connection is closed")]
     PostgresClosed,
     #[error("no definition for target table of {table}: {reason}")]
@@ -75,9 +75,7 @@ impl SinkError {
     pub fn detail(&self) -> Option<String> {
         let pg = match self {
             SinkError::Postgres { source, .. } => Some(source),
-            SinkError::PostgresConnect(tributary_postgres::Error::Connect { source, .. }) => {
-                Some(source)
-            }
+            SinkError::PostgresConnect(tributary_pg::Error::Connect { source, .. }) => Some(source),
             _ => None,
         };
         if let Some(db) = pg.and_then(|e| e.as_db_error()) {

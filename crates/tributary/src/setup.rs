@@ -5,8 +5,8 @@ use std::process::ExitCode;
 
 use clap::Args;
 use tributary_pipeline::config::parse_table;
-use tributary_postgres::connection::ConnectionConfig;
 use tributary_postgres::setup::{self, SetupRequest};
+use tributary_postgres::ConnectionConfig;
 
 use crate::report;
 
@@ -54,7 +54,7 @@ pub fn postgres(args: PostgresSetup) -> ExitCode {
     };
     let connection = match ConnectionConfig::parse(&args.url, None) {
         Ok(c) => c,
-        Err(e) => return report::postgres(&e, 2),
+        Err(e) => return report::postgres(&e.into(), 2),
     };
     let publication = args
         .publication
@@ -73,7 +73,7 @@ pub fn postgres(args: PostgresSetup) -> ExitCode {
     runtime.block_on(async {
         let mut client = match connection.connect().await {
             Ok(c) => c,
-            Err(e) => return report::postgres(&e, 1),
+            Err(e) => return report::postgres(&e.into(), 1),
         };
         let plan = match setup::plan(&client, &request).await {
             Ok(p) => p,

@@ -14,7 +14,7 @@
 //! upper bound anyway.
 
 use crate::catalog::TableShape;
-use crate::connection::{quote_ident, quote_table};
+use tributary_pg::{quote_ident, quote_table};
 
 /// Chunks smaller than this (8 MB of 8 kB pages) are not worth a separate
 /// COPY: per-chunk overhead is a statement and a scan setup. A smaller

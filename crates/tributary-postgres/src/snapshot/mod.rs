@@ -30,7 +30,6 @@ use tributary_core::{ChangeEvent, SnapshotMarker};
 
 use crate::catalog::TableShape;
 use crate::changes::SourceContext;
-use crate::connection::{quote_table, ConnectionConfig};
 use crate::slot::set_snapshot_sql;
 use crate::source::SourceItem;
 use crate::toast::StoredRowImages;
@@ -38,6 +37,7 @@ use crate::wal_retention::SourceHealth;
 use crate::Error;
 use chunk::TableSize;
 use progress::Progress;
+use tributary_pg::{quote_table, ConnectionConfig};
 use worker::{ChunkQueue, EventTemplate, Piece, Worker};
 
 /// How a snapshot is spread over sessions (`snapshot_parallelism`,

@@ -22,8 +22,8 @@ use std::sync::Arc;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Statement};
 use tributary_core::{debezium, ChangeEvent, Op, TableRef};
-use tributary_postgres::connection::quote_ident;
-use tributary_postgres::ConnectionConfig;
+use tributary_pg::quote_ident;
+use tributary_pg::ConnectionConfig;
 
 pub use schema::{SchemaSource, TableDefinition};
 

@@ -15,7 +15,7 @@ use std::pin::Pin;
 
 use tokio_postgres::Client;
 use tributary_core::TableRef;
-use tributary_postgres::connection::quote_ident;
+use tributary_pg::quote_ident;
 
 use crate::SinkError;
 

@@ -6,7 +6,7 @@
 use std::io::Write;
 
 use tributary_core::{debezium, ChangeEvent, Row};
-use tributary_postgres::connection::quote_ident;
+use tributary_pg::quote_ident;
 
 use super::schema::{convert, TargetTable, ID, LSN, OP, ORDINAL, TS};
 

@@ -1,4 +1,4 @@
-//! Connection settings of one PostgreSQL source, shared by the query
+//! Connection settings of one PostgreSQL server, shared by the query
 //! connection (tokio-postgres) and the replication connection
 //! (pgwire-replication).
 
@@ -9,9 +9,13 @@ use tokio_postgres::Client;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::tls::{self, TlsOptions};
-
-use crate::value_mapping::SESSION_OPTIONS;
 use crate::Error;
+
+/// Startup options for every session whose text output is parsed or
+/// written: ISO dates, ISO-8601 intervals, UTC, hex bytea, C-locale money,
+/// round-trip floats, UTF-8.
+pub const SESSION_OPTIONS: &str = "-c datestyle=ISO,YMD -c intervalstyle=iso_8601 -c timezone=UTC \
+     -c extra_float_digits=3 -c bytea_output=hex -c lc_monetary=C -c client_encoding=UTF8";
 
 /// A parsed `postgres://` URL, with the password kept out of `Debug` output.
 #[derive(Clone)]
@@ -89,7 +93,7 @@ impl ConnectionConfig {
 
     /// [`ConnectionConfig::connect`], with a flag that turns `true` once the
     /// connection has ended (closed by the server, or broken).
-    pub(crate) async fn connect_watched(
+    pub async fn connect_watched(
         &self,
     ) -> Result<(Client, tokio::sync::watch::Receiver<bool>), Error> {
         let (client, connection) =
