@@ -4,6 +4,7 @@
 //! (today: Debezium-compatible JSON, see [`debezium`]). Keeping the model free of
 //! any wire format is what lets one pipeline serve brokers, files and databases.
 
+pub mod check;
 pub mod clock;
 pub mod debezium;
 mod event;

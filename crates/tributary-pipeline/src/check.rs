@@ -4,7 +4,8 @@
 
 use std::path::Path;
 
-use tributary_postgres::preflight::{self, Finding, Outcome};
+use tributary_core::check::{Finding, Outcome};
+use tributary_postgres::preflight;
 use tributary_postgres::{ConnectionConfig, PostgresSourceConfig};
 
 use crate::config::{Config, SinkConfig, SourceConfig};

@@ -3,8 +3,9 @@
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, watch, Mutex};
+use tributary_core::check::{Finding, Outcome};
 use tributary_core::ChangeEvent;
-use tributary_postgres::preflight::{self, Finding, Outcome};
+use tributary_postgres::preflight;
 use tributary_postgres::ConnectionConfig;
 use tributary_postgres::{
     PostgresSource, PostgresSourceConfig, SourceHealth, SourceItem, SourceLinks,

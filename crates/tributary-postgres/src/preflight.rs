@@ -11,48 +11,7 @@ use crate::source::{PostgresSourceConfig, SlotLost};
 use crate::Error;
 use tributary_pg::{quote_ident, quote_table};
 
-/// How a check came out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    Ok,
-    /// Works, but something the user should know (it does not fail `check`).
-    Warn,
-    Fail,
-}
-
-/// One line of the report.
-#[derive(Debug, Clone)]
-pub struct Finding {
-    pub outcome: Outcome,
-    pub message: String,
-    pub hint: Option<String>,
-}
-
-impl Finding {
-    fn ok(message: impl Into<String>) -> Self {
-        Self {
-            outcome: Outcome::Ok,
-            message: message.into(),
-            hint: None,
-        }
-    }
-
-    fn warn(message: impl Into<String>, hint: impl Into<String>) -> Self {
-        Self {
-            outcome: Outcome::Warn,
-            message: message.into(),
-            hint: Some(hint.into()),
-        }
-    }
-
-    fn fail(message: impl Into<String>, hint: impl Into<String>) -> Self {
-        Self {
-            outcome: Outcome::Fail,
-            message: message.into(),
-            hint: Some(hint.into()),
-        }
-    }
-}
+pub use tributary_core::check::{Finding, Outcome};
 
 /// Connects and checks the server, the role, each table, the publication
 /// and the slot. A connection failure is returned as the error itself (the

@@ -5,9 +5,9 @@
 use std::path::Path;
 use std::process::ExitCode;
 
+use tributary_core::check::Outcome;
 use tributary_pipeline::check;
 use tributary_pipeline::Config;
-use tributary_postgres::preflight::Outcome;
 
 use crate::report;
 
