@@ -13,7 +13,7 @@
 //! - [`pgoutput`]: the protocol decoder (fuzzed);
 //! - [`changes`] (with [`value_mapping`] and [`toast`]): messages → events;
 //! - [`source`]: the orchestration the pipeline runs (which slot, which
-//!   snapshot), then `stream`: the streaming phase, also the bounded
+//!   snapshot, decided by `start`'s pure plan), then `stream`: the streaming phase, also the bounded
 //!   catch-up before a later snapshot, with [`wal_retention`] (heartbeats,
 //!   slot lag) keeping retained WAL bounded;
 //! - [`preflight`] and [`setup`]: the checks of `check`/`run` and the
@@ -30,6 +30,7 @@ pub mod setup;
 pub mod slot;
 pub mod snapshot;
 pub mod source;
+mod start;
 mod stream;
 pub mod toast;
 pub mod value_mapping;

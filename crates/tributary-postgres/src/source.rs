@@ -31,6 +31,7 @@ use crate::changes::{ChangeDecoder, SourceContext};
 use crate::query_session::QuerySession;
 use crate::slot::{self, SlotCreation, SlotState};
 use crate::snapshot::{self, SnapshotOptions};
+use crate::start::{plan_start, SlotAtStart, StartPlan};
 use crate::stream::{gated_session, Backoff, Ended, Stream};
 use crate::toast::StoredRowImages;
 use crate::value_mapping::MappingOptions;
@@ -209,13 +210,13 @@ impl PostgresSource {
             shapes.push(catalog::table_shape(client, &mut stream.types, table).await?);
         }
         let existing = slot::slot_state(client, &cfg.slot).await?;
-        let snapshot_done = resume.is_some_and(|c| c.snapshot_complete);
-        let lost = match &existing {
-            Some(state) => state.is_lost(),
-            None => resume.is_some(),
+        let at_start = match &existing {
+            None => SlotAtStart::Missing,
+            Some(state) if state.is_lost() => SlotAtStart::Lost,
+            Some(_) => SlotAtStart::Usable,
         };
-        let resnapshot = lost && cfg.on_slot_lost == SlotLost::Resnapshot;
-        if resnapshot {
+        let decision = plan_start(at_start, resume, cfg.snapshot, cfg.on_slot_lost, first);
+        if decision.resnapshot {
             tracing::error!(
                 source = %cfg.name,
                 slot = %cfg.slot,
@@ -223,58 +224,40 @@ impl PostgresSource {
                  taking a new snapshot"
             );
         }
-        let need_snapshot = resnapshot
-            || match cfg.snapshot {
-                // At every start of the process, not again when this run
-                // starts over after its snapshot was read.
-                SnapshotMode::Always => first || !snapshot_done,
-                SnapshotMode::Initial => !snapshot_done,
-                SnapshotMode::Never => false,
-            };
+        if decision.interrupted {
+            tracing::warn!(
+                source = %cfg.name,
+                "the previous snapshot was interrupted; it restarts from the beginning \
+                 (rows already delivered are delivered again, after the changes made since)"
+            );
+        }
         let snapshot = SnapshotInputs {
             ctx,
             shapes: &shapes,
         };
-        if need_snapshot {
-            if resume.is_some() && !snapshot_done && !resnapshot {
-                tracing::warn!(
-                    source = %cfg.name,
-                    "the previous snapshot was interrupted; it restarts from the beginning \
-                     (rows already delivered are delivered again, after the changes made since)"
-                );
+        let session = match (decision.plan, &existing) {
+            (StartPlan::SnapshotOnKeptSlot, Some(kept)) => {
+                return self
+                    .snapshot_on_kept_slot(stream, &snapshot, kept, resume, links)
+                    .await;
             }
-            return match existing.clone().filter(|s| !s.is_lost()) {
-                Some(kept) => {
-                    self.snapshot_on_kept_slot(stream, &snapshot, &kept, resume, links)
-                        .await
-                }
-                None => self
-                    .snapshot_on_new_slot(stream, &snapshot, existing.is_some(), links)
+            (StartPlan::SnapshotOnNewSlot { drop_existing }, _) => {
+                return self
+                    .snapshot_on_new_slot(stream, &snapshot, drop_existing, links)
                     .await
-                    .map(Begun::Streaming),
-            };
-        }
-        let session = match (&existing, resume) {
-            (Some(state), _) if state.is_lost() => {
+                    .map(Begun::Streaming);
+            }
+            (StartPlan::FailSlotInvalidated, _) => {
                 return Err(Error::SlotInvalidated {
                     slot: cfg.slot.clone(),
                 });
             }
-            (None, Some(_)) => {
+            (StartPlan::FailSlotMissing, _) => {
                 return Err(Error::SlotMissing {
                     slot: cfg.slot.clone(),
                 });
             }
-            (None, None) => {
-                let mut session = gated_session(cfg, &cfg.slot, 0, 0).await?;
-                let created =
-                    slot::create_slot(&mut session, &cfg.slot, SlotCreation::NoSnapshot).await?;
-                stream.start = created.consistent_point;
-                stream.prev_commit = created.consistent_point;
-                stream.acked = created.consistent_point;
-                session
-            }
-            (Some(state), resume) => {
+            (StartPlan::Resume, Some(state)) => {
                 let start = resume.map_or(state.confirmed_flush, |c| c.position);
                 warn_if_advanced(cfg, start, state);
                 stream.start = start.max(state.confirmed_flush);
@@ -286,6 +269,18 @@ impl PostgresSource {
                 };
                 stream.acked = stream.acked.max(state.confirmed_flush);
                 gated_session(cfg, &cfg.slot, stream.start, stream.acked).await?
+            }
+            (StartPlan::StreamOnNewSlot, _) => {
+                let mut session = gated_session(cfg, &cfg.slot, 0, 0).await?;
+                let created =
+                    slot::create_slot(&mut session, &cfg.slot, SlotCreation::NoSnapshot).await?;
+                stream.start = created.consistent_point;
+                stream.prev_commit = created.consistent_point;
+                stream.acked = created.consistent_point;
+                session
+            }
+            (plan @ (StartPlan::SnapshotOnKeptSlot | StartPlan::Resume), None) => {
+                unreachable!("plan_start chose {plan:?} for a slot that does not exist")
             }
         };
         Ok(Begun::Streaming(session))
