@@ -10,6 +10,7 @@ pub mod debezium;
 mod event;
 pub mod fault;
 mod lsn;
+pub mod source;
 mod value;
 
 pub use event::{ChangeEvent, EventId, Op, Row, SnapshotMarker, SourceInfo, TableRef};

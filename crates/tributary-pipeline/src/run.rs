@@ -4,12 +4,11 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, watch, Mutex};
 use tributary_core::check::{Finding, Outcome};
+use tributary_core::source::{SourceHealth, SourceItem, SourceLinks};
 use tributary_core::ChangeEvent;
 use tributary_postgres::preflight;
 use tributary_postgres::ConnectionConfig;
-use tributary_postgres::{
-    PostgresSource, PostgresSourceConfig, SourceHealth, SourceItem, SourceLinks,
-};
+use tributary_postgres::{PostgresSource, PostgresSourceConfig};
 use tributary_sink::{
     FileSink, HttpSink, KafkaSink, NatsSink, PostgresOptions, PostgresSink, RecordOptions, Sink,
     SinkError, StdoutSink,

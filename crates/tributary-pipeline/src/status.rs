@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use tokio::sync::watch;
+use tributary_core::source::SourceHealth;
 use tributary_core::{ChangeEvent, Lsn, Op, TableRef};
-use tributary_postgres::SourceHealth;
 
 /// Counters of one sink.
 #[derive(Debug, Clone, Default)]

@@ -22,8 +22,8 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use pgwire_replication::{Lsn, ReplicationClient};
-use tokio::sync::{mpsc, watch};
-use tributary_core::{ChangeEvent, TableRef};
+pub use tributary_core::source::{SourceItem, SourceLinks};
+use tributary_core::TableRef;
 use tributary_state::{Checkpoint, StateStore};
 
 use crate::catalog::{self, TableShape, TypeCache};
@@ -35,7 +35,7 @@ use crate::start::{plan_start, SlotAtStart, StartPlan};
 use crate::stream::{gated_session, Backoff, Ended, Stream};
 use crate::toast::StoredRowImages;
 use crate::value_mapping::MappingOptions;
-use crate::wal_retention::{SourceHealth, WalRetention};
+use crate::wal_retention::WalRetention;
 use crate::Error;
 use tributary_pg::ConnectionConfig;
 
@@ -81,29 +81,9 @@ pub enum SlotLost {
     Resnapshot,
 }
 
-/// What the source hands the pipeline, in order.
-#[derive(Debug)]
-pub enum SourceItem {
-    Events(Vec<ChangeEvent>),
-    /// Every event of every transaction committed up to its `position` has
-    /// been sent; once durable in all sinks, `position` may be confirmed.
-    Checkpoint(Checkpoint),
-}
-
 pub struct PostgresSource {
     cfg: PostgresSourceConfig,
     store: StateStore,
-}
-
-/// Channels between the source and the pipeline.
-pub struct SourceLinks {
-    pub out: mpsc::Sender<SourceItem>,
-    /// Position durable in every sink (closed when the pipeline is done).
-    pub durable: watch::Receiver<u64>,
-    /// Becomes `true` on SIGINT/SIGTERM.
-    pub shutdown: watch::Receiver<bool>,
-    /// Positions, lag and snapshot progress, for `/status`.
-    pub health: watch::Sender<SourceHealth>,
 }
 
 impl PostgresSource {

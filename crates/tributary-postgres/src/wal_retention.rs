@@ -15,34 +15,13 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio_postgres::Client;
+pub use tributary_core::source::SourceHealth;
 
 /// Prefix of heartbeat messages (visible to other consumers of the slot).
 pub(crate) const HEARTBEAT_PREFIX: &str = "tributary.heartbeat";
 
 /// How often lag is measured when no heartbeat interval is set.
 const MEASURE_EVERY: Duration = Duration::from_secs(10);
-
-/// What the source reports about itself, for `/status` and `tributary status`.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct SourceHealth {
-    /// The slot's name.
-    pub slot: String,
-    /// End of the last transaction (or heartbeat) sent to the pipeline.
-    pub position: u64,
-    /// Position durable in every sink, confirmed to the server.
-    pub confirmed: u64,
-    /// Server WAL written but not yet confirmed by this source.
-    pub lag_bytes: u64,
-    /// Age of the oldest commit not yet durable in every sink.
-    pub lag_seconds: f64,
-    /// WAL the server keeps for the slot (from `restart_lsn`).
-    pub retained_bytes: u64,
-    /// `max_lag_bytes` exceeded at the last measurement.
-    pub lag_alarm: bool,
-    /// Rows read per table during the snapshot: (table, rows, estimated rows).
-    pub snapshot: Vec<(String, u64, u64)>,
-    pub snapshot_done: bool,
-}
 
 /// Heartbeats and lag measurement of one source.
 pub(crate) struct WalRetention {

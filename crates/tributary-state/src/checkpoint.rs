@@ -1,38 +1,14 @@
 //! Source checkpoints and per-sink positions, committed together.
 
 use redb::{ReadableDatabase, TableDefinition};
-use serde::{Deserialize, Serialize};
+
+pub use tributary_core::source::Checkpoint;
 
 use crate::{StateError, StateStore};
 
 pub(crate) const CHECKPOINTS: TableDefinition<&str, &str> = TableDefinition::new("checkpoints");
 pub(crate) const SINK_POSITIONS: TableDefinition<(&str, &str), u64> =
     TableDefinition::new("sink_positions");
-
-/// What a source needs to resume: the position durable in every sink.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Checkpoint {
-    /// Source position (PostgreSQL: end LSN of the last durable transaction,
-    /// or the slot's consistent point right after the snapshot).
-    pub position: u64,
-    /// The initial snapshot finished and is durable in every sink.
-    pub snapshot_complete: bool,
-    /// End of the last transaction the source sent before `position` (or
-    /// the snapshot's point when none followed it): what the next
-    /// transaction names as its predecessor (Debezium's `sequence[0]`). It
-    /// is stored so that a replay after a crash writes the same event
-    /// payloads as the first delivery. `None` in state written before it
-    /// was kept; a resume then takes `position`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_commit: Option<u64>,
-}
-
-impl Checkpoint {
-    /// The predecessor the next transaction after this checkpoint names.
-    pub fn last_commit(&self) -> u64 {
-        self.last_commit.unwrap_or(self.position)
-    }
-}
 
 impl StateStore {
     pub fn checkpoint(&self, source: &str) -> Result<Option<Checkpoint>, StateError> {

@@ -5,8 +5,10 @@
 //! calls and rocksdb a long C++ build. One file, `state.redb`, holds:
 //! - per source, the checkpoint: the position every sink has made durable,
 //!   and whether the initial snapshot finished;
-//! - per sink, its own durable position (a sink ahead of the others skips what
-//!   it already has on restart);
+//! - per sink, a position, written with each checkpoint. Today it is always
+//!   the checkpoint's own position (every sink is confirmed together) and
+//!   nothing reads it back; a sink that keeps its own durable position, and
+//!   skips on restart what it already has, is not built yet;
 //! - remembered row images of large values, so an unchanged TOASTed value is
 //!   filled instead of reaching a sink as a placeholder (see `row_images`).
 //!

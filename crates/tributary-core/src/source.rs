@@ -1,0 +1,83 @@
+//! The contract between a source and the pipeline: what a source sends, the
+//! channels it is given, the checkpoint it resumes from, and what it reports
+//! about itself.
+//!
+//! A source never confirms a position on its own. It sends events and
+//! checkpoints over a bounded channel (so a slow sink slows capture); the
+//! pipeline reports back, on `durable`, the position every sink has made
+//! durable, and only that may be confirmed to the server. Positions are the
+//! source's own (a PostgreSQL LSN today), totally ordered per source.
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, watch};
+
+use crate::ChangeEvent;
+
+/// What a source needs to resume: the position durable in every sink. The
+/// state store keeps it per source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// Source position (PostgreSQL: end LSN of the last durable transaction,
+    /// or the slot's consistent point right after the snapshot).
+    pub position: u64,
+    /// The initial snapshot finished and is durable in every sink.
+    pub snapshot_complete: bool,
+    /// End of the last transaction the source sent before `position` (or
+    /// the snapshot's point when none followed it): what the next
+    /// transaction names as its predecessor (Debezium's `sequence[0]`). It
+    /// is stored so that a replay after a crash writes the same event
+    /// payloads as the first delivery. `None` in state written before it
+    /// was kept; a resume then takes `position`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_commit: Option<u64>,
+}
+
+impl Checkpoint {
+    /// The predecessor the next transaction after this checkpoint names.
+    pub fn last_commit(&self) -> u64 {
+        self.last_commit.unwrap_or(self.position)
+    }
+}
+
+/// What the source hands the pipeline, in order.
+#[derive(Debug)]
+pub enum SourceItem {
+    Events(Vec<ChangeEvent>),
+    /// Every event of every transaction committed up to its `position` has
+    /// been sent; once durable in all sinks, `position` may be confirmed.
+    Checkpoint(Checkpoint),
+}
+
+/// Channels between the source and the pipeline.
+pub struct SourceLinks {
+    pub out: mpsc::Sender<SourceItem>,
+    /// Position durable in every sink (closed when the pipeline is done).
+    pub durable: watch::Receiver<u64>,
+    /// Becomes `true` on SIGINT/SIGTERM.
+    pub shutdown: watch::Receiver<bool>,
+    /// Positions, lag and snapshot progress, for `/status`.
+    pub health: watch::Sender<SourceHealth>,
+}
+
+/// What the source reports about itself, for `/status` and `tributary status`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SourceHealth {
+    /// The source's cursor on the server (PostgreSQL: the replication slot).
+    pub slot: String,
+    /// Position of the last transaction (or heartbeat) sent to the pipeline.
+    pub position: u64,
+    /// Position durable in every sink, confirmed to the server.
+    pub confirmed: u64,
+    /// Log the server has written but this source has not confirmed, in bytes.
+    pub lag_bytes: u64,
+    /// Age of the oldest commit not yet durable in every sink.
+    pub lag_seconds: f64,
+    /// Log the server keeps for this source (PostgreSQL: from the slot's
+    /// `restart_lsn`), in bytes.
+    pub retained_bytes: u64,
+    /// `max_lag_bytes` exceeded at the last measurement.
+    pub lag_alarm: bool,
+    /// Rows read per table during the snapshot: (table, rows, estimated rows).
+    pub snapshot: Vec<(String, u64, u64)>,
+    pub snapshot_done: bool,
+}
