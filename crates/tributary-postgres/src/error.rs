@@ -104,6 +104,12 @@ impl Error {
             | Error::QueryConnectionLost { .. } => true,
             Error::Client(tributary_pg::Error::Connect { source, .. })
             | Error::Query { source, .. } => lost_connection(source),
+            // The connection broke while the slot was being created; a
+            // refusal by the server (no free slot, no grant) is not this.
+            Error::SlotCreate { source, .. } => matches!(
+                source,
+                pgwire_replication::PgWireError::Io(_) | pgwire_replication::PgWireError::Task(_)
+            ),
             _ => false,
         }
     }
@@ -213,4 +219,37 @@ fn lost_connection(e: &tokio_postgres::Error) -> bool {
         let code = c.code();
         code.starts_with("08") || code.starts_with("57P") || code == "53300"
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use pgwire_replication::PgWireError;
+
+    use super::*;
+
+    #[test]
+    fn connection_losses_are_told_from_refusals() {
+        let io = || PgWireError::Io(Arc::new(std::io::Error::other("reset")));
+        let slot = |source| Error::SlotCreate {
+            slot: "s".into(),
+            source,
+        };
+        assert!(Error::Stream { source: io() }.is_connection_loss());
+        assert!(Error::QueryConnectionLost { target: "t".into() }.is_connection_loss());
+        assert!(slot(io()).is_connection_loss());
+        assert!(slot(PgWireError::Task("worker ended".into())).is_connection_loss());
+        // The server said no: starting over would not help.
+        assert!(!slot(PgWireError::Server(
+            "all replication slots are in use".into()
+        ))
+        .is_connection_loss());
+        assert!(!Error::TableMissing { table: "t".into() }.is_connection_loss());
+        assert!(!Error::SlotMissing { slot: "s".into() }.is_connection_loss());
+        let url = Error::Client(tributary_pg::Error::InvalidUrl {
+            reason: "no host".into(),
+        });
+        assert!(!url.is_connection_loss());
+    }
 }
