@@ -137,16 +137,7 @@ impl Error {
 
     /// Whether the cause is the TLS handshake or certificate check.
     fn is_tls_failure(&self) -> bool {
-        use std::error::Error as _;
-        let mut cause = self.source();
-        while let Some(e) = cause {
-            let text = e.to_string();
-            if text.contains("certificate") || text.contains("TLS") || text.contains("tls") {
-                return true;
-            }
-            cause = e.source();
-        }
-        false
+        tributary_pg::is_tls_failure(self)
     }
 
     /// What to do about it, for the `hint:` line.
