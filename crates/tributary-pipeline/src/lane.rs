@@ -18,13 +18,28 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Mutex};
 use tributary_core::{fault, ChangeEvent};
-use tributary_sink::{Rejection, SinkError, Submitted};
+use tributary_sink::{Rejection, Sink, SinkError, Submitted};
 
+use crate::dead_letter::DeadLetters;
 use crate::retry::Backoff;
-use crate::run::{NamedSink, PipelineError};
+use crate::retry::RetryPolicy;
 use crate::status::{self, StatusBoard};
+use crate::transform::Transform;
+use crate::PipelineError;
+
+/// A sink with what the lane needs to write to it.
+pub(crate) struct NamedSink {
+    pub(crate) name: String,
+    pub(crate) sink: Mutex<Sink>,
+    pub(crate) retry: RetryPolicy,
+    /// Tables and columns this sink receives; `None`: everything as is.
+    pub(crate) transform: Option<Transform>,
+    /// `on_error = "dead_letter"`: where refused events go; `None`: stop.
+    pub(crate) dead_letters: Option<std::sync::Mutex<DeadLetters>>,
+    pub(crate) topic: String,
+}
 
 /// Batches each sink's queue holds: with back-pressure, a slow or down sink
 /// lets the others run ahead by at most this many batches.

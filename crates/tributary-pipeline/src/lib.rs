@@ -10,6 +10,7 @@ pub mod check;
 pub mod config;
 mod confirm;
 mod dead_letter;
+mod error;
 mod lane;
 pub mod retry;
 mod run;
@@ -18,5 +19,6 @@ pub mod status;
 pub mod transform;
 
 pub use config::{Config, ConfigError};
-pub use run::{run, PipelineError};
+pub use error::PipelineError;
+pub use run::run;
 pub use status::StatusBoard;

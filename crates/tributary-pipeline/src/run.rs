@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, watch, Mutex};
-use tributary_core::check::{Finding, Outcome};
+use tributary_core::check::Outcome;
 use tributary_core::source::{SourceHealth, SourceItem, SourceLinks};
 use tributary_core::ChangeEvent;
 use tributary_postgres::preflight;
@@ -13,138 +13,23 @@ use tributary_sink::{
     FileSink, HttpSink, KafkaSink, NatsSink, PostgresOptions, PostgresSink, RecordOptions, Sink,
     SinkError, StdoutSink,
 };
-use tributary_state::{Checkpoint, StateError, StateStore};
+use tributary_state::{Checkpoint, StateStore};
 
 use crate::check::postgres_config;
 use crate::config::OnErrorSetting;
 use crate::config::{Config, SinkConfig};
 use crate::confirm::Confirmer;
 use crate::dead_letter::DeadLetters;
-use crate::lane::{lane, Batch, Dropper, LaneLinks, SINK_QUEUE};
-use crate::retry::RetryPolicy;
+pub use crate::error::PipelineError;
+use crate::lane::{lane, Batch, Dropper, LaneLinks, NamedSink, SINK_QUEUE};
 use crate::schemas::SourceSchemas;
 use crate::status::{self, StatusBoard};
-use crate::transform::Transform;
-use crate::ConfigError;
 
 /// Items buffered between a source and its pipeline loop: bounds memory and
 /// slows capture down when sinks are slow (back-pressure).
 const CHANNEL_ITEMS: usize = 8;
 /// At most this many events go to a sink in one durable write.
 const MAX_BATCH_EVENTS: usize = 4_096;
-
-#[derive(Debug, thiserror::Error)]
-pub enum PipelineError {
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    #[error(transparent)]
-    State(#[from] StateError),
-    #[error("source \"{source_name}\": {error}")]
-    Source {
-        source_name: String,
-        #[source]
-        error: tributary_postgres::Error,
-    },
-    #[error("sink \"{sink}\": {error}")]
-    Sink {
-        sink: String,
-        #[source]
-        error: SinkError,
-    },
-    #[error("source \"{0}\" stopped unexpectedly")]
-    SourceStopped(String),
-    #[error("sink \"{sink}\" refused event {id}: {reason}")]
-    Rejected {
-        sink: String,
-        id: String,
-        reason: String,
-    },
-    #[error("sink \"{sink}\": could not write dead letters to {path}")]
-    DeadLetter {
-        sink: String,
-        path: String,
-        #[source]
-        error: std::io::Error,
-    },
-    #[error("could not start the {name} thread")]
-    Thread {
-        name: &'static str,
-        #[source]
-        error: std::io::Error,
-    },
-    #[error("{subject}: {}", .failures[0].message)]
-    Preflight {
-        subject: String,
-        failures: Vec<Finding>,
-    },
-}
-
-impl PipelineError {
-    /// Detail line (the underlying cause).
-    pub fn detail(&self) -> Option<String> {
-        match self {
-            PipelineError::Source { error, .. } => error.detail(),
-            PipelineError::Sink { error, .. } => error.detail(),
-            PipelineError::State(e) => std::error::Error::source(e).map(ToString::to_string),
-            PipelineError::Thread { error, .. } => Some(error.to_string()),
-            PipelineError::Preflight { failures, .. } if failures.len() > 1 => Some(format!(
-                "also: {}",
-                failures[1..]
-                    .iter()
-                    .map(|f| f.message.as_str())
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            )),
-            _ => None,
-        }
-    }
-
-    /// Hint line (what to do).
-    pub fn hint(&self) -> Option<String> {
-        match self {
-            PipelineError::Config(e) => e.hint().map(str::to_owned),
-            PipelineError::Source { error, .. } => error.hint(),
-            PipelineError::Preflight { failures, .. } => {
-                let mut hint = failures[0].hint.clone()?;
-                if failures.len() > 1 {
-                    hint.push_str("; `tributary check` lists every problem");
-                }
-                Some(hint)
-            }
-            PipelineError::Rejected { .. } => Some(
-                "set on_error = \"dead_letter\" on this sink to keep such events in a file \
-                 with the reason and go on"
-                    .into(),
-            ),
-            PipelineError::Sink { error, .. } if error.is_transient() => Some(
-                "nothing after the last durable batch was confirmed to the source; after a \
-                 restart it is delivered again (same event ids)"
-                    .into(),
-            ),
-            PipelineError::State(StateError::InUse { .. }) => {
-                Some("stop the other process, or give this one its own state_dir".into())
-            }
-            _ => None,
-        }
-    }
-
-    /// Whether it is a config problem (exit 2) rather than a runtime one (exit 1).
-    pub fn is_config(&self) -> bool {
-        matches!(self, PipelineError::Config(_))
-    }
-}
-
-/// A sink with what the lane needs to write to it.
-pub(crate) struct NamedSink {
-    pub(crate) name: String,
-    pub(crate) sink: Mutex<Sink>,
-    pub(crate) retry: RetryPolicy,
-    /// Tables and columns this sink receives; `None`: everything as is.
-    pub(crate) transform: Option<Transform>,
-    /// `on_error = "dead_letter"`: where refused events go; `None`: stop.
-    pub(crate) dead_letters: Option<std::sync::Mutex<DeadLetters>>,
-    pub(crate) topic: String,
-}
 
 async fn open_sink(cfg: &SinkConfig, config: &Config) -> Result<Sink, PipelineError> {
     let sources: Vec<String> = config.sources.iter().map(|s| s.name.clone()).collect();

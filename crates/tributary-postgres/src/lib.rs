@@ -26,6 +26,7 @@ mod error;
 pub mod pgoutput;
 pub mod preflight;
 mod query_session;
+pub mod settings;
 pub mod setup;
 pub mod slot;
 pub mod snapshot;

@@ -7,7 +7,7 @@
 
 use tokio_postgres::Client;
 
-use crate::source::{PostgresSourceConfig, SlotLost};
+use crate::settings::{PostgresSourceConfig, SlotLost};
 use crate::Error;
 use tributary_pg::{quote_ident, quote_table};
 

@@ -23,63 +23,19 @@ use std::sync::Arc;
 
 use pgwire_replication::{Lsn, ReplicationClient};
 pub use tributary_core::source::{SourceItem, SourceLinks};
-use tributary_core::TableRef;
 use tributary_state::{Checkpoint, StateStore};
 
 use crate::catalog::{self, TableShape, TypeCache};
 use crate::changes::{ChangeDecoder, SourceContext};
 use crate::query_session::QuerySession;
+pub use crate::settings::{PostgresSourceConfig, SlotLost, SnapshotMode};
 use crate::slot::{self, SlotCreation, SlotState};
-use crate::snapshot::{self, SnapshotOptions};
+use crate::snapshot;
 use crate::start::{plan_start, SlotAtStart, StartPlan};
 use crate::stream::{gated_session, Backoff, Ended, Stream};
 use crate::toast::StoredRowImages;
-use crate::value_mapping::MappingOptions;
 use crate::wal_retention::WalRetention;
 use crate::Error;
-use tributary_pg::ConnectionConfig;
-
-/// When to take a snapshot (`snapshot` in the config).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum SnapshotMode {
-    /// Once, before the first stream; again only if it was interrupted.
-    #[default]
-    Initial,
-    /// Never: stream changes from the slot's position only.
-    Never,
-    /// At every start (also the explicit way to recover from a lost slot).
-    Always,
-}
-
-/// Settings of one PostgreSQL source.
-#[derive(Debug, Clone)]
-pub struct PostgresSourceConfig {
-    pub name: String,
-    pub connection: ConnectionConfig,
-    pub tables: Vec<TableRef>,
-    pub slot: String,
-    pub publication: String,
-    pub snapshot: SnapshotMode,
-    /// How the snapshot spreads over sessions and chunks.
-    pub snapshot_options: SnapshotOptions,
-    pub mapping: MappingOptions,
-    /// Interval of heartbeat messages; `None`: none.
-    pub heartbeat: Option<std::time::Duration>,
-    /// Slot lag above which a warning is logged and the alarm metric set.
-    pub max_lag_bytes: Option<u64>,
-    pub on_slot_lost: SlotLost,
-}
-
-/// What to do when the slot was invalidated or dropped after streaming
-/// began (`on_slot_lost`): changes in between are gone either way.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum SlotLost {
-    /// Stop with an error (the default: a human decides).
-    #[default]
-    Fail,
-    /// Log an error, create a new slot and take a fresh snapshot.
-    Resnapshot,
-}
 
 pub struct PostgresSource {
     cfg: PostgresSourceConfig,

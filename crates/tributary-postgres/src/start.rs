@@ -8,7 +8,7 @@
 
 use tributary_state::Checkpoint;
 
-use crate::source::{SlotLost, SnapshotMode};
+use crate::settings::{SlotLost, SnapshotMode};
 
 /// The slot as the server reports it at start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

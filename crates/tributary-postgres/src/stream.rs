@@ -21,7 +21,9 @@ use crate::changes::{ChangeDecoder, TxContext, PG_EPOCH_MS};
 use crate::pgoutput::{self, Message};
 use crate::query_session::QuerySession;
 use crate::slot;
-use crate::source::{PostgresSourceConfig, SourceItem, SourceLinks};
+use tributary_core::source::{SourceItem, SourceLinks};
+
+use crate::settings::PostgresSourceConfig;
 use crate::toast::StoredRowImages;
 use crate::wal_retention::{WalRetention, HEARTBEAT_PREFIX};
 use crate::Error;

@@ -31,12 +31,12 @@ use tributary_core::{ChangeEvent, SnapshotMarker};
 use crate::catalog::TableShape;
 use crate::changes::SourceContext;
 use crate::slot::set_snapshot_sql;
-use crate::source::SourceItem;
 use crate::toast::StoredRowImages;
 use crate::wal_retention::SourceHealth;
 use crate::Error;
 use chunk::TableSize;
 use progress::Progress;
+use tributary_core::source::SourceItem;
 use tributary_pg::{quote_table, ConnectionConfig};
 use worker::{ChunkQueue, EventTemplate, Piece, Worker};
 
