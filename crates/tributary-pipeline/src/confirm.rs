@@ -141,3 +141,96 @@ async fn commit_loop(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cp(position: u64) -> Checkpoint {
+        Checkpoint {
+            position,
+            snapshot_complete: true,
+            last_commit: Some(position - 1),
+        }
+    }
+
+    /// Waits until the reported durable position is `want`.
+    async fn reported(durable: &mut watch::Receiver<u64>, want: u64) {
+        let wait = durable.wait_for(|&p| p == want);
+        tokio::time::timeout(std::time::Duration::from_secs(10), wait)
+            .await
+            .expect("the position was never reported")
+            .expect("the committer ended");
+    }
+
+    /// A checkpoint is committed and reported only once every lane passed
+    /// it, the newest such one wins, and what is reported was committed
+    /// (it is in the store, with every sink's position).
+    #[tokio::test]
+    async fn the_minimum_over_lanes_is_committed_then_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::open(dir.path()).unwrap();
+        let (durable_tx, mut durable) = watch::channel(0);
+        let lanes: Vec<Arc<AtomicU64>> = (0..2).map(|_| Arc::new(AtomicU64::new(0))).collect();
+        let mut confirm = Confirmer::new(
+            "src",
+            vec!["a".into(), "b".into()],
+            store.clone(),
+            durable_tx,
+            lanes.clone(),
+        );
+        let seqs: Vec<u64> = [10, 20, 30].map(|p| confirm.expect(cp(p))).to_vec();
+
+        // Lane a is at the third checkpoint, lane b at none: nothing yet.
+        lanes[0].store(seqs[2], Ordering::Release);
+        confirm.advance().unwrap();
+        tokio::task::yield_now().await;
+        assert_eq!(*durable.borrow(), 0);
+        assert_eq!(store.checkpoint("src").unwrap(), None);
+
+        // Lane b passes the second: the second is the minimum.
+        lanes[1].store(seqs[1], Ordering::Release);
+        confirm.advance().unwrap();
+        reported(&mut durable, 20).await;
+        assert_eq!(store.checkpoint("src").unwrap(), Some(cp(20)));
+        assert_eq!(store.sink_position("src", "b").unwrap(), Some(20));
+
+        // Both at the third; finish waits for its commit.
+        lanes[1].store(seqs[2], Ordering::Release);
+        confirm.advance().unwrap();
+        confirm.finish().await.unwrap();
+        assert_eq!(*durable.borrow(), 30);
+        assert_eq!(store.checkpoint("src").unwrap(), Some(cp(30)));
+    }
+
+    /// Checkpoints at the same position (a snapshot starts and ends at its
+    /// point) are told apart by their number: the later one, which says the
+    /// snapshot is complete, is the one committed.
+    #[tokio::test]
+    async fn a_repeated_position_commits_the_later_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::open(dir.path()).unwrap();
+        let (durable_tx, _durable) = watch::channel(0);
+        let lane = Arc::new(AtomicU64::new(0));
+        let mut confirm = Confirmer::new(
+            "src",
+            vec!["a".into()],
+            store.clone(),
+            durable_tx,
+            vec![lane.clone()],
+        );
+        let started = Checkpoint {
+            snapshot_complete: false,
+            ..cp(50)
+        };
+        let first = confirm.expect(started);
+        let second = confirm.expect(cp(50));
+        lane.store(first, Ordering::Release);
+        confirm.advance().unwrap();
+        lane.store(second, Ordering::Release);
+        confirm.advance().unwrap();
+        confirm.finish().await.unwrap();
+        let stored = store.checkpoint("src").unwrap().unwrap();
+        assert!(stored.snapshot_complete, "{stored:?}");
+    }
+}
