@@ -105,11 +105,7 @@ fn crash_mid_snapshot_restarts_it_and_delivers_the_changes_in_between() {
     let pg = PgCluster::start();
     let rt = runtime();
     let db = rt.block_on(pg.create_db("app"));
-    rt.block_on(db.batch_execute(&format!(
-        "CREATE TABLE t (id int PRIMARY KEY, n int NOT NULL);
-         INSERT INTO t SELECT g, 0 FROM generate_series(1, {rows}) g;"
-    )))
-    .unwrap();
+    create_table_t(&rt, &db, rows);
     let dir = workdir();
     // The second durable sink write of the snapshot is its last act: at most
     // two batches of a 100k-row table, so the snapshot is cut in the middle.
@@ -189,11 +185,7 @@ fn a_server_restart_mid_snapshot_takes_it_again_without_exiting() {
     let pg = PgCluster::start();
     let rt = runtime();
     let db = rt.block_on(pg.create_db("app"));
-    rt.block_on(db.batch_execute(&format!(
-        "CREATE TABLE t (id int PRIMARY KEY, n int NOT NULL);
-         INSERT INTO t SELECT g, 0 FROM generate_series(1, {rows}) g;"
-    )))
-    .unwrap();
+    create_table_t(&rt, &db, rows);
     let dir = workdir();
     let release = dir.path().join("release");
     let mut t = Tributary::start_with_env(

@@ -97,11 +97,7 @@ fn every_event_arrives_keyed_and_in_order_per_key_across_a_crash() {
     let broker = KafkaBroker::start();
     let rt = runtime();
     let db = rt.block_on(pg.create_db("app"));
-    rt.block_on(db.batch_execute(
-        "CREATE TABLE t (id int PRIMARY KEY, n int NOT NULL);
-         INSERT INTO t SELECT g, 0 FROM generate_series(1, 100) g;",
-    ))
-    .unwrap();
+    create_table_t(&rt, &db, 100);
     let dir = workdir();
     let text = kafka_config(dir.path(), &pg, &broker);
     let mut t = Tributary::start_with_fault(dir.path(), &text, Some("sink.after_write:3"));
@@ -229,11 +225,7 @@ fn a_broker_down_for_ten_seconds_pauses_delivery_and_it_resumes() {
     let mut broker = KafkaBroker::start();
     let rt = runtime();
     let db = rt.block_on(pg.create_db("app"));
-    rt.block_on(db.batch_execute(
-        "CREATE TABLE t (id int PRIMARY KEY, n int NOT NULL);
-         INSERT INTO t SELECT g, 0 FROM generate_series(1, 20) g;",
-    ))
-    .unwrap();
+    create_table_t(&rt, &db, 20);
     let dir = workdir();
     let mut t = Tributary::start(dir.path(), &kafka_config(dir.path(), &pg, &broker));
     let first = consume(

@@ -72,11 +72,7 @@ fn every_event_lands_once_even_after_a_crash() {
     let nats = NatsServer::start();
     let rt = runtime();
     let db = rt.block_on(pg.create_db("app"));
-    rt.block_on(db.batch_execute(
-        "CREATE TABLE t (id int PRIMARY KEY, n int NOT NULL);
-         INSERT INTO t SELECT g, 0 FROM generate_series(1, 100) g;",
-    ))
-    .unwrap();
+    create_table_t(&rt, &db, 100);
     let dir = workdir();
     // Crash after the 3rd batch is stored in JetStream but not checkpointed.
     let mut t = Tributary::start_with_fault(
@@ -180,11 +176,7 @@ fn a_broker_down_for_ten_seconds_pauses_capture_and_loses_nothing() {
     let mut nats = NatsServer::start();
     let rt = runtime();
     let db = rt.block_on(pg.create_db("app"));
-    rt.block_on(db.batch_execute(
-        "CREATE TABLE t (id int PRIMARY KEY, n int NOT NULL);
-         INSERT INTO t SELECT g, 0 FROM generate_series(1, 20) g;",
-    ))
-    .unwrap();
+    create_table_t(&rt, &db, 20);
     let dir = workdir();
     let text = sink_config(dir.path(), &pg, &nats).replace(
         "stream = \"CDC\"",

@@ -231,11 +231,7 @@ fn a_target_down_for_ten_seconds_pauses_delivery_and_loses_nothing() {
     let rt = runtime();
     let db = rt.block_on(pg.create_db("app"));
     rt.block_on(target.create_db("warehouse"));
-    rt.block_on(db.batch_execute(
-        "CREATE TABLE t (id int PRIMARY KEY, n int NOT NULL);
-         INSERT INTO t SELECT g, 0 FROM generate_series(1, 20) g;",
-    ))
-    .unwrap();
+    create_table_t(&rt, &db, 20);
     let dir = workdir();
     let mut t = Tributary::start(
         dir.path(),
@@ -345,11 +341,7 @@ fn kill9_under_load_leaves_no_duplicate_in_jetstream_nor_the_replica() {
     let rt = runtime();
     let db = rt.block_on(pg.create_db("app"));
     let wh = rt.block_on(target.create_db("warehouse"));
-    rt.block_on(db.batch_execute(
-        "CREATE TABLE t (id int PRIMARY KEY, n int NOT NULL);
-         INSERT INTO t SELECT g, 0 FROM generate_series(1, 2000) g;",
-    ))
-    .unwrap();
+    create_table_t(&rt, &db, 2000);
     let dir = workdir();
     let text = format!(
         "{}\n[[sink]]\nname = \"bus\"\ntype = \"nats\"\nurl = \"{}\"\nstream = \"CDC\"\n",

@@ -321,6 +321,16 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// Creates `t (id int PRIMARY KEY, n int NOT NULL)` holding rows 1 to
+/// `rows`, each with `n = 0`: the table most tests capture.
+pub fn create_table_t(rt: &tokio::runtime::Runtime, db: &tokio_postgres::Client, rows: usize) {
+    rt.block_on(db.batch_execute(&format!(
+        "CREATE TABLE t (id int PRIMARY KEY, n int NOT NULL);
+         INSERT INTO t SELECT g, 0 FROM generate_series(1, {rows}) g;"
+    )))
+    .unwrap();
+}
+
 /// Runs `count` SQL batches (`sql(i)`) on its own connection in a thread.
 pub fn spawn_writer(
     url: String,
