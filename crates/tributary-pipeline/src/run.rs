@@ -24,6 +24,7 @@ pub use crate::error::PipelineError;
 use crate::lane::{lane, Batch, Dropper, LaneLinks, NamedSink, SINK_QUEUE};
 use crate::schemas::SourceSchemas;
 use crate::status::{self, StatusBoard};
+use crate::ConfigError;
 
 /// Items buffered between a source and its pipeline loop: bounds memory and
 /// slows capture down when sinks are slow (back-pressure).
@@ -67,7 +68,14 @@ async fn open_sink(cfg: &SinkConfig, config: &Config) -> Result<Sink, PipelineEr
                 .await
                 .map_err(failed)?,
         )),
-        _ => Sink::Stdout(StdoutSink::new(options)),
+        "stdout" => Sink::Stdout(StdoutSink::new(options)),
+        // Validation names the types it accepts; never fall back to one.
+        other => {
+            return Err(PipelineError::Config(ConfigError::new(
+                format!("sink \"{}\": unknown type \"{other}\"", cfg.name),
+                Some("available sink types: file, stdout, nats, kafka, postgres, http".into()),
+            )))
+        }
     };
     Ok(sink)
 }

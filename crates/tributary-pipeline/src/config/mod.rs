@@ -24,7 +24,7 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    fn new(message: impl Into<String>, hint: Option<String>) -> Self {
+    pub(crate) fn new(message: impl Into<String>, hint: Option<String>) -> Self {
         Self {
             message: message.into(),
             hint,
