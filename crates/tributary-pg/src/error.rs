@@ -14,13 +14,6 @@ pub enum Error {
     },
 }
 
-impl Error {
-    /// Whether the cause is the TLS handshake or certificate check.
-    pub fn is_tls_failure(&self) -> bool {
-        is_tls_failure(self)
-    }
-}
-
 /// Whether anywhere in `error`'s chain of causes is a TLS failure, told by
 /// type (a `rustls::Error`, also inside an I/O error as tokio-rustls wraps
 /// it, or pgwire-replication's TLS error), never by the message's text.
@@ -47,4 +40,20 @@ pub fn is_tls_failure(error: &(dyn std::error::Error + 'static)) -> bool {
         cause = e.source();
     }
     false
+}
+
+/// Whether a query error says the connection is gone: closed, an I/O
+/// failure, or the server's own word (SQLSTATE class 08 connection
+/// exception, 57P operator intervention such as `admin_shutdown` or
+/// `cannot_connect_now`, 53300 too many connections). The source then
+/// reconnects; the sink retries the batch.
+pub fn is_connection_lost(e: &tokio_postgres::Error) -> bool {
+    use std::error::Error as _;
+    if e.is_closed() || e.source().is_some_and(|s| s.is::<std::io::Error>()) {
+        return true;
+    }
+    e.code().is_some_and(|c| {
+        let code = c.code();
+        code.starts_with("08") || code.starts_with("57P") || code == "53300"
+    })
 }

@@ -13,4 +13,4 @@ mod error;
 mod tls;
 
 pub use connection::{quote_ident, quote_literal, quote_table, ConnectionConfig, SESSION_OPTIONS};
-pub use error::{is_tls_failure, Error};
+pub use error::{is_connection_lost, is_tls_failure, Error};

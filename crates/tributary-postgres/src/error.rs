@@ -103,7 +103,7 @@ impl Error {
             | Error::ReplicationConnect { .. }
             | Error::QueryConnectionLost { .. } => true,
             Error::Client(tributary_pg::Error::Connect { source, .. })
-            | Error::Query { source, .. } => lost_connection(source),
+            | Error::Query { source, .. } => tributary_pg::is_connection_lost(source),
             // The connection broke while the slot was being created; a
             // refusal by the server (no free slot, no grant) is not this.
             Error::SlotCreate { source, .. } => matches!(
@@ -195,21 +195,6 @@ impl Error {
             _ => return None,
         })
     }
-}
-
-/// A query error that says the connection is gone: closed, an I/O failure,
-/// or the server's own word (SQLSTATE class 08 connection exception, 57P
-/// operator intervention such as `admin_shutdown` or `cannot_connect_now`,
-/// 53300 too many connections).
-fn lost_connection(e: &tokio_postgres::Error) -> bool {
-    use std::error::Error as _;
-    if e.is_closed() || e.source().is_some_and(|s| s.is::<std::io::Error>()) {
-        return true;
-    }
-    e.code().is_some_and(|c| {
-        let code = c.code();
-        code.starts_with("08") || code.starts_with("57P") || code == "53300"
-    })
 }
 
 #[cfg(test)]

@@ -44,19 +44,18 @@ impl QuerySession {
         *self.ended.borrow() || self.client.is_closed()
     }
 
-    /// Resolves once the connection has ended (at once if it has).
-    pub(crate) async fn lost(&self) {
-        let mut ended = self.ended.clone();
+    /// Resolves once the connection has ended (at once if it has). Polled on
+    /// every pass of the stream loop, so it waits on the session's own
+    /// receiver rather than a clone.
+    pub(crate) async fn lost(&mut self) {
         // An error means the driver task is gone: the connection with it.
-        let _ = ended.wait_for(|&e| e).await;
+        let _ = self.ended.wait_for(|&e| e).await;
     }
 
     /// Opens a new connection if this one has ended.
     pub(crate) async fn reopen_if_lost(&mut self) -> Result<(), Error> {
         if self.is_lost() {
-            let (client, ended) = self.connection.connect_watched().await?;
-            self.client = client;
-            self.ended = ended;
+            *self = Self::open(&self.connection).await?;
         }
         Ok(())
     }

@@ -116,19 +116,18 @@ impl SinkError {
     }
 }
 
-/// Whether a PostgreSQL error may pass by itself: a lost connection, a
-/// server shutting down or out of resources, a serialization failure.
+/// Whether a PostgreSQL error may pass by itself: a lost connection or a
+/// server shutting down (as the source tells them), or out of resources, or
+/// a serialization failure.
 fn postgres_transient(e: &tokio_postgres::Error) -> bool {
-    match e.code() {
-        None => true, // I/O: the connection broke
-        Some(code) => {
-            let c = code.code();
-            c.starts_with("08")
-                || c.starts_with("40")
-                || c.starts_with("53")
-                || c.starts_with("57P")
-        }
-    }
+    // Any error without a SQLSTATE counts (a write is retried with backoff;
+    // a permanent one is bounded by `retry_max_elapsed`).
+    e.code().is_none()
+        || tributary_pg::is_connection_lost(e)
+        || e.code().is_some_and(|c| {
+            let code = c.code();
+            code.starts_with("40") || code.starts_with("53")
+        })
 }
 
 /// Options of the Debezium record encoding shared by the file-like sinks.
