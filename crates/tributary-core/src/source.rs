@@ -1,6 +1,10 @@
-//! The contract between a source and the pipeline: what a source sends, the
-//! channels it is given, the checkpoint it resumes from, and what it reports
-//! about itself.
+//! The contract between a source and the pipeline: the [`Source`] trait, what
+//! a source sends, the channels it is given, the checkpoint it resumes from,
+//! and what it reports about itself.
+//!
+//! The pipeline knows sources only through this module: it is handed
+//! `Arc<dyn Source>` values built at the binary's edge, so adding a source
+//! (MySQL, a stream) touches neither the pipeline nor the sinks.
 //!
 //! A source never confirms a position on its own. It sends events and
 //! checkpoints over a bounded channel (so a slow sink slows capture); the
@@ -8,10 +12,106 @@
 //! durable, and only that may be confirmed to the server. Positions are the
 //! source's own (a PostgreSQL LSN today), totally ordered per source.
 
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 
-use crate::ChangeEvent;
+use crate::check::Finding;
+use crate::{ChangeEvent, TableRef};
+
+/// A boxed future, so that [`Source`] is usable as a trait object.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A database (or stream) whose changes Tributary captures.
+///
+/// One value per configured `[[source]]`. The pipeline runs its
+/// [`preflight`](Source::preflight) before anything starts, then
+/// [`run`](Source::run) once; sinks that create tables may call
+/// [`describe`](Source::describe) while it runs.
+pub trait Source: Send + Sync {
+    /// The checks of `tributary check` (and of `run`, which refuses to
+    /// start on a failure). An error means the checks could not even be
+    /// made (an unreachable server); everything else is a finding.
+    fn preflight(&self) -> BoxFuture<'_, Result<Vec<Finding>, SourceError>>;
+
+    /// A captured table's columns as portable SQL types, and its key.
+    fn describe<'a>(
+        &'a self,
+        table: &'a TableRef,
+    ) -> BoxFuture<'a, Result<TableDefinition, SourceError>>;
+
+    /// Captures changes until `links.shutdown` becomes true or a fatal
+    /// error, resuming after `resume` (`None`: from the very start, with the
+    /// initial snapshot if configured).
+    fn run(
+        self: Arc<Self>,
+        resume: Option<Checkpoint>,
+        links: SourceLinks,
+    ) -> BoxFuture<'static, Result<(), SourceError>>;
+}
+
+/// A source table's definition in types any SQL database understands (the
+/// PostgreSQL sink creates its target tables from it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableDefinition {
+    /// `(name, SQL type)` in source order.
+    pub columns: Vec<(String, String)>,
+    pub key: Vec<String>,
+}
+
+/// What a source's own error tells a user besides its one-line message.
+pub trait Diagnose: std::error::Error + Send + Sync + 'static {
+    /// The underlying cause (PostgreSQL's `detail:` line).
+    fn detail(&self) -> Option<String>;
+    /// What to do about it (PostgreSQL's `hint:` line).
+    fn hint(&self) -> Option<String>;
+}
+
+/// Why a source stopped or could not be checked: the source's own error
+/// behind a neutral face, with its message, detail and hint intact.
+pub struct SourceError(Box<dyn Diagnose>);
+
+impl SourceError {
+    pub fn new(error: impl Diagnose) -> Self {
+        Self(Box::new(error))
+    }
+
+    pub fn detail(&self) -> Option<String> {
+        self.0.detail()
+    }
+
+    pub fn hint(&self) -> Option<String> {
+        self.0.hint()
+    }
+
+    /// The source's own error, for a caller that knows the source.
+    pub fn downcast_ref<E: Diagnose>(&self) -> Option<&E> {
+        let inner: &dyn std::error::Error = &*self.0;
+        inner.downcast_ref()
+    }
+}
+
+impl fmt::Debug for SourceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl fmt::Display for SourceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl std::error::Error for SourceError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
 
 /// What a source needs to resume: the position durable in every sink. The
 /// state store keeps it per source.

@@ -1,15 +1,15 @@
 //! `tributary check`, and the same checks at the start of `run`: every
-//! source's preflight (`tributary_postgres::preflight`) and every sink's
+//! source's preflight ([`Source::preflight`](tributary_core::source::Source)) and every sink's
 //! reachability, as one finding per line.
 
 use std::path::Path;
 
 use tributary_core::check::{Finding, Outcome};
-use tributary_postgres::preflight;
-use tributary_postgres::{ConnectionConfig, PostgresSourceConfig};
+use tributary_pg::ConnectionConfig;
+use tributary_state::StateStore;
 
 use crate::config::{Config, SinkConfig, SourceConfig};
-use crate::PipelineError;
+use crate::{PipelineError, SourceKinds};
 
 /// One line of the report: what was checked, and how it came out.
 #[derive(Debug, Clone)]
@@ -18,32 +18,9 @@ pub struct CheckLine {
     pub finding: Finding,
 }
 
-/// The source's runtime settings from its config.
-pub(crate) fn postgres_config(src: &SourceConfig) -> Result<PostgresSourceConfig, PipelineError> {
-    let connection = ConnectionConfig::parse(&src.url, src.password()?).map_err(|error| {
-        PipelineError::Source {
-            source_name: src.name.clone(),
-            error: error.into(),
-        }
-    })?;
-    Ok(PostgresSourceConfig {
-        name: src.name.clone(),
-        connection,
-        tables: src.table_refs(),
-        slot: src.slot_name(),
-        publication: src.publication_name(),
-        snapshot: src.snapshot_mode(),
-        snapshot_options: src.snapshot_options(),
-        mapping: src.mapping(),
-        heartbeat: src.heartbeat(),
-        max_lag_bytes: src.max_lag_bytes(),
-        on_slot_lost: src.on_slot_lost(),
-    })
-}
-
 /// Runs the preflight of one source. A source that cannot even be reached
 /// gives one failed line with the connection error's detail and hint.
-pub async fn check_source(src: &SourceConfig) -> Vec<CheckLine> {
+pub async fn check_source(src: &SourceConfig, kinds: &dyn SourceKinds) -> Vec<CheckLine> {
     let subject = format!("source \"{}\"", src.name);
     let line = |finding| CheckLine {
         subject: subject.clone(),
@@ -57,11 +34,16 @@ pub async fn check_source(src: &SourceConfig) -> Vec<CheckLine> {
         },
         hint: e.hint(),
     };
-    let cfg = match postgres_config(src) {
-        Ok(cfg) => cfg,
+    // Only the checks run: the state directory belongs to the pipeline,
+    // which may be running.
+    let source = match StateStore::in_memory()
+        .map_err(PipelineError::from)
+        .and_then(|store| kinds.open(src, &store))
+    {
+        Ok(source) => source,
         Err(e) => return vec![line(failure(&e))],
     };
-    match preflight::check(&cfg, src.max_lag_bytes()).await {
+    match source.preflight().await {
         Ok(findings) => findings.into_iter().map(line).collect(),
         Err(error) => vec![line(failure(&PipelineError::Source {
             source_name: src.name.clone(),
@@ -186,10 +168,10 @@ fn file_writable(path: &Path) -> Finding {
 }
 
 /// Every check of the config, sources first.
-pub async fn check(config: &Config) -> Vec<CheckLine> {
+pub async fn check(config: &Config, kinds: &dyn SourceKinds) -> Vec<CheckLine> {
     let mut lines = Vec::new();
     for src in &config.sources {
-        lines.extend(check_source(src).await);
+        lines.extend(check_source(src, kinds).await);
     }
     let sources: Vec<String> = config.sources.iter().map(|s| s.name.clone()).collect();
     for sink in &config.sinks {

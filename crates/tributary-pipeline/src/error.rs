@@ -1,6 +1,7 @@
 //! What can stop a pipeline, each with its detail and hint lines.
 
 use tributary_core::check::Finding;
+use tributary_core::source::SourceError;
 use tributary_sink::SinkError;
 use tributary_state::StateError;
 
@@ -16,7 +17,7 @@ pub enum PipelineError {
     Source {
         source_name: String,
         #[source]
-        error: tributary_postgres::Error,
+        error: SourceError,
     },
     #[error("sink \"{sink}\": {error}")]
     Sink {

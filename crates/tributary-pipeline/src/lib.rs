@@ -9,6 +9,7 @@
 pub mod check;
 pub mod config;
 mod confirm;
+mod connect;
 mod dead_letter;
 mod error;
 mod lane;
@@ -19,6 +20,7 @@ pub mod status;
 pub mod transform;
 
 pub use config::{Config, ConfigError};
+pub use connect::SourceKinds;
 pub use error::PipelineError;
 pub use run::run;
 pub use status::StatusBoard;

@@ -4,18 +4,15 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, watch, Mutex};
 use tributary_core::check::Outcome;
-use tributary_core::source::{SourceHealth, SourceItem, SourceLinks};
+use tributary_core::source::{Source, SourceHealth, SourceItem, SourceLinks};
 use tributary_core::ChangeEvent;
-use tributary_postgres::preflight;
-use tributary_postgres::ConnectionConfig;
-use tributary_postgres::{PostgresSource, PostgresSourceConfig};
+use tributary_pg::ConnectionConfig;
 use tributary_sink::{
     FileSink, HttpSink, KafkaSink, NatsSink, PostgresOptions, PostgresSink, RecordOptions, Sink,
     SinkError, StdoutSink,
 };
 use tributary_state::{Checkpoint, StateStore};
 
-use crate::check::postgres_config;
 use crate::config::OnErrorSetting;
 use crate::config::{Config, SinkConfig};
 use crate::confirm::Confirmer;
@@ -24,7 +21,7 @@ pub use crate::error::PipelineError;
 use crate::lane::{lane, Batch, Dropper, LaneLinks, NamedSink, SINK_QUEUE};
 use crate::schemas::SourceSchemas;
 use crate::status::{self, StatusBoard};
-use crate::ConfigError;
+use crate::{ConfigError, SourceKinds};
 
 /// Items buffered between a source and its pipeline loop: bounds memory and
 /// slows capture down when sinks are slow (back-pressure).
@@ -32,8 +29,15 @@ const CHANNEL_ITEMS: usize = 8;
 /// At most this many events go to a sink in one durable write.
 const MAX_BATCH_EVENTS: usize = 4_096;
 
-async fn open_sink(cfg: &SinkConfig, config: &Config) -> Result<Sink, PipelineError> {
-    let sources: Vec<String> = config.sources.iter().map(|s| s.name.clone()).collect();
+/// Every source, by name.
+type Sources = std::collections::HashMap<String, Arc<dyn Source>>;
+
+async fn open_sink(
+    cfg: &SinkConfig,
+    config: &Config,
+    sources: &Sources,
+) -> Result<Sink, PipelineError> {
+    let source_names: Vec<String> = config.sources.iter().map(|s| s.name.clone()).collect();
     let options = RecordOptions {
         topic: cfg
             .topic
@@ -52,7 +56,7 @@ async fn open_sink(cfg: &SinkConfig, config: &Config) -> Result<Sink, PipelineEr
             FileSink::open(cfg.path.clone().unwrap_or_default(), options).map_err(failed)?,
         ),
         "nats" => {
-            let nats = cfg.nats_options(sources)?;
+            let nats = cfg.nats_options(source_names)?;
             Sink::Nats(Box::new(NatsSink::open(&nats).await.map_err(failed)?))
         }
         "http" => Sink::Http(Box::new(
@@ -64,7 +68,7 @@ async fn open_sink(cfg: &SinkConfig, config: &Config) -> Result<Sink, PipelineEr
                 .map_err(failed)?,
         )),
         "postgres" => Sink::Postgres(Box::new(
-            PostgresSink::open(postgres_sink_options(cfg, config)?)
+            PostgresSink::open(postgres_sink_options(cfg, sources)?)
                 .await
                 .map_err(failed)?,
         )),
@@ -80,11 +84,11 @@ async fn open_sink(cfg: &SinkConfig, config: &Config) -> Result<Sink, PipelineEr
     Ok(sink)
 }
 
-/// The PostgreSQL sink's settings: the target, and each source's database
-/// for the definitions of tables it creates.
+/// The PostgreSQL sink's settings: the target, and the sources that
+/// describe the tables it creates.
 fn postgres_sink_options(
     cfg: &SinkConfig,
-    config: &Config,
+    sources: &Sources,
 ) -> Result<PostgresOptions, PipelineError> {
     let failed = |error| PipelineError::Sink {
         sink: cfg.name.clone(),
@@ -93,10 +97,6 @@ fn postgres_sink_options(
     let connection =
         ConnectionConfig::parse(cfg.url.as_deref().unwrap_or_default(), cfg.password()?)
             .map_err(failed)?;
-    let mut sources = std::collections::HashMap::new();
-    for src in &config.sources {
-        sources.insert(src.name.clone(), postgres_config(src)?.connection);
-    }
     Ok(PostgresOptions {
         name: cfg.name.clone(),
         connection,
@@ -107,22 +107,28 @@ fn postgres_sink_options(
         routes: cfg.routes()?,
         history: cfg.mode.as_deref() == Some("history"),
         positions_table: cfg.positions_table(),
-        schemas: Arc::new(SourceSchemas::new(sources, cfg.transform()?)),
+        schemas: Arc::new(SourceSchemas::new(sources.clone(), cfg.transform()?)),
     })
 }
 
-/// Runs every source until `shutdown` becomes true or one fails.
+/// Runs every source until `shutdown` becomes true or one fails; `kinds`
+/// builds each configured source.
 pub async fn run(
     config: Config,
+    kinds: &dyn SourceKinds,
     shutdown: watch::Receiver<bool>,
     board: Arc<StatusBoard>,
 ) -> Result<(), PipelineError> {
     let store = StateStore::open(&config.state_dir)?;
+    let mut sources = Sources::new();
+    for src in &config.sources {
+        sources.insert(src.name.clone(), kinds.open(src, &store)?);
+    }
     let mut sinks: Vec<Arc<NamedSink>> = Vec::with_capacity(config.sinks.len());
     for s in &config.sinks {
         sinks.push(Arc::new(NamedSink {
             name: s.name.clone(),
-            sink: Mutex::new(open_sink(s, &config).await?),
+            sink: Mutex::new(open_sink(s, &config, &sources).await?),
             retry: s.retry(),
             transform: Some(s.transform()?).filter(|t| !t.is_identity()),
             dead_letters: match s.on_error {
@@ -155,8 +161,8 @@ pub async fn run(
 
     let mut tasks = tokio::task::JoinSet::new();
     for src in &config.sources {
-        let cfg = postgres_config(src)?;
-        preflight(src, &cfg).await?;
+        let source = Arc::clone(&sources[&src.name]);
+        preflight(&src.name, source.as_ref()).await?;
         let resume = store.checkpoint(&src.name)?;
         match resume {
             Some(c) => {
@@ -174,7 +180,6 @@ pub async fn run(
             shutdown: shutdown.clone(),
             health,
         };
-        let source = PostgresSource::new(cfg, store.clone());
         let name = src.name.clone();
         let (store, sinks, board) = (store.clone(), sinks.clone(), Arc::clone(&board));
         let stop = shutdown.clone();
@@ -207,14 +212,12 @@ pub async fn run(
 
 /// The checks of `tributary check`, before a source starts: a failure stops
 /// `run` with the same message; warnings are logged.
-async fn preflight(
-    src: &crate::config::SourceConfig,
-    cfg: &PostgresSourceConfig,
-) -> Result<(), PipelineError> {
-    let findings = preflight::check(cfg, src.max_lag_bytes())
+async fn preflight(name: &str, source: &dyn Source) -> Result<(), PipelineError> {
+    let findings = source
+        .preflight()
         .await
         .map_err(|error| PipelineError::Source {
-            source_name: src.name.clone(),
+            source_name: name.to_owned(),
             error,
         })?;
     let mut failures = Vec::new();
@@ -222,7 +225,7 @@ async fn preflight(
         match finding.outcome {
             Outcome::Ok => {}
             Outcome::Warn => tracing::warn!(
-                source = %src.name,
+                source = %name,
                 hint = finding.hint.as_deref().unwrap_or(""),
                 "{}",
                 finding.message
@@ -234,7 +237,7 @@ async fn preflight(
         return Ok(());
     }
     Err(PipelineError::Preflight {
-        subject: format!("source \"{}\"", src.name),
+        subject: format!("source \"{name}\""),
         failures,
     })
 }

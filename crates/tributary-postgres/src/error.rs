@@ -197,6 +197,16 @@ impl Error {
     }
 }
 
+impl tributary_core::source::Diagnose for Error {
+    fn detail(&self) -> Option<String> {
+        Error::detail(self)
+    }
+
+    fn hint(&self) -> Option<String> {
+        Error::hint(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;

@@ -22,7 +22,10 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use pgwire_replication::{Lsn, ReplicationClient};
+use tributary_core::check::Finding;
+use tributary_core::source::{BoxFuture, Source, SourceError, TableDefinition};
 pub use tributary_core::source::{SourceItem, SourceLinks};
+use tributary_core::TableRef;
 use tributary_state::{Checkpoint, StateStore};
 
 use crate::catalog::{self, TableShape, TypeCache};
@@ -42,6 +45,43 @@ pub struct PostgresSource {
     store: StateStore,
 }
 
+/// The pipeline's view of this source.
+impl Source for PostgresSource {
+    fn preflight(&self) -> BoxFuture<'_, Result<Vec<Finding>, SourceError>> {
+        Box::pin(async move {
+            crate::preflight::check(&self.cfg, self.cfg.max_lag_bytes)
+                .await
+                .map_err(SourceError::new)
+        })
+    }
+
+    fn describe<'a>(
+        &'a self,
+        table: &'a TableRef,
+    ) -> BoxFuture<'a, Result<TableDefinition, SourceError>> {
+        Box::pin(async move {
+            let described = async {
+                let client = self.cfg.connection.connect().await?;
+                catalog::portable_definition(&client, table).await
+            };
+            let (columns, key) = described.await.map_err(SourceError::new)?;
+            Ok(TableDefinition { columns, key })
+        })
+    }
+
+    fn run(
+        self: Arc<Self>,
+        resume: Option<Checkpoint>,
+        links: SourceLinks,
+    ) -> BoxFuture<'static, Result<(), SourceError>> {
+        Box::pin(async move {
+            PostgresSource::run(self, resume, links)
+                .await
+                .map_err(SourceError::new)
+        })
+    }
+}
+
 impl PostgresSource {
     pub fn new(cfg: PostgresSourceConfig, store: StateStore) -> Self {
         Self { cfg, store }
@@ -57,7 +97,7 @@ impl PostgresSource {
     /// snapshot cut off by a restart is taken again on the kept slot after
     /// a catch-up.
     pub async fn run(
-        self,
+        self: Arc<Self>,
         resume: Option<Checkpoint>,
         mut links: SourceLinks,
     ) -> Result<(), Error> {

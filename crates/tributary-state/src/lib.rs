@@ -90,6 +90,21 @@ impl StateStore {
         Ok(store)
     }
 
+    /// A store that lives only as long as the process: for unit tests, and
+    /// for `tributary check`, which builds sources only to run their checks
+    /// (the state directory belongs to the pipeline that may be running).
+    pub fn in_memory() -> Result<Self, StateError> {
+        let db = redb::Database::builder()
+            .create_with_backend(redb::backends::InMemoryBackend::new())
+            .map_err(|source| StateError::Open {
+                path: PathBuf::from(":memory:"),
+                source,
+            })?;
+        let store = Self { db: Arc::new(db) };
+        store.create_tables()?;
+        Ok(store)
+    }
+
     fn create_tables(&self) -> Result<(), StateError> {
         let tx = self.db.begin_write()?;
         tx.open_table(checkpoint::CHECKPOINTS)?;

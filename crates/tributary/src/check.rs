@@ -21,7 +21,7 @@ pub fn run(path: &Path) -> ExitCode {
         Ok(r) => r,
         Err(code) => return code,
     };
-    let lines = runtime.block_on(check::check(&config));
+    let lines = runtime.block_on(check::check(&config, &crate::sources::Linked));
     let mut failed = 0;
     for line in &lines {
         let label = match line.finding.outcome {

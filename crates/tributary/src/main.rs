@@ -14,6 +14,7 @@ use tributary_pipeline::{Config, StatusBoard};
 mod check;
 mod report;
 mod setup;
+mod sources;
 mod status;
 
 #[derive(Parser)]
@@ -117,7 +118,7 @@ fn run(path: PathBuf) -> ExitCode {
                 Err(e) => return report::admin(&e),
             }
         }
-        let result = tributary_pipeline::run(config, rx, board).await;
+        let result = tributary_pipeline::run(config, &sources::Linked, rx, board).await;
         if let Some(task) = admin {
             task.abort();
         }

@@ -9,8 +9,6 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use tributary_core::TableRef;
-use tributary_postgres::value_mapping::{DecimalHandling, IntervalHandling, MappingOptions};
-use tributary_postgres::{SlotLost, SnapshotMode, SnapshotOptions};
 
 mod sink;
 pub use sink::{OnErrorSetting, SinkConfig};
@@ -355,38 +353,11 @@ impl SourceConfig {
             .unwrap_or_else(|| format!("tributary_{}", self.name))
     }
 
-    pub fn snapshot_mode(&self) -> SnapshotMode {
-        match self.snapshot {
-            SnapshotSetting::Initial => SnapshotMode::Initial,
-            SnapshotSetting::Never => SnapshotMode::Never,
-            SnapshotSetting::Always => SnapshotMode::Always,
-        }
-    }
-
-    /// How the snapshot spreads over sessions (validated when loaded).
-    pub fn snapshot_options(&self) -> SnapshotOptions {
-        let default = SnapshotOptions::default();
-        SnapshotOptions {
-            parallelism: self.snapshot_parallelism.unwrap_or(default.parallelism),
-            chunk_bytes: self
-                .snapshot_chunk_size
-                .as_deref()
-                .and_then(|t| parse_size(t).ok())
-                .unwrap_or(default.chunk_bytes),
-        }
-    }
-
-    pub fn mapping(&self) -> MappingOptions {
-        MappingOptions {
-            decimal: match self.decimal_handling {
-                DecimalSetting::String => DecimalHandling::String,
-                DecimalSetting::Double => DecimalHandling::Double,
-            },
-            interval: match self.interval_handling {
-                IntervalSetting::Numeric => IntervalHandling::Numeric,
-                IntervalSetting::String => IntervalHandling::String,
-            },
-        }
+    /// `snapshot_chunk_size` in bytes, if set (validated when loaded).
+    pub fn snapshot_chunk_bytes(&self) -> Option<u64> {
+        self.snapshot_chunk_size
+            .as_deref()
+            .and_then(|t| parse_size(t).ok())
     }
 
     /// The heartbeat interval: 10s unless set; `0s` turns heartbeats off.
@@ -396,13 +367,6 @@ impl SourceConfig {
             Some(text) => parse_duration(text).ok()?,
         };
         (!interval.is_zero()).then_some(interval)
-    }
-
-    pub fn on_slot_lost(&self) -> SlotLost {
-        match self.on_slot_lost {
-            SlotLostSetting::Fail => SlotLost::Fail,
-            SlotLostSetting::Resnapshot => SlotLost::Resnapshot,
-        }
     }
 
     /// `max_lag_bytes` in bytes (validated when the config was loaded).

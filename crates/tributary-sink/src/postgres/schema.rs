@@ -19,13 +19,7 @@ use tributary_pg::quote_ident;
 
 use crate::SinkError;
 
-/// A source table's columns as portable SQL types, and its key columns.
-#[derive(Debug, Clone)]
-pub struct TableDefinition {
-    /// `(name, SQL type)` in source order.
-    pub columns: Vec<(String, String)>,
-    pub key: Vec<String>,
-}
+pub use tributary_core::source::TableDefinition;
 
 /// Where a sink that creates tables learns a source table's definition.
 pub trait SchemaSource: Send + Sync {
