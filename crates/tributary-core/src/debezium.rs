@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use base64::Engine;
 
-use crate::{ChangeEvent, EventId, Op, Row, SnapshotMarker, TableRef, Value};
+use crate::{ChangeEvent, EventId, Op, Position, Row, SnapshotMarker, TableRef, Value};
 
 /// The version Tributary reports in `source.version`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -402,7 +402,7 @@ fn needs_escape(bytes: &[u8]) -> bool {
 #[derive(Default)]
 pub struct EventIdWriter {
     /// What `prefix` was written from (the `Arc` held, see [`TopicWriter`]).
-    last: Option<(Arc<str>, u64)>,
+    last: Option<(Arc<str>, Position)>,
     /// The opening quote and the escaped prefix.
     prefix: Vec<u8>,
 }
@@ -456,7 +456,7 @@ mod tests {
         ChangeEvent {
             id: EventId {
                 source: "cash".into(),
-                commit: 0x1_0000_00A0,
+                commit: Position::new(0x1_0000_00A0),
                 ordinal: 3,
             },
             table: Arc::new(TableRef::new("public", "accounts")),
@@ -643,7 +643,7 @@ mod tests {
             for ordinal in ordinals {
                 ids.push(EventId {
                     source: Arc::clone(&source),
-                    commit,
+                    commit: Position::new(commit),
                     ordinal,
                 });
             }

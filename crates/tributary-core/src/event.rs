@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use smallvec::SmallVec;
 
-use crate::Value;
+use crate::{Lsn, Position, Value};
 
 /// What happened to the row. The letters are Debezium's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -176,7 +176,7 @@ impl SourceInfo {
 pub struct EventId {
     pub source: Arc<str>,
     /// Commit position; rendered as a PostgreSQL LSN (`16/B374D848`).
-    pub commit: u64,
+    pub commit: Position,
     /// Position of the event inside its transaction (or snapshot), from 0.
     pub ordinal: u64,
 }
@@ -192,47 +192,16 @@ impl EventId {
     /// Appends `<source>:<commit position>:`, the part every event of one
     /// transaction (or snapshot) shares.
     pub fn push_prefix_to(&self, out: &mut String) {
-        let mut buf = [0u8; 16];
         out.push_str(&self.source);
         out.push(':');
-        out.extend(
-            hex(self.commit >> 32, &mut buf)
-                .iter()
-                .map(|&b| char::from(b)),
-        );
-        out.push('/');
-        out.extend(
-            hex(self.commit & 0xFFFF_FFFF, &mut buf)
-                .iter()
-                .map(|&b| char::from(b)),
-        );
+        Lsn::from(self.commit).push_to(out);
         out.push(':');
     }
-}
-
-/// `n` in upper-case hex without leading zeros, as PostgreSQL prints LSNs.
-fn hex(mut n: u64, buf: &mut [u8; 16]) -> &[u8] {
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b"0123456789ABCDEF"[(n & 0xF) as usize];
-        n >>= 4;
-        if n == 0 {
-            break;
-        }
-    }
-    &buf[i..]
 }
 
 impl fmt::Display for EventId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}:{}:{}",
-            self.source,
-            crate::Lsn(self.commit),
-            self.ordinal
-        )
+        write!(f, "{}:{}:{}", self.source, self.commit, self.ordinal)
     }
 }
 
@@ -258,7 +227,7 @@ mod id_tests {
         for (commit, ordinal) in [(0, 0), (0x16_B374_D848, 7), (u64::MAX, u64::MAX)] {
             let id = EventId {
                 source: "cash".into(),
-                commit,
+                commit: Position::new(commit),
                 ordinal,
             };
             let mut pushed = String::new();

@@ -10,9 +10,11 @@ pub mod debezium;
 mod event;
 pub mod fault;
 mod lsn;
+mod position;
 pub mod source;
 mod value;
 
 pub use event::{ChangeEvent, EventId, Op, Row, SnapshotMarker, SourceInfo, TableRef};
 pub use lsn::{Lsn, LsnParseError};
+pub use position::Position;
 pub use value::{CompactString, Value};

@@ -11,9 +11,40 @@ use std::str::FromStr;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Lsn(pub u64);
 
+impl Lsn {
+    /// Appends the text form without `fmt`'s machinery (every event id
+    /// carries one).
+    pub fn push_to(self, out: &mut String) {
+        let mut buf = [0u8; 8];
+        out.extend(
+            hex((self.0 >> 32) as u32, &mut buf)
+                .iter()
+                .map(|&b| char::from(b)),
+        );
+        out.push('/');
+        out.extend(hex(self.0 as u32, &mut buf).iter().map(|&b| char::from(b)));
+    }
+}
+
+/// `n` in upper-case hex without leading zeros.
+fn hex(mut n: u32, buf: &mut [u8; 8]) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b"0123456789ABCDEF"[(n & 0xF) as usize];
+        n >>= 4;
+        if n == 0 {
+            break;
+        }
+    }
+    &buf[i..]
+}
+
 impl fmt::Display for Lsn {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:X}/{:X}", self.0 >> 32, self.0 & 0xFFFF_FFFF)
+        let mut text = String::with_capacity(17);
+        self.push_to(&mut text);
+        f.write_str(&text)
     }
 }
 

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 
 use crate::check::Finding;
-use crate::{ChangeEvent, TableRef};
+use crate::{ChangeEvent, Position, TableRef};
 
 /// A boxed future, so that [`Source`] is usable as a trait object.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -119,7 +119,7 @@ impl std::error::Error for SourceError {
 pub struct Checkpoint {
     /// Source position (PostgreSQL: end LSN of the last durable transaction,
     /// or the slot's consistent point right after the snapshot).
-    pub position: u64,
+    pub position: Position,
     /// The initial snapshot finished and is durable in every sink.
     pub snapshot_complete: bool,
     /// End of the last transaction the source sent before `position` (or
@@ -129,12 +129,12 @@ pub struct Checkpoint {
     /// payloads as the first delivery. `None` in state written before it
     /// was kept; a resume then takes `position`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_commit: Option<u64>,
+    pub last_commit: Option<Position>,
 }
 
 impl Checkpoint {
     /// The predecessor the next transaction after this checkpoint names.
-    pub fn last_commit(&self) -> u64 {
+    pub fn last_commit(&self) -> Position {
         self.last_commit.unwrap_or(self.position)
     }
 }
@@ -152,7 +152,7 @@ pub enum SourceItem {
 pub struct SourceLinks {
     pub out: mpsc::Sender<SourceItem>,
     /// Position durable in every sink (closed when the pipeline is done).
-    pub durable: watch::Receiver<u64>,
+    pub durable: watch::Receiver<Position>,
     /// Becomes `true` on SIGINT/SIGTERM.
     pub shutdown: watch::Receiver<bool>,
     /// Positions, lag and snapshot progress, for `/status`.
@@ -165,9 +165,9 @@ pub struct SourceHealth {
     /// The source's cursor on the server (PostgreSQL: the replication slot).
     pub slot: String,
     /// Position of the last transaction (or heartbeat) sent to the pipeline.
-    pub position: u64,
+    pub position: Position,
     /// Position durable in every sink, confirmed to the server.
-    pub confirmed: u64,
+    pub confirmed: Position,
     /// Log the server has written but this source has not confirmed, in bytes.
     pub lag_bytes: u64,
     /// Age of the oldest commit not yet durable in every sink.

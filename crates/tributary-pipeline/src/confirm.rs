@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tributary_core::fault;
+use tributary_core::{fault, Position};
 use tributary_state::{Checkpoint, StateStore};
 
 use crate::PipelineError;
@@ -34,7 +34,7 @@ impl Confirmer {
         source: &str,
         sinks: Vec<String>,
         store: StateStore,
-        durable: watch::Sender<u64>,
+        durable: watch::Sender<Position>,
         done: Vec<Arc<AtomicU64>>,
     ) -> Self {
         let (newest, waiting) = watch::channel(None);
@@ -116,7 +116,7 @@ async fn commit_loop(
     source: String,
     sinks: Vec<String>,
     store: StateStore,
-    durable: watch::Sender<u64>,
+    durable: watch::Sender<Position>,
     mut waiting: watch::Receiver<Option<(u64, Checkpoint)>>,
 ) -> Result<(), PipelineError> {
     let mut committed = 0;
@@ -126,7 +126,7 @@ async fn commit_loop(
         if let Some((seq, cp)) = newest.filter(|(seq, _)| *seq > committed) {
             let (store, source, sinks) = (store.clone(), source.clone(), sinks.clone());
             tokio::task::spawn_blocking(move || {
-                let positions: Vec<(&str, u64)> =
+                let positions: Vec<(&str, Position)> =
                     sinks.iter().map(|s| (s.as_str(), cp.position)).collect();
                 store.commit(&source, cp, &positions)
             })
@@ -148,15 +148,15 @@ mod tests {
 
     fn cp(position: u64) -> Checkpoint {
         Checkpoint {
-            position,
+            position: Position::new(position),
             snapshot_complete: true,
-            last_commit: Some(position - 1),
+            last_commit: Some(Position::new(position - 1)),
         }
     }
 
     /// Waits until the reported durable position is `want`.
-    async fn reported(durable: &mut watch::Receiver<u64>, want: u64) {
-        let wait = durable.wait_for(|&p| p == want);
+    async fn reported(durable: &mut watch::Receiver<Position>, want: u64) {
+        let wait = durable.wait_for(|&p| p == Position::new(want));
         tokio::time::timeout(std::time::Duration::from_secs(10), wait)
             .await
             .expect("the position was never reported")
@@ -168,9 +168,8 @@ mod tests {
     /// (it is in the store, with every sink's position).
     #[tokio::test]
     async fn the_minimum_over_lanes_is_committed_then_reported() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = StateStore::open(dir.path()).unwrap();
-        let (durable_tx, mut durable) = watch::channel(0);
+        let store = StateStore::in_memory().unwrap();
+        let (durable_tx, mut durable) = watch::channel(Position::START);
         let lanes: Vec<Arc<AtomicU64>> = (0..2).map(|_| Arc::new(AtomicU64::new(0))).collect();
         let mut confirm = Confirmer::new(
             "src",
@@ -185,7 +184,7 @@ mod tests {
         lanes[0].store(seqs[2], Ordering::Release);
         confirm.advance().unwrap();
         tokio::task::yield_now().await;
-        assert_eq!(*durable.borrow(), 0);
+        assert_eq!(*durable.borrow(), Position::START);
         assert_eq!(store.checkpoint("src").unwrap(), None);
 
         // Lane b passes the second: the second is the minimum.
@@ -193,13 +192,16 @@ mod tests {
         confirm.advance().unwrap();
         reported(&mut durable, 20).await;
         assert_eq!(store.checkpoint("src").unwrap(), Some(cp(20)));
-        assert_eq!(store.sink_position("src", "b").unwrap(), Some(20));
+        assert_eq!(
+            store.sink_position("src", "b").unwrap(),
+            Some(Position::new(20))
+        );
 
         // Both at the third; finish waits for its commit.
         lanes[1].store(seqs[2], Ordering::Release);
         confirm.advance().unwrap();
         confirm.finish().await.unwrap();
-        assert_eq!(*durable.borrow(), 30);
+        assert_eq!(*durable.borrow(), Position::new(30));
         assert_eq!(store.checkpoint("src").unwrap(), Some(cp(30)));
     }
 
@@ -208,9 +210,8 @@ mod tests {
     /// snapshot is complete, is the one committed.
     #[tokio::test]
     async fn a_repeated_position_commits_the_later_checkpoint() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = StateStore::open(dir.path()).unwrap();
-        let (durable_tx, _durable) = watch::channel(0);
+        let store = StateStore::in_memory().unwrap();
+        let (durable_tx, _durable) = watch::channel(Position::START);
         let lane = Arc::new(AtomicU64::new(0));
         let mut confirm = Confirmer::new(
             "src",

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, watch, Mutex};
 use tributary_core::check::Outcome;
 use tributary_core::source::{Source, SourceHealth, SourceItem, SourceLinks};
-use tributary_core::ChangeEvent;
+use tributary_core::{ChangeEvent, Position};
 use tributary_pg::ConnectionConfig;
 use tributary_sink::{
     FileSink, HttpSink, KafkaSink, NatsSink, PostgresOptions, PostgresSink, RecordOptions, Sink,
@@ -166,12 +166,12 @@ pub async fn run(
         let resume = store.checkpoint(&src.name)?;
         match resume {
             Some(c) => {
-                tracing::info!(source = %src.name, position = c.position, snapshot_complete = c.snapshot_complete, "resuming from checkpoint")
+                tracing::info!(source = %src.name, position = %c.position, snapshot_complete = c.snapshot_complete, "resuming from checkpoint")
             }
             None => tracing::info!(source = %src.name, "no checkpoint yet"),
         }
         let (out, items) = mpsc::channel(CHANNEL_ITEMS);
-        let (durable_tx, durable) = watch::channel(resume.map_or(0, |c| c.position));
+        let (durable_tx, durable) = watch::channel(resume.map_or(Position::START, |c| c.position));
         let (health, health_rx) = watch::channel(SourceHealth::default());
         board.add_source(&src.name, health_rx);
         let links = SourceLinks {
@@ -250,7 +250,7 @@ async fn deliver(
     mut items: mpsc::Receiver<SourceItem>,
     sinks: Vec<Arc<NamedSink>>,
     store: StateStore,
-    durable: watch::Sender<u64>,
+    durable: watch::Sender<Position>,
     board: Arc<StatusBoard>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), PipelineError> {

@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use tokio::sync::watch;
 use tributary_core::source::SourceHealth;
-use tributary_core::{ChangeEvent, Lsn, Op, TableRef};
+use tributary_core::{ChangeEvent, Op, TableRef};
 
 /// Counters of one sink.
 #[derive(Debug, Clone, Default)]
@@ -86,8 +86,8 @@ impl StatusBoard {
                     name.clone(),
                     json!({
                         "slot": h.slot,
-                        "position": Lsn(h.position).to_string(),
-                        "confirmed": Lsn(h.confirmed).to_string(),
+                        "position": h.position.to_string(),
+                        "confirmed": h.confirmed.to_string(),
                         "lag_bytes": h.lag_bytes,
                         "lag_seconds": h.lag_seconds,
                         "retained_wal_bytes": h.retained_bytes,
@@ -204,7 +204,7 @@ mod tests {
         ChangeEvent {
             id: EventId {
                 source: "s".into(),
-                commit: 1,
+                commit: tributary_core::Position::new(1),
                 ordinal: 0,
             },
             table: Arc::clone(table),

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use tributary_core::{ChangeEvent, EventId, Op, Row, SnapshotMarker, SourceInfo, Value};
+use tributary_core::{ChangeEvent, EventId, Op, Position, Row, SnapshotMarker, SourceInfo, Value};
 
 use crate::catalog::TableShape;
 use crate::pgoutput::{Datum, OldTuple, Tuple};
@@ -205,7 +205,7 @@ impl ChangeDecoder {
         ChangeEvent {
             id: EventId {
                 source: self.ctx.name.clone(),
-                commit: tx.commit_lsn,
+                commit: Position::new(tx.commit_lsn),
                 ordinal,
             },
             table: shape.table.clone(),

@@ -127,7 +127,7 @@ impl PostgresSource {
             start: 0,
             prev_commit: 0,
             // What is durable already: never report less to the server.
-            acked: resume.map_or(0, |c| c.position),
+            acked: resume.map_or(0, |c| c.position.get()),
             snapshot_complete: true,
             sent: None,
             reconnect: cfg.clone(),
@@ -234,13 +234,13 @@ impl PostgresSource {
                 });
             }
             (StartPlan::Resume, Some(state)) => {
-                let start = resume.map_or(state.confirmed_flush, |c| c.position);
+                let start = resume.map_or(state.confirmed_flush, |c| c.position.get());
                 warn_if_advanced(cfg, start, state);
                 stream.start = start.max(state.confirmed_flush);
                 // The checkpoint's predecessor, unless the slot was moved
                 // past it (then nothing before the slot can be read).
                 stream.prev_commit = match resume {
-                    Some(cp) if cp.position == stream.start => cp.last_commit(),
+                    Some(cp) if cp.position.get() == stream.start => cp.last_commit().get(),
                     _ => stream.start,
                 };
                 stream.acked = stream.acked.max(state.confirmed_flush);
@@ -300,11 +300,11 @@ impl PostgresSource {
         links: &mut SourceLinks,
     ) -> Result<Begun, Error> {
         let cfg = &self.cfg;
-        let from = resume.map_or(kept.confirmed_flush, |c| c.position);
+        let from = resume.map_or(kept.confirmed_flush, |c| c.position.get());
         warn_if_advanced(cfg, from, kept);
         let from = from.max(kept.confirmed_flush);
         let prev_commit = match resume {
-            Some(cp) if cp.position == from => cp.last_commit(),
+            Some(cp) if cp.position.get() == from => cp.last_commit().get(),
             _ => from,
         };
         // The temporary slot goes with its session, also on a crash.

@@ -98,9 +98,9 @@ mod tests {
 
     fn cp(snapshot_complete: bool) -> Option<Checkpoint> {
         Some(Checkpoint {
-            position: 100,
+            position: tributary_core::Position::new(100),
             snapshot_complete,
-            last_commit: Some(90),
+            last_commit: Some(tributary_core::Position::new(90)),
         })
     }
 

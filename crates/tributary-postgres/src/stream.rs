@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use pgwire_replication::{Lsn, ReplicationClient, ReplicationEvent};
 use tokio::sync::mpsc;
-use tributary_core::{ChangeEvent, TableRef};
+use tributary_core::{ChangeEvent, Position, TableRef};
 use tributary_state::Checkpoint;
 
 use crate::catalog::{self, TableShape, TypeCache};
@@ -261,7 +261,7 @@ impl Stream {
                 changed = links.durable.changed(), if durable_open => {
                     match changed {
                         Ok(()) => {
-                            let pos = *links.durable.borrow_and_update();
+                            let pos = links.durable.borrow_and_update().get();
                             if pos > self.acked {
                                 self.acked = pos;
                                 session.update_applied_lsn(Lsn::from_u64(pos));
@@ -443,9 +443,9 @@ impl Stream {
         position: u64,
     ) -> Result<(), Error> {
         let checkpoint = Checkpoint {
-            position,
+            position: Position::new(position),
             snapshot_complete: self.snapshot_complete,
-            last_commit: Some(self.prev_commit),
+            last_commit: Some(Position::new(self.prev_commit)),
         };
         send(out, SourceItem::Checkpoint(checkpoint)).await?;
         self.sent = Some(checkpoint);
@@ -465,7 +465,7 @@ impl Stream {
         let Some(mut session) = session else {
             return Ok(());
         };
-        let final_pos = (*links.durable.borrow()).max(self.acked);
+        let final_pos = links.durable.borrow().get().max(self.acked);
         if final_pos > 0 {
             session.update_applied_lsn(Lsn::from_u64(final_pos));
             // The worker sends status updates every second.

@@ -16,6 +16,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio_postgres::Client;
 pub use tributary_core::source::SourceHealth;
+use tributary_core::Position;
 
 /// Prefix of heartbeat messages (visible to other consumers of the slot).
 pub(crate) const HEARTBEAT_PREFIX: &str = "tributary.heartbeat";
@@ -62,7 +63,7 @@ impl WalRetention {
         if let Some(ms) = commit_time_ms {
             self.pending.push_back((end, ms));
         }
-        self.health.send_modify(|h| h.position = end);
+        self.health.send_modify(|h| h.position = Position::new(end));
     }
 
     /// Everything up to `position` is durable in every sink.
@@ -74,7 +75,8 @@ impl WalRetention {
         {
             self.pending.pop_front();
         }
-        self.health.send_modify(|h| h.confirmed = position);
+        self.health
+            .send_modify(|h| h.confirmed = Position::new(position));
     }
 
     /// Emits a heartbeat (if configured) and measures the lag.

@@ -439,7 +439,7 @@ mod tests {
         ChangeEvent {
             id: EventId {
                 source: "s".into(),
-                commit: 1,
+                commit: tributary_core::Position::new(1),
                 ordinal: 0,
             },
             table: Arc::new(TableRef::new("public", "t")),

@@ -3,6 +3,7 @@
 use redb::{ReadableDatabase, TableDefinition};
 
 pub use tributary_core::source::Checkpoint;
+use tributary_core::Position;
 
 use crate::{StateError, StateStore};
 
@@ -20,10 +21,10 @@ impl StateStore {
         }
     }
 
-    pub fn sink_position(&self, source: &str, sink: &str) -> Result<Option<u64>, StateError> {
+    pub fn sink_position(&self, source: &str, sink: &str) -> Result<Option<Position>, StateError> {
         let tx = self.db.begin_read()?;
         let table = tx.open_table(SINK_POSITIONS)?;
-        Ok(table.get((source, sink))?.map(|v| v.value()))
+        Ok(table.get((source, sink))?.map(|v| Position::new(v.value())))
     }
 
     /// Durably records a checkpoint and the sinks' positions (fsynced before
@@ -32,7 +33,7 @@ impl StateStore {
         &self,
         source: &str,
         checkpoint: Checkpoint,
-        sinks: &[(&str, u64)],
+        sinks: &[(&str, Position)],
     ) -> Result<(), StateError> {
         let tx = self.db.begin_write()?;
         {
@@ -41,7 +42,7 @@ impl StateStore {
             table.insert(source, text.as_str())?;
             let mut positions = tx.open_table(SINK_POSITIONS)?;
             for (sink, pos) in sinks {
-                positions.insert((source, *sink), *pos)?;
+                positions.insert((source, *sink), pos.get())?;
             }
         }
         tx.commit()?;
@@ -73,16 +74,24 @@ mod tests {
             let store = StateStore::open(dir.path()).unwrap();
             assert_eq!(store.checkpoint("a").unwrap(), None);
             let cp = Checkpoint {
-                position: 42,
+                position: Position::new(42),
                 snapshot_complete: true,
-                last_commit: Some(40),
+                last_commit: Some(Position::new(40)),
             };
-            store.commit("a", cp, &[("file", 42)]).unwrap();
+            store
+                .commit("a", cp, &[("file", Position::new(42))])
+                .unwrap();
         }
         let store = StateStore::open(dir.path()).unwrap();
         let read = store.checkpoint("a").unwrap().unwrap();
-        assert_eq!((read.position, read.last_commit()), (42, 40));
-        assert_eq!(store.sink_position("a", "file").unwrap(), Some(42));
+        assert_eq!(
+            (read.position, read.last_commit()),
+            (Position::new(42), Position::new(40))
+        );
+        assert_eq!(
+            store.sink_position("a", "file").unwrap(),
+            Some(Position::new(42))
+        );
         store.reset_source("a").unwrap();
         assert_eq!(store.checkpoint("a").unwrap(), None);
         assert_eq!(store.sink_position("a", "file").unwrap(), None);
@@ -93,7 +102,7 @@ mod tests {
         let old: Checkpoint =
             serde_json::from_str(r#"{"position":7,"snapshot_complete":true}"#).unwrap();
         assert_eq!(old.last_commit, None);
-        assert_eq!(old.last_commit(), 7);
+        assert_eq!(old.last_commit(), Position::new(7));
     }
 
     #[test]

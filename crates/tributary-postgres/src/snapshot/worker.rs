@@ -10,7 +10,9 @@ use bytes::Bytes;
 use futures_util::{pin_mut, TryStreamExt};
 use tokio::sync::mpsc;
 use tokio_postgres::Client;
-use tributary_core::{ChangeEvent, EventId, Op, Row, SnapshotMarker, SourceInfo, TableRef};
+use tributary_core::{
+    ChangeEvent, EventId, Op, Position, Row, SnapshotMarker, SourceInfo, TableRef,
+};
 
 use super::chunk::{copy_sql, Chunk};
 use crate::catalog::TableShape;
@@ -193,7 +195,7 @@ impl Worker {
         Ok(ChangeEvent {
             id: EventId {
                 source: Arc::clone(&shared.name),
-                commit: t.consistent_point,
+                commit: Position::new(t.consistent_point),
                 ordinal: 0,
             },
             table: Arc::clone(&shared.table),

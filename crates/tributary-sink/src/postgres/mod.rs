@@ -83,7 +83,7 @@ pub async fn probe(
 }
 
 /// Last applied event per source: `(commit position, ordinal)`.
-type Position = (u64, u64);
+type Applied = (tributary_core::Position, u64);
 
 pub struct PostgresSink {
     options: PostgresOptions,
@@ -92,7 +92,7 @@ pub struct PostgresSink {
     /// Per source table: where its rows go (filled lazily, kept across batches).
     tables: HashMap<TableRef, schema::TargetTable>,
     /// Per source, what the positions table says (reloaded after any failure).
-    positions: HashMap<Arc<str>, Option<Position>>,
+    positions: HashMap<Arc<str>, Option<Applied>>,
     statements: HashMap<String, Statement>,
     scratch: String,
 }
@@ -213,7 +213,7 @@ impl PostgresSink {
     }
 
     /// The last applied event of `source`, from the positions table.
-    async fn position(&mut self, source: &Arc<str>) -> Result<Option<Position>, SinkError> {
+    async fn position(&mut self, source: &Arc<str>) -> Result<Option<Applied>, SinkError> {
         if let Some(p) = self.positions.get(source) {
             return Ok(*p);
         }
@@ -231,7 +231,8 @@ impl PostgresSink {
         let position = row.and_then(|r| {
             let lsn: String = r.get(0);
             let ordinal: i64 = r.get(1);
-            Some((lsn.parse::<u64>().ok()?, ordinal as u64))
+            let lsn = lsn.parse::<u64>().ok()?;
+            Some((tributary_core::Position::new(lsn), ordinal as u64))
         });
         self.positions.insert(Arc::clone(source), position);
         Ok(position)
@@ -373,7 +374,7 @@ impl PostgresSink {
         &mut self,
         events: &[&ChangeEvent],
         source: &str,
-        last: Position,
+        last: Applied,
     ) -> Result<(), SinkError> {
         let history = self.options.history;
         let client = self.client.as_mut().ok_or(SinkError::PostgresClosed)?;
@@ -399,7 +400,7 @@ impl PostgresSink {
         &mut self,
         events: &[(usize, &ChangeEvent)],
         source: &str,
-        last: Position,
+        last: Applied,
         rejections: &mut Vec<Rejection>,
     ) -> Result<(), SinkError> {
         let history = self.options.history;
@@ -475,9 +476,9 @@ async fn store_position<C: tokio_postgres::GenericClient>(
     table: &str,
     sink: &str,
     source: &str,
-    (commit, ordinal): Position,
+    (commit, ordinal): Applied,
 ) -> Result<(), SinkError> {
-    let lsn = tributary_core::Lsn(commit).to_string();
+    let lsn = commit.to_string();
     tx.execute(
         &format!(
             "INSERT INTO {table} (sink, source, lsn, ordinal) VALUES ($1, $2, $3::text::pg_lsn, $4) \

@@ -80,7 +80,7 @@ mod tests {
         ChangeEvent {
             id: EventId {
                 source: "s".into(),
-                commit: 100,
+                commit: tributary_core::Position::new(100),
                 ordinal,
             },
             table: Arc::new(TableRef::new("public", table)),

@@ -103,8 +103,7 @@ fn write_values(out: &mut Vec<u8>, row: Option<&Row>) {
 }
 
 fn write_position(out: &mut Vec<u8>, event: &ChangeEvent) {
-    let lsn = tributary_core::Lsn(event.id.commit);
-    let _ = write!(out, "\"{lsn}\",{}", event.id.ordinal);
+    let _ = write!(out, "\"{}\",{}", event.id.commit, event.id.ordinal);
 }
 
 /// `[[…], …]` into `out` (cleared first): one inner array per event, its
