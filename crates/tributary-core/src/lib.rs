@@ -11,6 +11,7 @@ mod event;
 pub mod fault;
 mod lsn;
 mod position;
+pub mod sink;
 pub mod source;
 mod value;
 

@@ -1,8 +1,8 @@
 //! What can stop a pipeline, each with its detail and hint lines.
 
 use tributary_core::check::Finding;
+use tributary_core::sink::SinkError;
 use tributary_core::source::SourceError;
-use tributary_sink::SinkError;
 use tributary_state::StateError;
 
 use crate::ConfigError;

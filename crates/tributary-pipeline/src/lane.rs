@@ -2,7 +2,7 @@
 //! order, each checkpoint marked durable in this sink once every event
 //! before it is.
 //!
-//! A lane keeps up to [`Sink::depth`] batches in flight. For the file sink
+//! A lane keeps up to the sink's [`Capabilities::depth`] batches in flight. For the file sink
 //! that is two: the next batch is encoded and queued while the disk makes
 //! the last one durable, so the fsync is off the lane's path. Checkpoints
 //! are still marked strictly in order, each after its own batch is
@@ -12,15 +12,15 @@
 //! new meanwhile, so a retried batch never lands behind a later one.
 
 use std::collections::VecDeque;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch, Mutex};
+#[cfg(doc)]
+use tributary_core::sink::Capabilities;
+use tributary_core::sink::{Pending, Rejection, Sink, SinkError};
 use tributary_core::{fault, ChangeEvent};
-use tributary_sink::{Rejection, Sink, SinkError, Submitted};
 
 use crate::dead_letter::DeadLetters;
 use crate::retry::Backoff;
@@ -32,7 +32,7 @@ use crate::PipelineError;
 /// A sink with what the lane needs to write to it.
 pub(crate) struct NamedSink {
     pub(crate) name: String,
-    pub(crate) sink: Mutex<Sink>,
+    pub(crate) sink: Mutex<Box<dyn Sink>>,
     pub(crate) retry: RetryPolicy,
     /// Tables and columns this sink receives; `None`: everything as is.
     pub(crate) transform: Option<Transform>,
@@ -110,16 +110,14 @@ pub(crate) async fn lane(
         latency: status::latency_histogram(&source, &sink.name),
         links,
     };
-    let (coalesces, depth) = {
-        let s = sink.sink.lock().await;
-        (s.coalesces(), s.depth())
-    };
-    let mut in_flight: VecDeque<(Group, Submitted)> = VecDeque::with_capacity(depth);
+    let capabilities = sink.sink.lock().await.capabilities();
+    let (coalesces, depth) = (capabilities.coalesces, capabilities.depth.max(1));
+    let mut in_flight: VecDeque<(Group, Pending)> = VecDeque::with_capacity(depth);
     let mut open = true;
     while open || !in_flight.is_empty() {
         let next = std::future::poll_fn(|cx| {
             if let Some((_, submitted)) = in_flight.front_mut() {
-                if let Poll::Ready(result) = Pin::new(submitted).poll(cx) {
+                if let Poll::Ready(result) = submitted.as_mut().poll(cx) {
                     return Poll::Ready(Next::Durable(result));
                 }
             }
@@ -153,8 +151,8 @@ pub(crate) async fn lane(
                     began: Instant::now(),
                 };
                 let parts = group.parts();
-                let submitted = if parts.is_empty() {
-                    Submitted::done(Ok(Vec::new()))
+                let submitted: Pending = if parts.is_empty() {
+                    Box::pin(std::future::ready(Ok(Vec::new())))
                 } else {
                     sink.sink.lock().await.submit(&parts).await
                 };
@@ -278,7 +276,7 @@ async fn write_with_retry(
             }
         }
         let began = Instant::now();
-        match sink.sink.lock().await.write_parts(parts).await {
+        match sink.sink.lock().await.write(parts).await {
             Ok(rejections) => return Ok((rejections, began.elapsed())),
             Err(error) => failed = Some(error),
         }

@@ -4,12 +4,13 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, watch, Mutex};
 use tributary_core::check::Outcome;
+use tributary_core::sink::Sink;
 use tributary_core::source::{Source, SourceHealth, SourceItem, SourceLinks};
 use tributary_core::{ChangeEvent, Position};
 use tributary_pg::ConnectionConfig;
 use tributary_sink::{
-    FileSink, HttpSink, KafkaSink, NatsSink, PostgresOptions, PostgresSink, RecordOptions, Sink,
-    SinkError, StdoutSink,
+    FileSink, HttpSink, KafkaSink, NatsSink, PostgresOptions, PostgresSink, RecordOptions,
+    StdoutSink,
 };
 use tributary_state::{Checkpoint, StateStore};
 
@@ -36,7 +37,7 @@ async fn open_sink(
     cfg: &SinkConfig,
     config: &Config,
     sources: &Sources,
-) -> Result<Sink, PipelineError> {
+) -> Result<Box<dyn Sink>, PipelineError> {
     let source_names: Vec<String> = config.sources.iter().map(|s| s.name.clone()).collect();
     let options = RecordOptions {
         topic: cfg
@@ -46,33 +47,31 @@ async fn open_sink(
         routes: cfg.routes()?,
         tombstones: cfg.tombstones,
     };
-    let failed = |error| PipelineError::Sink {
+    let failed = |error: tributary_sink::Error| PipelineError::Sink {
         sink: cfg.name.clone(),
-        error,
+        error: error.into(),
     };
-    let sink = match cfg.kind.as_str() {
+    let sink: Box<dyn Sink> = match cfg.kind.as_str() {
         // Validated: a file sink has a path.
-        "file" => Sink::File(
-            FileSink::open(cfg.path.clone().unwrap_or_default(), options).map_err(failed)?,
-        ),
+        "file" => {
+            Box::new(FileSink::open(cfg.path.clone().unwrap_or_default(), options).map_err(failed)?)
+        }
         "nats" => {
             let nats = cfg.nats_options(source_names)?;
-            Sink::Nats(Box::new(NatsSink::open(&nats).await.map_err(failed)?))
+            Box::new(NatsSink::open(&nats).await.map_err(failed)?)
         }
-        "http" => Sink::Http(Box::new(
-            HttpSink::open(cfg.http_options(options)?).map_err(failed)?,
-        )),
-        "kafka" => Sink::Kafka(Box::new(
+        "http" => Box::new(HttpSink::open(cfg.http_options(options)?).map_err(failed)?),
+        "kafka" => Box::new(
             KafkaSink::open(cfg.kafka_options()?)
                 .await
                 .map_err(failed)?,
-        )),
-        "postgres" => Sink::Postgres(Box::new(
+        ),
+        "postgres" => Box::new(
             PostgresSink::open(postgres_sink_options(cfg, sources)?)
                 .await
                 .map_err(failed)?,
-        )),
-        "stdout" => Sink::Stdout(StdoutSink::new(options)),
+        ),
+        "stdout" => Box::new(StdoutSink::new(options)),
         // Validation names the types it accepts; never fall back to one.
         other => {
             return Err(PipelineError::Config(ConfigError::new(
@@ -92,7 +91,7 @@ fn postgres_sink_options(
 ) -> Result<PostgresOptions, PipelineError> {
     let failed = |error| PipelineError::Sink {
         sink: cfg.name.clone(),
-        error: SinkError::PostgresConnect(error),
+        error: tributary_sink::Error::PostgresConnect(error).into(),
     };
     let connection =
         ConnectionConfig::parse(cfg.url.as_deref().unwrap_or_default(), cfg.password()?)

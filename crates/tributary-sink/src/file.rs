@@ -30,7 +30,9 @@ use std::sync::Arc;
 use tokio::sync::oneshot;
 use tributary_core::{fault, ChangeEvent};
 
-use crate::{RecordEncoder, RecordOptions, SinkError, Submitted};
+use tributary_core::sink::{BoxFuture, Capabilities, Pending, Sink, SinkError, Written};
+
+use crate::{Error, RecordEncoder, RecordOptions};
 
 /// Bytes encoded before a slice goes to the writer thread.
 const SLICE_BYTES: usize = 256 << 10;
@@ -70,8 +72,8 @@ enum Job {
 
 impl FileSink {
     /// Opens `path` for appending (creating it and syncing its directory).
-    pub fn open(path: PathBuf, options: RecordOptions) -> Result<Self, SinkError> {
-        let open_err = |source| SinkError::Open {
+    pub fn open(path: PathBuf, options: RecordOptions) -> Result<Self, Error> {
+        let open_err = |source| Error::Open {
             path: path.clone(),
             source,
         };
@@ -123,11 +125,6 @@ impl FileSink {
         })
     }
 
-    /// Appends the batch and fsyncs; returns once it is on disk.
-    pub async fn write(&mut self, events: &[ChangeEvent]) -> Result<(), SinkError> {
-        self.write_parts(&[events]).await
-    }
-
     /// Appends several batches with one fsync (group commit); returns once
     /// they are on disk. After a failed batch this is how it is written
     /// again: call it only with no submitted batch outstanding.
@@ -136,14 +133,14 @@ impl FileSink {
             self.send(Job::Recover).map_err(|e| self.write_error(e))?;
             self.failed.store(false, Ordering::Release);
         }
-        self.submit(parts).await.map(|_| ())
+        self.queue(parts).await.map(|_| ())
     }
 
     /// Encodes the batches and queues them, with one fsync, to the writer;
     /// returns without waiting for the fsync (unless the batch was small
     /// enough to write in place). While an earlier batch failed and was
     /// not written again, refuses.
-    pub fn submit(&mut self, parts: &[&[ChangeEvent]]) -> Submitted {
+    fn queue(&mut self, parts: &[&[ChangeEvent]]) -> Pending {
         let queued = if parts.iter().all(|p| p.is_empty()) {
             Ok(None)
         } else if self.failed.load(Ordering::Acquire) {
@@ -154,12 +151,17 @@ impl FileSink {
             tokio::task::block_in_place(|| self.encode_and_queue(parts))
         };
         match queued {
-            Ok(Some(reply)) => Submitted::Queued {
-                path: self.path.clone(),
-                reply,
-            },
-            Ok(None) => Submitted::done(Ok(Vec::new())),
-            Err(source) => Submitted::done(Err(self.write_error(source))),
+            Ok(Some(reply)) => {
+                let path = self.path.clone();
+                Box::pin(async move {
+                    let synced = reply.await.unwrap_or_else(|_| Err(writer_gone()));
+                    synced
+                        .map(|()| Vec::new())
+                        .map_err(|source| Error::Write { path, source }.into())
+                })
+            }
+            Ok(None) => Box::pin(std::future::ready(Ok(Vec::new()))),
+            Err(source) => Box::pin(std::future::ready(Err(self.write_error(source).into()))),
         }
     }
 
@@ -231,11 +233,41 @@ impl FileSink {
         self.jobs.send(job).map_err(|_| writer_gone())
     }
 
-    fn write_error(&self, source: std::io::Error) -> SinkError {
-        SinkError::Write {
+    fn write_error(&self, source: std::io::Error) -> Error {
+        Error::Write {
             path: self.path.clone(),
             source,
         }
+    }
+}
+
+impl Sink for FileSink {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            depth: 2,
+            coalesces: true,
+            deduplicates: false,
+        }
+    }
+
+    fn write_part<'a>(&'a mut self, events: &'a [ChangeEvent]) -> BoxFuture<'a, Written> {
+        Box::pin(async move {
+            self.write_parts(&[events]).await?;
+            Ok(Vec::new())
+        })
+    }
+
+    /// All parts with one fsync (group commit).
+    fn write<'a>(&'a mut self, parts: &'a [&'a [ChangeEvent]]) -> BoxFuture<'a, Written> {
+        Box::pin(async move {
+            self.write_parts(parts).await?;
+            Ok(Vec::new())
+        })
+    }
+
+    fn submit<'a>(&'a mut self, parts: &'a [&'a [ChangeEvent]]) -> BoxFuture<'a, Pending> {
+        let pending = self.queue(parts);
+        Box::pin(std::future::ready(pending))
     }
 }
 
@@ -466,7 +498,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("out/events.jsonl");
         let mut sink = FileSink::open(path.clone(), RecordOptions::default()).unwrap();
-        sink.write(&[delete_event()]).await.unwrap();
+        sink.write_parts(&[&[delete_event()]]).await.unwrap();
         let text = std::fs::read_to_string(path).unwrap();
         let lines: Vec<serde_json::Value> = text
             .lines()
@@ -486,7 +518,7 @@ mod tests {
         let (_dir, path, mut sink) = fresh();
         let mut next = 0;
         for n in [3, 5_000, 1, 2_000, 7] {
-            sink.write(&numbered(next, n)).await.unwrap();
+            sink.write_parts(&[&numbered(next, n)]).await.unwrap();
             next += n;
         }
         let text = std::fs::read_to_string(path).unwrap();
@@ -549,10 +581,10 @@ mod tests {
             numbered(3_000, 3_000),
             numbered(6_000, 2),
         );
-        let a = sink.submit(&[&first]);
-        let b = sink.submit(&[&second]);
+        let a = sink.queue(&[&first]);
+        let b = sink.queue(&[&second]);
         // Small, but the writer is busy: it must queue, not write in place.
-        let c = sink.submit(&[&small]);
+        let c = sink.queue(&[&small]);
         a.await.unwrap();
         b.await.unwrap();
         c.await.unwrap();
@@ -567,10 +599,10 @@ mod tests {
         let (_dir, path, mut sink) = fresh();
         let (good, failing, behind) =
             (numbered(0, 10), numbered(10, 3_000), numbered(3_010, 3_000));
-        sink.write(&good).await.unwrap();
+        sink.write_parts(&[&good]).await.unwrap();
         sink.fail_next_commit();
-        let f = sink.submit(&[&failing]);
-        let b = sink.submit(&[&behind]);
+        let f = sink.queue(&[&failing]);
+        let b = sink.queue(&[&behind]);
         let err = f.await.unwrap_err();
         assert!(format!("{:?}", err).contains("injected"), "{err:?}");
         let err = b.await.unwrap_err();
@@ -579,7 +611,7 @@ mod tests {
             "{err:?}"
         );
         // Nothing new is taken until the failed batch is written again.
-        let refused = sink.submit(&[&behind]).await.unwrap_err();
+        let refused = sink.queue(&[&behind]).await.unwrap_err();
         assert!(format!("{:?}", refused).contains("earlier batch failed"));
         assert_eq!(ordinals(&path), (0..10).collect::<Vec<_>>());
         sink.write_parts(&[&failing]).await.unwrap();
@@ -592,7 +624,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread")]
     async fn a_partial_last_line_is_cut_off_at_open() {
         let (_dir, path, mut sink) = fresh();
-        sink.write(&numbered(0, 2)).await.unwrap();
+        sink.write_parts(&[&numbered(0, 2)]).await.unwrap();
         drop(sink);
         let whole = std::fs::read_to_string(&path).unwrap();
         let mut torn = whole.clone();
@@ -600,7 +632,7 @@ mod tests {
         std::fs::write(&path, &torn).unwrap();
         let mut sink = FileSink::open(path.clone(), no_tombstones()).unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), whole);
-        sink.write(&numbered(2, 1)).await.unwrap();
+        sink.write_parts(&[&numbered(2, 1)]).await.unwrap();
         assert_eq!(ordinals(&path), vec![0, 1, 2]);
         // A file of one partial line is cut to nothing.
         std::fs::write(&path, "{\"topic\"").unwrap();

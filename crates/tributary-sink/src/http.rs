@@ -20,7 +20,9 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use tributary_core::ChangeEvent;
 
-use crate::{RecordEncoder, RecordOptions, Rejection, SinkError};
+use tributary_core::sink::{BoxFuture, Capabilities, Rejection, Sink, Written};
+
+use crate::{Error, FailureKind, RecordEncoder, RecordOptions};
 
 /// Settings of an HTTP sink.
 #[derive(Clone)]
@@ -57,16 +59,20 @@ enum Outcome {
     Refused(String),
 }
 
-fn http_error(what: &'static str, reason: impl std::fmt::Display, transient: bool) -> SinkError {
-    SinkError::Http {
+fn http_error(what: &'static str, reason: impl std::fmt::Display, transient: bool) -> Error {
+    Error::Http {
         what,
         reason: reason.to_string(),
-        transient,
+        kind: if transient {
+            FailureKind::Transient
+        } else {
+            FailureKind::Permanent
+        },
     }
 }
 
 impl HttpSink {
-    pub fn open(options: HttpOptions) -> Result<Self, SinkError> {
+    pub fn open(options: HttpOptions) -> Result<Self, Error> {
         let mut builder = reqwest::Client::builder()
             .timeout(options.timeout)
             .user_agent(concat!("tributary/", env!("CARGO_PKG_VERSION")));
@@ -94,7 +100,7 @@ impl HttpSink {
     }
 
     /// Delivers the batch in requests of at most `batch_size` events.
-    pub async fn write(&mut self, events: &[ChangeEvent]) -> Result<Vec<Rejection>, SinkError> {
+    async fn write_events(&mut self, events: &[ChangeEvent]) -> Result<Vec<Rejection>, Error> {
         let mut rejections = Vec::new();
         let size = self.options.batch_size.max(1);
         for (n, chunk) in events.chunks(size).enumerate() {
@@ -110,7 +116,7 @@ impl HttpSink {
         events: &[ChangeEvent],
         base: usize,
         rejections: &mut Vec<Rejection>,
-    ) -> Result<(), SinkError> {
+    ) -> Result<(), Error> {
         // Iterative bisection: a stack of (offset, length) still to send.
         let mut todo = vec![(0, events.len())];
         while let Some((start, len)) = todo.pop() {
@@ -132,7 +138,7 @@ impl HttpSink {
         Ok(())
     }
 
-    async fn post(&mut self, events: &[ChangeEvent]) -> Result<Outcome, SinkError> {
+    async fn post(&mut self, events: &[ChangeEvent]) -> Result<Outcome, Error> {
         self.body.clear();
         self.body.push(b'[');
         let lines = self.encoder.encode(events);
@@ -190,9 +196,22 @@ impl HttpSink {
     }
 }
 
+impl Sink for HttpSink {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            deduplicates: false,
+            ..Capabilities::default()
+        }
+    }
+
+    fn write_part<'a>(&'a mut self, events: &'a [ChangeEvent]) -> BoxFuture<'a, Written> {
+        Box::pin(async move { Ok(self.write_events(events).await?) })
+    }
+}
+
 /// What `tributary check` says about an HTTP sink, sending nothing: the
 /// URL's host accepts TCP connections.
-pub async fn probe(options: &HttpOptions) -> Result<String, SinkError> {
+pub async fn probe(options: &HttpOptions) -> Result<String, Error> {
     let url =
         reqwest::Url::parse(&options.url).map_err(|e| http_error("parsing the url", e, false))?;
     let host = url.host_str().unwrap_or_default().to_owned();

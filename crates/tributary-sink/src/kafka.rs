@@ -21,7 +21,9 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use tributary_core::{debezium, ChangeEvent};
 
-use crate::{Rejection, SinkError};
+use tributary_core::sink::{BoxFuture, Capabilities, Rejection, Sink, Written};
+
+use crate::{Error, FailureKind};
 
 /// Settings of a Kafka sink.
 #[derive(Debug, Clone)]
@@ -56,10 +58,11 @@ pub struct KafkaSink {
     value: Vec<u8>,
 }
 
-fn kafka_error(what: &'static str, e: impl std::fmt::Display) -> SinkError {
-    SinkError::Kafka {
+fn kafka_error(what: &'static str, kind: FailureKind, e: impl std::fmt::Display) -> Error {
+    Error::Kafka {
         what,
         reason: e.to_string(),
+        kind,
     }
 }
 
@@ -104,18 +107,18 @@ fn is_poison(e: &KafkaError) -> bool {
 }
 
 /// What `tributary check` says about a Kafka sink, creating nothing.
-pub async fn probe(options: &KafkaOptions) -> Result<String, SinkError> {
+pub async fn probe(options: &KafkaOptions) -> Result<String, Error> {
     let producer: FutureProducer<QuietContext> = client_config(options)
         .create_with_context(QuietContext)
-        .map_err(|e| kafka_error("configuring the client", e))?;
+        .map_err(|e| kafka_error("configuring the client", FailureKind::Permanent, e))?;
     let metadata = tokio::task::spawn_blocking(move || {
         producer
             .client()
             .fetch_metadata(None, Duration::from_secs(10))
     })
     .await
-    .map_err(|e| kafka_error("reading cluster metadata", e))?
-    .map_err(|e| kafka_error("reading cluster metadata", e))?;
+    .map_err(|e| kafka_error("reading cluster metadata", FailureKind::Transient, e))?
+    .map_err(|e| kafka_error("reading cluster metadata", FailureKind::Transient, e))?;
     Ok(format!(
         "Kafka at {} answers: {} broker(s), {} topic(s)",
         options.brokers,
@@ -125,14 +128,14 @@ pub async fn probe(options: &KafkaOptions) -> Result<String, SinkError> {
 }
 
 impl KafkaSink {
-    pub async fn open(options: KafkaOptions) -> Result<Self, SinkError> {
+    pub async fn open(options: KafkaOptions) -> Result<Self, Error> {
         let config = client_config(&options);
         let producer = config
             .create_with_context(QuietContext)
-            .map_err(|e| kafka_error("configuring the producer", e))?;
+            .map_err(|e| kafka_error("configuring the producer", FailureKind::Permanent, e))?;
         let admin = config
             .create_with_context(QuietContext)
-            .map_err(|e| kafka_error("configuring the admin client", e))?;
+            .map_err(|e| kafka_error("configuring the admin client", FailureKind::Permanent, e))?;
         // Fail early when no broker answers (the write path would only time out).
         probe(&options).await?;
         Ok(Self {
@@ -149,7 +152,7 @@ impl KafkaSink {
     }
 
     /// Creates the topics of `events` that are not known yet.
-    async fn ensure_topics(&mut self, events: &[ChangeEvent]) -> Result<(), SinkError> {
+    async fn ensure_topics(&mut self, events: &[ChangeEvent]) -> Result<(), Error> {
         if !self.options.create_topics {
             return Ok(());
         }
@@ -178,7 +181,7 @@ impl KafkaSink {
             .admin
             .create_topics(&new, &AdminOptions::new())
             .await
-            .map_err(|e| kafka_error("creating topics", e))?;
+            .map_err(|e| kafka_error("creating topics", FailureKind::Transient, e))?;
         for result in results {
             match result {
                 Ok(topic) => {
@@ -186,7 +189,11 @@ impl KafkaSink {
                 }
                 Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
                 Err((topic, code)) => {
-                    return Err(kafka_error("creating topics", format!("{topic}: {code}")))
+                    return Err(kafka_error(
+                        "creating topics",
+                        FailureKind::Transient,
+                        format!("{topic}: {code}"),
+                    ))
                 }
             }
         }
@@ -195,7 +202,7 @@ impl KafkaSink {
     }
 
     /// Produces the batch and waits for every delivery report.
-    pub async fn write(&mut self, events: &[ChangeEvent]) -> Result<Vec<Rejection>, SinkError> {
+    async fn write_events(&mut self, events: &[ChangeEvent]) -> Result<Vec<Rejection>, Error> {
         let result = self.try_write(events).await;
         if result.is_err() {
             // A restarted broker may have lost topics and forgotten this
@@ -207,12 +214,12 @@ impl KafkaSink {
             }
             self.producer = client_config(&self.options)
                 .create_with_context(QuietContext)
-                .map_err(|e| kafka_error("configuring the producer", e))?;
+                .map_err(|e| kafka_error("configuring the producer", FailureKind::Permanent, e))?;
         }
         result
     }
 
-    async fn try_write(&mut self, events: &[ChangeEvent]) -> Result<Vec<Rejection>, SinkError> {
+    async fn try_write(&mut self, events: &[ChangeEvent]) -> Result<Vec<Rejection>, Error> {
         self.ensure_topics(events).await?;
         let now_ms = tributary_core::clock::now_ms();
         let mut pending: Vec<(usize, DeliveryFuture)> = Vec::with_capacity(events.len());
@@ -229,7 +236,7 @@ impl KafkaSink {
                         index,
                         reason: format!("Kafka refused the message: {e}"),
                     }),
-                    Err(e) => return Err(kafka_error("producing", e)),
+                    Err(e) => return Err(kafka_error("producing", FailureKind::Transient, e)),
                 }
             }
         }
@@ -240,10 +247,17 @@ impl KafkaSink {
                     index,
                     reason: format!("Kafka refused the message: {e}"),
                 }),
-                Ok(Err((e, _))) => return Err(kafka_error("waiting for delivery reports", e)),
+                Ok(Err((e, _))) => {
+                    return Err(kafka_error(
+                        "waiting for delivery reports",
+                        FailureKind::Transient,
+                        e,
+                    ))
+                }
                 Err(_) => {
                     return Err(kafka_error(
                         "waiting for delivery reports",
+                        FailureKind::Transient,
                         "the producer was dropped",
                     ))
                 }
@@ -298,5 +312,18 @@ impl KafkaSink {
                 Err((e, _)) => return Err(e),
             }
         }
+    }
+}
+
+impl Sink for KafkaSink {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            deduplicates: false,
+            ..Capabilities::default()
+        }
+    }
+
+    fn write_part<'a>(&'a mut self, events: &'a [ChangeEvent]) -> BoxFuture<'a, Written> {
+        Box::pin(async move { Ok(self.write_events(events).await?) })
     }
 }

@@ -19,7 +19,9 @@ use async_nats::HeaderMap;
 use bytes::Bytes;
 use tributary_core::{debezium, ChangeEvent};
 
-use crate::{Rejection, SinkError};
+use tributary_core::sink::{BoxFuture, Capabilities, Rejection, Sink, Written};
+
+use crate::{Error, FailureKind};
 
 /// Settings of a NATS sink.
 #[derive(Debug, Clone)]
@@ -62,10 +64,11 @@ pub struct NatsSink {
     buf: Vec<u8>,
 }
 
-fn nats_error(what: &'static str, e: impl std::fmt::Display) -> SinkError {
-    SinkError::Nats {
+fn nats_error(what: &'static str, kind: FailureKind, e: impl std::fmt::Display) -> Error {
+    Error::Nats {
         what,
         reason: e.to_string(),
+        kind,
     }
 }
 
@@ -104,7 +107,7 @@ fn covers(pattern: &str, subject: &str) -> bool {
 }
 
 /// Connects with the sink's credentials and TLS settings.
-async fn connect(options: &NatsOptions) -> Result<jetstream::Context, SinkError> {
+async fn connect(options: &NatsOptions) -> Result<jetstream::Context, Error> {
     let mut connect = async_nats::ConnectOptions::new()
         .name("tributary")
         .connection_timeout(Duration::from_secs(10));
@@ -118,7 +121,7 @@ async fn connect(options: &NatsOptions) -> Result<jetstream::Context, SinkError>
         connect = connect
             .credentials_file(path)
             .await
-            .map_err(|e| nats_error("reading the credentials file", e))?;
+            .map_err(|e| nats_error("reading the credentials file", FailureKind::Permanent, e))?;
     }
     if let Some(ca) = &options.tls_ca {
         connect = connect.add_root_certificates(ca.clone()).require_tls(true);
@@ -128,7 +131,7 @@ async fn connect(options: &NatsOptions) -> Result<jetstream::Context, SinkError>
     let client = connect
         .connect(options.url.as_str())
         .await
-        .map_err(|e| nats_error("connecting", e))?;
+        .map_err(|e| nats_error("connecting", FailureKind::Transient, e))?;
     Ok(jetstream::new(client))
 }
 
@@ -137,11 +140,11 @@ async fn check_subjects(
     existing: &mut stream::Stream,
     name: &str,
     subjects: &[String],
-) -> Result<(), SinkError> {
+) -> Result<(), Error> {
     let info = existing
         .info()
         .await
-        .map_err(|e| nats_error("reading the stream", e))?;
+        .map_err(|e| nats_error("reading the stream", FailureKind::Permanent, e))?;
     let missing: Vec<&str> = subjects
         .iter()
         .filter(|s| !info.config.subjects.iter().any(|p| covers(p, s)))
@@ -150,7 +153,7 @@ async fn check_subjects(
     if missing.is_empty() {
         return Ok(());
     }
-    Err(SinkError::StreamSubjects {
+    Err(Error::StreamSubjects {
         stream: name.to_owned(),
         subjects: missing.join(", "),
     })
@@ -159,7 +162,7 @@ async fn check_subjects(
 /// What `tributary check` says about a NATS sink, without creating anything:
 /// `Ok(message)` when the server answers and the stream exists and captures
 /// the sink's subjects or is missing (then `run` creates it).
-pub async fn probe(options: &NatsOptions) -> Result<String, SinkError> {
+pub async fn probe(options: &NatsOptions) -> Result<String, Error> {
     let context = connect(options).await?;
     let subjects = stream_subjects(&options.subject, &options.routes, &options.sources);
     match context.get_stream(&options.stream).await {
@@ -182,7 +185,7 @@ pub async fn probe(options: &NatsOptions) -> Result<String, SinkError> {
 impl NatsSink {
     /// Connects, and creates the stream if missing or checks that an
     /// existing one captures every subject this sink publishes to.
-    pub async fn open(options: &NatsOptions) -> Result<Self, SinkError> {
+    pub async fn open(options: &NatsOptions) -> Result<Self, Error> {
         let context = connect(options).await?;
         let subjects = stream_subjects(&options.subject, &options.routes, &options.sources);
         match context.get_stream(&options.stream).await {
@@ -203,7 +206,7 @@ impl NatsSink {
                         ..Default::default()
                     })
                     .await
-                    .map_err(|e| nats_error("creating the stream", e))?;
+                    .map_err(|e| nats_error("creating the stream", FailureKind::Permanent, e))?;
                 tracing::info!(stream = %options.stream, subjects = ?subjects, "created JetStream stream");
             }
         }
@@ -222,7 +225,7 @@ impl NatsSink {
     /// Publishes the batch and waits until JetStream stored every message.
     /// A message larger than the server's `max_payload` is a rejection (it
     /// can never be stored); every other failure fails the whole batch.
-    pub async fn write(&mut self, events: &[ChangeEvent]) -> Result<Vec<Rejection>, SinkError> {
+    async fn write_events(&mut self, events: &[ChangeEvent]) -> Result<Vec<Rejection>, Error> {
         let now_ms = tributary_core::clock::now_ms();
         let mut duplicates = 0;
         let mut rejections = Vec::new();
@@ -259,16 +262,16 @@ impl NatsSink {
                             ),
                         });
                     }
-                    Err(e) => return Err(nats_error("publishing", e)),
+                    Err(e) => return Err(nats_error("publishing", FailureKind::Transient, e)),
                 }
             }
             for ack in acks {
-                let ack = ack
-                    .await
-                    .map_err(|e| nats_error("waiting for the publish ack", e))?;
+                let ack = ack.await.map_err(|e| {
+                    nats_error("waiting for the publish ack", FailureKind::Transient, e)
+                })?;
                 duplicates += usize::from(ack.duplicate);
                 if ack.stream != self.stream {
-                    return Err(SinkError::StreamSubjects {
+                    return Err(Error::StreamSubjects {
                         stream: self.stream.clone(),
                         subjects: format!("(stored in stream {} instead)", ack.stream),
                     });
@@ -283,6 +286,19 @@ impl NatsSink {
             );
         }
         Ok(rejections)
+    }
+}
+
+impl Sink for NatsSink {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            deduplicates: true,
+            ..Capabilities::default()
+        }
+    }
+
+    fn write_part<'a>(&'a mut self, events: &'a [ChangeEvent]) -> BoxFuture<'a, Written> {
+        Box::pin(async move { Ok(self.write_events(events).await?) })
     }
 }
 

@@ -27,7 +27,9 @@ use tributary_pg::ConnectionConfig;
 
 pub use schema::{SchemaSource, TableDefinition};
 
-use crate::{Rejection, SinkError};
+use tributary_core::sink::{BoxFuture, Capabilities, Rejection, Sink, Written};
+
+use crate::Error;
 
 /// Settings of a PostgreSQL sink.
 pub struct PostgresOptions {
@@ -47,14 +49,8 @@ pub struct PostgresOptions {
 /// What `tributary check` says about a PostgreSQL sink, creating nothing:
 /// the target answers, and the sink may create its positions table (or it
 /// exists and can be written).
-pub async fn probe(
-    connection: &ConnectionConfig,
-    positions_table: &str,
-) -> Result<String, SinkError> {
-    let client = connection
-        .connect()
-        .await
-        .map_err(SinkError::PostgresConnect)?;
+pub async fn probe(connection: &ConnectionConfig, positions_table: &str) -> Result<String, Error> {
+    let client = connection.connect().await.map_err(Error::PostgresConnect)?;
     let (schema, table) = schema::split_name(positions_table);
     let row = client
         .query_one(
@@ -71,7 +67,7 @@ pub async fn probe(
     let user: String = row.get(0);
     let allowed: bool = row.get(1);
     if !allowed {
-        return Err(SinkError::PostgresSchema {
+        return Err(Error::PostgresSchema {
             table: positions_table.to_owned(),
             reason: format!("role {user} may neither create nor write the positions table"),
         });
@@ -99,7 +95,7 @@ pub struct PostgresSink {
 
 impl PostgresSink {
     /// Connects and makes sure the positions table exists.
-    pub async fn open(options: PostgresOptions) -> Result<Self, SinkError> {
+    pub async fn open(options: PostgresOptions) -> Result<Self, Error> {
         let (schema, table) = schema::split_name(&options.positions_table);
         let positions_table = format!("{}.{}", quote_ident(&schema), quote_ident(&table));
         let mut sink = Self {
@@ -115,13 +111,13 @@ impl PostgresSink {
         Ok(sink)
     }
 
-    async fn connect(&mut self) -> Result<(), SinkError> {
+    async fn connect(&mut self) -> Result<(), Error> {
         let client = self
             .options
             .connection
             .connect()
             .await
-            .map_err(SinkError::PostgresConnect)?;
+            .map_err(Error::PostgresConnect)?;
         let (schema, _) = schema::split_name(&self.options.positions_table);
         client
             .batch_execute(&format!(
@@ -140,7 +136,7 @@ impl PostgresSink {
     }
 
     /// Applies the batch in one transaction; returns once it is committed.
-    pub async fn write(&mut self, events: &[ChangeEvent]) -> Result<Vec<Rejection>, SinkError> {
+    async fn write_events(&mut self, events: &[ChangeEvent]) -> Result<Vec<Rejection>, Error> {
         let result = self.try_write(events).await;
         if result.is_err() {
             // The transaction may or may not have committed: ask again.
@@ -152,7 +148,7 @@ impl PostgresSink {
         result
     }
 
-    async fn try_write(&mut self, events: &[ChangeEvent]) -> Result<Vec<Rejection>, SinkError> {
+    async fn try_write(&mut self, events: &[ChangeEvent]) -> Result<Vec<Rejection>, Error> {
         let Some(first) = events.first() else {
             return Ok(Vec::new());
         };
@@ -208,12 +204,12 @@ impl PostgresSink {
         Ok(rejections)
     }
 
-    fn client(&self) -> Result<&Client, SinkError> {
-        self.client.as_ref().ok_or(SinkError::PostgresClosed)
+    fn client(&self) -> Result<&Client, Error> {
+        self.client.as_ref().ok_or(Error::PostgresClosed)
     }
 
     /// The last applied event of `source`, from the positions table.
-    async fn position(&mut self, source: &Arc<str>) -> Result<Option<Applied>, SinkError> {
+    async fn position(&mut self, source: &Arc<str>) -> Result<Option<Applied>, Error> {
         if let Some(p) = self.positions.get(source) {
             return Ok(*p);
         }
@@ -240,7 +236,7 @@ impl PostgresSink {
 
     /// Finds or creates every target table of the batch, with every column
     /// its events carry (before the data transaction: DDL and data apart).
-    async fn prepare_tables(&mut self, events: &[(usize, &ChangeEvent)]) -> Result<(), SinkError> {
+    async fn prepare_tables(&mut self, events: &[(usize, &ChangeEvent)]) -> Result<(), Error> {
         let mut needed: HashMap<&TableRef, (&ChangeEvent, Vec<&str>)> = HashMap::new();
         for (_, event) in events {
             let entry = needed
@@ -279,7 +275,7 @@ impl PostgresSink {
         &mut self,
         event: &ChangeEvent,
         columns: &[&str],
-    ) -> Result<schema::TargetTable, SinkError> {
+    ) -> Result<schema::TargetTable, Error> {
         let template = crate::template_for(&self.options.routes, &self.options.target, event);
         debezium::write_topic(&mut self.scratch, template, event);
         let (schema_name, table_name) = schema::split_name(&self.scratch);
@@ -358,12 +354,12 @@ impl PostgresSink {
         Ok(schema::TargetTable { name, types, key })
     }
 
-    async fn describe(&self, event: &ChangeEvent) -> Result<TableDefinition, SinkError> {
+    async fn describe(&self, event: &ChangeEvent) -> Result<TableDefinition, Error> {
         self.options
             .schemas
             .describe(&event.id.source, &event.table)
             .await
-            .map_err(|reason| SinkError::PostgresSchema {
+            .map_err(|reason| Error::PostgresSchema {
                 table: event.table.to_string(),
                 reason,
             })
@@ -375,9 +371,9 @@ impl PostgresSink {
         events: &[&ChangeEvent],
         source: &str,
         last: Applied,
-    ) -> Result<(), SinkError> {
+    ) -> Result<(), Error> {
         let history = self.options.history;
-        let client = self.client.as_mut().ok_or(SinkError::PostgresClosed)?;
+        let client = self.client.as_mut().ok_or(Error::PostgresClosed)?;
         let tx = client
             .transaction()
             .await
@@ -402,9 +398,9 @@ impl PostgresSink {
         source: &str,
         last: Applied,
         rejections: &mut Vec<Rejection>,
-    ) -> Result<(), SinkError> {
+    ) -> Result<(), Error> {
         let history = self.options.history;
-        let client = self.client.as_mut().ok_or(SinkError::PostgresClosed)?;
+        let client = self.client.as_mut().ok_or(Error::PostgresClosed)?;
         let mut tx = client
             .transaction()
             .await
@@ -443,6 +439,19 @@ impl PostgresSink {
     }
 }
 
+impl Sink for PostgresSink {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            deduplicates: true,
+            ..Capabilities::default()
+        }
+    }
+
+    fn write_part<'a>(&'a mut self, events: &'a [ChangeEvent]) -> BoxFuture<'a, Written> {
+        Box::pin(async move { Ok(self.write_events(events).await?) })
+    }
+}
+
 /// Prepared statements, cached by their text for the connection's lifetime.
 struct Statements<'a, C> {
     tx: &'a C,
@@ -450,7 +459,7 @@ struct Statements<'a, C> {
 }
 
 impl<C: tokio_postgres::GenericClient> Statements<'_, C> {
-    async fn execute(&mut self, sql: &str, json: &str) -> Result<(), SinkError> {
+    async fn execute(&mut self, sql: &str, json: &str) -> Result<(), Error> {
         let statement = match self.cache.get(sql) {
             Some(s) => s.clone(),
             None => {
@@ -477,7 +486,7 @@ async fn store_position<C: tokio_postgres::GenericClient>(
     sink: &str,
     source: &str,
     (commit, ordinal): Applied,
-) -> Result<(), SinkError> {
+) -> Result<(), Error> {
     let lsn = commit.to_string();
     tx.execute(
         &format!(
@@ -498,7 +507,7 @@ async fn apply_events<C: tokio_postgres::GenericClient>(
     tables: &HashMap<TableRef, schema::TargetTable>,
     events: &[&ChangeEvent],
     history: bool,
-) -> Result<(), SinkError> {
+) -> Result<(), Error> {
     let mut json = Vec::with_capacity(4096);
     if history {
         let mut by_table: Vec<(&TableRef, Vec<&ChangeEvent>)> = Vec::new();
@@ -549,8 +558,8 @@ fn as_str(json: &[u8]) -> &str {
 fn target_of<'a>(
     tables: &'a HashMap<TableRef, schema::TargetTable>,
     table: &TableRef,
-) -> Result<&'a schema::TargetTable, SinkError> {
-    tables.get(table).ok_or_else(|| SinkError::PostgresSchema {
+) -> Result<&'a schema::TargetTable, Error> {
+    tables.get(table).ok_or_else(|| Error::PostgresSchema {
         table: table.to_string(),
         reason: "the target table was not prepared".into(),
     })
@@ -581,9 +590,9 @@ fn group_by_columns<'a>(
 
 mod sql;
 
-impl SinkError {
+impl Error {
     fn postgres(what: &str, source: tokio_postgres::Error) -> Self {
-        SinkError::Postgres {
+        Error::Postgres {
             what: what.to_owned(),
             source,
         }
@@ -592,7 +601,7 @@ impl SinkError {
     /// A value or constraint the target refuses: the event's fault, not the
     /// connection's (SQLSTATE classes 22 and 23, and 42804 mismatched types).
     fn is_data_error(&self) -> bool {
-        let SinkError::Postgres { source, .. } = self else {
+        let Error::Postgres { source, .. } = self else {
             return false;
         };
         source.code().is_some_and(|c| {
@@ -604,7 +613,7 @@ impl SinkError {
     /// Why the target refused, without the values (rows never reach logs):
     /// the condition, and the constraint, column or type it names.
     fn rejection_reason(&self) -> String {
-        let SinkError::Postgres { source, .. } = self else {
+        let Error::Postgres { source, .. } = self else {
             return self.to_string();
         };
         let Some(db) = source.as_db_error() else {

@@ -17,7 +17,7 @@ use tokio_postgres::Client;
 use tributary_core::TableRef;
 use tributary_pg::quote_ident;
 
-use crate::SinkError;
+use crate::Error;
 
 pub use tributary_core::source::TableDefinition;
 
@@ -56,8 +56,8 @@ pub(super) fn split_name(rendered: &str) -> (String, String) {
     }
 }
 
-pub(super) fn query_error(what: &str, e: tokio_postgres::Error) -> SinkError {
-    SinkError::postgres(what, e)
+pub(super) fn query_error(what: &str, e: tokio_postgres::Error) -> Error {
+    Error::postgres(what, e)
 }
 
 /// The target's columns and types, or `None` when the table is missing.
@@ -65,7 +65,7 @@ pub(super) async fn read_target(
     client: &Client,
     schema: &str,
     table: &str,
-) -> Result<Option<HashMap<String, String>>, SinkError> {
+) -> Result<Option<HashMap<String, String>>, Error> {
     let rows = client
         .query(
             "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod) \
