@@ -162,35 +162,14 @@ pub async fn run(
     for src in &config.sources {
         let source = Arc::clone(&sources[&src.name]);
         preflight(&src.name, source.as_ref()).await?;
-        let resume = store.checkpoint(&src.name)?;
-        match resume {
-            Some(c) => {
-                tracing::info!(source = %src.name, position = %c.position, snapshot_complete = c.snapshot_complete, "resuming from checkpoint")
-            }
-            None => tracing::info!(source = %src.name, "no checkpoint yet"),
-        }
-        let (out, items) = mpsc::channel(CHANNEL_ITEMS);
-        let (durable_tx, durable) = watch::channel(resume.map_or(Position::START, |c| c.position));
-        let (health, health_rx) = watch::channel(SourceHealth::default());
-        board.add_source(&src.name, health_rx);
-        let links = SourceLinks {
-            out,
-            durable,
-            shutdown: shutdown.clone(),
-            health,
-        };
-        let name = src.name.clone();
-        let (store, sinks, board) = (store.clone(), sinks.clone(), Arc::clone(&board));
-        let stop = shutdown.clone();
-        tasks.spawn(async move {
-            let loop_ = deliver(name.clone(), items, sinks, store, durable_tx, board, stop);
-            let (source_result, deliver_result) = tokio::join!(source.run(resume, links), loop_);
-            deliver_result?;
-            source_result.map_err(|error| PipelineError::Source {
-                source_name: name,
-                error,
-            })
-        });
+        tasks.spawn(run_source(
+            src.name.clone(),
+            source,
+            sinks.clone(),
+            store.clone(),
+            Arc::clone(&board),
+            shutdown.clone(),
+        ));
     }
     let mut first_error = None;
     while let Some(joined) = tasks.join_next().await {
@@ -207,6 +186,50 @@ pub async fn run(
         Some(e) => Err(e),
         None => Ok(()),
     }
+}
+
+/// One source into every sink until it ends: the source and its delivery
+/// loop side by side, from the source's checkpoint in `store`.
+pub(crate) async fn run_source(
+    name: String,
+    source: Arc<dyn Source>,
+    sinks: Vec<Arc<NamedSink>>,
+    store: StateStore,
+    board: Arc<StatusBoard>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), PipelineError> {
+    let resume = store.checkpoint(&name)?;
+    match resume {
+        Some(c) => {
+            tracing::info!(source = %name, position = %c.position, snapshot_complete = c.snapshot_complete, "resuming from checkpoint")
+        }
+        None => tracing::info!(source = %name, "no checkpoint yet"),
+    }
+    let (out, items) = mpsc::channel(CHANNEL_ITEMS);
+    let (durable_tx, durable) = watch::channel(resume.map_or(Position::START, |c| c.position));
+    let (health, health_rx) = watch::channel(SourceHealth::default());
+    board.add_source(&name, health_rx);
+    let links = SourceLinks {
+        out,
+        durable,
+        shutdown: shutdown.clone(),
+        health,
+    };
+    let delivery = deliver(
+        name.clone(),
+        items,
+        sinks,
+        store,
+        durable_tx,
+        board,
+        shutdown,
+    );
+    let (source_result, deliver_result) = tokio::join!(source.run(resume, links), delivery);
+    deliver_result?;
+    source_result.map_err(|error| PipelineError::Source {
+        source_name: name,
+        error,
+    })
 }
 
 /// The checks of `tributary check`, before a source starts: a failure stops
@@ -342,3 +365,6 @@ async fn deliver(
     );
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

@@ -7,6 +7,9 @@
 //! [`PgCluster::start_tls`] gives a cluster that admits TCP clients only over
 //! TLS, with a fresh CA made by the `openssl` command line; the harness's own
 //! connections use the Unix socket, so they work either way.
+//!
+//! [`memory`] holds the in-memory source and sinks the pipeline's unit
+//! tests run on.
 
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
@@ -14,6 +17,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use tokio_postgres::{Client, NoTls};
+
+pub mod memory;
 
 /// A running throwaway cluster; stopped and deleted on drop.
 pub struct PgCluster {
