@@ -100,12 +100,17 @@ impl MemorySource {
     }
 }
 
-/// The memory source's only failure: run twice.
+/// The failures of the memory parts.
 #[derive(Debug, thiserror::Error)]
-#[error("the memory source ran twice")]
-pub struct RanTwice;
+pub enum MemoryError {
+    #[error("the memory source ran twice")]
+    RanTwice,
+    /// What a [`FaultySink`] fails with.
+    #[error("injected sink failure")]
+    Injected,
+}
 
-impl Diagnose for RanTwice {
+impl Diagnose for MemoryError {
     fn detail(&self) -> Option<String> {
         None
     }
@@ -141,7 +146,7 @@ impl Source for MemorySource {
                 .lock()
                 .unwrap()
                 .take()
-                .ok_or_else(|| SourceError::new(RanTwice))?;
+                .ok_or_else(|| SourceError::new(MemoryError::RanTwice))?;
             let mut durable = links.durable.clone();
             let this = Arc::clone(&self);
             let watcher = tokio::spawn(async move {
@@ -218,20 +223,6 @@ pub enum Fault {
     Reject(Vec<u64>),
 }
 
-/// An injected failure.
-#[derive(Debug, thiserror::Error)]
-#[error("injected sink failure")]
-pub struct Injected;
-
-impl Diagnose for Injected {
-    fn detail(&self) -> Option<String> {
-        None
-    }
-    fn hint(&self) -> Option<String> {
-        None
-    }
-}
-
 /// Wraps a sink and applies one [`Fault`] per write (`write_part`, or a
 /// whole `write`/`submit`); after the list, writes pass.
 pub struct FaultySink<S> {
@@ -250,7 +241,7 @@ impl<S: Sink> FaultySink<S> {
     async fn faulty_write(&mut self, parts: &[&[ChangeEvent]]) -> Written {
         match self.faults.pop_front().unwrap_or(Fault::Pass) {
             Fault::Pass => self.inner.write(parts).await,
-            Fault::Fail(kind) => Err(SinkError::new(kind, Injected)),
+            Fault::Fail(kind) => Err(SinkError::new(kind, MemoryError::Injected)),
             Fault::Reject(ordinals) => {
                 let all: Vec<&ChangeEvent> = parts.iter().flat_map(|p| p.iter()).collect();
                 let (mut kept, mut rejections) = (Vec::new(), Vec::new());
