@@ -87,12 +87,6 @@ impl SourceError {
     pub fn hint(&self) -> Option<String> {
         self.0.hint()
     }
-
-    /// The source's own error, for a caller that knows the source.
-    pub fn downcast_ref<E: Diagnose>(&self) -> Option<&E> {
-        let inner: &dyn std::error::Error = &*self.0;
-        inner.downcast_ref()
-    }
 }
 
 impl fmt::Debug for SourceError {
