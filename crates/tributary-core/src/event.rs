@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use smallvec::SmallVec;
 
-use crate::{Lsn, Position, Value};
+use crate::debezium::Encoding;
+use crate::{Lsn, Position, TableSchema, Value};
 
 /// What happened to the row. The letters are Debezium's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -160,6 +161,8 @@ pub struct SourceInfo {
     pub sequence: Option<(u64, u64)>,
     /// Columns whose unchanged TOASTed value was never seen (omitted from `after`).
     pub unchanged_toast: Vec<String>,
+    /// How the source's settings say its values are written as JSON.
+    pub encoding: Encoding,
 }
 
 impl SourceInfo {
@@ -210,6 +213,8 @@ impl fmt::Display for EventId {
 pub struct ChangeEvent {
     pub id: EventId,
     pub table: Arc<TableRef>,
+    /// The columns, types and key of `table` as of this change.
+    pub schema: Arc<TableSchema>,
     pub op: Op,
     /// Primary-key (or replica-identity) columns; `None` without one and for truncates.
     pub key: Option<Row>,

@@ -11,11 +11,13 @@ mod event;
 pub mod fault;
 mod lsn;
 mod position;
+pub mod schema;
 pub mod sink;
 pub mod source;
-mod value;
+pub mod value;
 
 pub use event::{ChangeEvent, EventId, Op, Row, SnapshotMarker, SourceInfo, TableRef};
 pub use lsn::{Lsn, LsnParseError};
 pub use position::Position;
+pub use schema::{Column, TableSchema};
 pub use value::{CompactString, Value};

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 
 use crate::check::Finding;
-use crate::{ChangeEvent, Position, TableRef};
+use crate::{ChangeEvent, Position};
 
 /// A boxed future, so that [`Source`] is usable as a trait object.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -30,19 +30,13 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 ///
 /// One value per configured `[[source]]`. The pipeline runs its
 /// [`preflight`](Source::preflight) before anything starts, then
-/// [`run`](Source::run) once; sinks that create tables may call
-/// [`describe`](Source::describe) while it runs.
+/// [`run`](Source::run) once. Sinks never ask a source anything: what they
+/// need to know of a table travels with its events ([`crate::TableSchema`]).
 pub trait Source: Send + Sync {
     /// The checks of `tributary check` (and of `run`, which refuses to
     /// start on a failure). An error means the checks could not even be
     /// made (an unreachable server); everything else is a finding.
     fn preflight(&self) -> BoxFuture<'_, Result<Vec<Finding>, SourceError>>;
-
-    /// A captured table's columns as portable SQL types, and its key.
-    fn describe<'a>(
-        &'a self,
-        table: &'a TableRef,
-    ) -> BoxFuture<'a, Result<TableDefinition, SourceError>>;
 
     /// Captures changes until `links.shutdown` becomes true or a fatal
     /// error, resuming after `resume` (`None`: from the very start, with the
@@ -52,15 +46,6 @@ pub trait Source: Send + Sync {
         resume: Option<Checkpoint>,
         links: SourceLinks,
     ) -> BoxFuture<'static, Result<(), SourceError>>;
-}
-
-/// A source table's definition in types any SQL database understands (the
-/// PostgreSQL sink creates its target tables from it).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TableDefinition {
-    /// `(name, SQL type)` in source order.
-    pub columns: Vec<(String, String)>,
-    pub key: Vec<String>,
 }
 
 /// What a source's own error tells a user besides its one-line message.

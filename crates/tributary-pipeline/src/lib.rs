@@ -15,7 +15,6 @@ mod error;
 mod lane;
 pub mod retry;
 mod run;
-mod schemas;
 pub mod status;
 pub mod transform;
 

@@ -20,7 +20,6 @@ use crate::confirm::Confirmer;
 use crate::dead_letter::DeadLetters;
 pub use crate::error::PipelineError;
 use crate::lane::{lane, Batch, Dropper, LaneLinks, NamedSink, SINK_QUEUE};
-use crate::schemas::SourceSchemas;
 use crate::status::{self, StatusBoard};
 use crate::{ConfigError, SourceKinds};
 
@@ -33,11 +32,7 @@ const MAX_BATCH_EVENTS: usize = 4_096;
 /// Every source, by name.
 type Sources = std::collections::HashMap<String, Arc<dyn Source>>;
 
-async fn open_sink(
-    cfg: &SinkConfig,
-    config: &Config,
-    sources: &Sources,
-) -> Result<Box<dyn Sink>, PipelineError> {
+async fn open_sink(cfg: &SinkConfig, config: &Config) -> Result<Box<dyn Sink>, PipelineError> {
     let source_names: Vec<String> = config.sources.iter().map(|s| s.name.clone()).collect();
     let options = RecordOptions {
         topic: cfg
@@ -67,7 +62,7 @@ async fn open_sink(
                 .map_err(failed)?,
         ),
         "postgres" => Box::new(
-            PostgresSink::open(postgres_sink_options(cfg, sources)?)
+            PostgresSink::open(postgres_sink_options(cfg)?)
                 .await
                 .map_err(failed)?,
         ),
@@ -83,12 +78,9 @@ async fn open_sink(
     Ok(sink)
 }
 
-/// The PostgreSQL sink's settings: the target, and the sources that
-/// describe the tables it creates.
-fn postgres_sink_options(
-    cfg: &SinkConfig,
-    sources: &Sources,
-) -> Result<PostgresOptions, PipelineError> {
+/// The PostgreSQL sink's settings (the tables it creates it learns from the
+/// schema its events carry).
+fn postgres_sink_options(cfg: &SinkConfig) -> Result<PostgresOptions, PipelineError> {
     let failed = |error| PipelineError::Sink {
         sink: cfg.name.clone(),
         error: tributary_sink::Error::PostgresConnect(error).into(),
@@ -106,7 +98,6 @@ fn postgres_sink_options(
         routes: cfg.routes()?,
         history: cfg.mode.as_deref() == Some("history"),
         positions_table: cfg.positions_table(),
-        schemas: Arc::new(SourceSchemas::new(sources.clone(), cfg.transform()?)),
     })
 }
 
@@ -127,7 +118,7 @@ pub async fn run(
     for s in &config.sinks {
         sinks.push(Arc::new(NamedSink {
             name: s.name.clone(),
-            sink: Mutex::new(open_sink(s, &config, &sources).await?),
+            sink: Mutex::new(open_sink(s, &config).await?),
             retry: s.retry(),
             transform: Some(s.transform()?).filter(|t| !t.is_identity()),
             dead_letters: match s.on_error {

@@ -208,6 +208,7 @@ mod tests {
                 ordinal: 0,
             },
             table: Arc::clone(table),
+            schema: tributary_core::TableSchema::untyped(&["id"], 1),
             op,
             key: None,
             before: None,
@@ -222,6 +223,7 @@ mod tests {
                 lsn: None,
                 sequence: None,
                 unchanged_toast: vec![],
+                encoding: Default::default(),
             },
         }
     }

@@ -8,7 +8,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
-use tributary_core::{debezium, ChangeEvent, Row, TableRef, Value};
+use tributary_core::debezium::{self, Encoding};
+use tributary_core::{ChangeEvent, Column, Row, TableRef, TableSchema, Value};
 
 /// What happens to one column.
 #[derive(Debug, Clone, PartialEq)]
@@ -56,23 +57,11 @@ impl Transform {
         !self.exclude.contains(table) && self.include.as_ref().is_none_or(|i| i.contains(table))
     }
 
-    /// A source table definition as this sink's events shape it: dropped
-    /// columns gone, masked and hashed ones text (their values are strings
-    /// now, whatever the source type was).
-    pub fn reshape(&self, table: &TableRef, columns: &mut Vec<(String, String)>) {
-        let Some(rules) = self.columns.get(table) else {
-            return;
-        };
-        columns.retain(|(name, _)| rules.get(name) != Some(&ColumnRule::Drop));
-        for (name, sql_type) in columns.iter_mut() {
-            if matches!(rules.get(name), Some(ColumnRule::Mask | ColumnRule::Hash)) {
-                *sql_type = "text".into();
-            }
-        }
-    }
-
     /// The events this sink receives, rewritten.
     pub fn apply(&self, events: &[ChangeEvent]) -> Vec<ChangeEvent> {
+        // The last schema reshaped and its result: a batch is mostly one
+        // table, so each distinct schema is reshaped about once per batch.
+        let mut reshaped: Option<(Arc<TableSchema>, Arc<TableSchema>)> = None;
         events
             .iter()
             .filter(|e| self.wants(&e.table))
@@ -80,17 +69,26 @@ impl Transform {
                 None => e.clone(),
                 Some(rules) => {
                     let mut e = e.clone();
-                    let fix = |row: &Option<Row>| row.as_ref().map(|r| self.row(r, rules));
+                    let encoding = e.source.encoding;
+                    let fix = |row: &Option<Row>| row.as_ref().map(|r| self.row(r, rules, encoding));
                     e.before = fix(&e.before);
                     e.after = fix(&e.after);
                     e.key = fix(&e.key);
+                    e.schema = match &reshaped {
+                        Some((from, to)) if Arc::ptr_eq(from, &e.schema) => Arc::clone(to),
+                        _ => {
+                            let to = Arc::new(reshape(&e.schema, rules));
+                            reshaped = Some((Arc::clone(&e.schema), Arc::clone(&to)));
+                            to
+                        }
+                    };
                     e
                 }
             })
             .collect()
     }
 
-    fn row(&self, row: &Row, rules: &HashMap<String, ColumnRule>) -> Row {
+    fn row(&self, row: &Row, rules: &HashMap<String, ColumnRule>, encoding: Encoding) -> Row {
         let mut columns = Vec::with_capacity(row.columns().len());
         let mut values = Vec::with_capacity(row.columns().len());
         for (column, value) in row.iter() {
@@ -99,8 +97,8 @@ impl Transform {
                 Some(ColumnRule::Drop) => continue,
                 Some(_) if *value == Value::Null => Value::Null,
                 Some(ColumnRule::Mask) => Value::Text(self.mask.as_str().into()),
-                Some(ColumnRule::Hash) => Value::Text(self.hash(value).into()),
-                Some(ColumnRule::Truncate(n)) => truncate(value, *n),
+                Some(ColumnRule::Hash) => Value::Text(self.hash(value, encoding).into()),
+                Some(ColumnRule::Truncate(n)) => truncate(value, *n, encoding),
             };
             columns.push(column.to_owned());
             values.push(value);
@@ -108,16 +106,17 @@ impl Transform {
         Row::new(Arc::from(columns), values)
     }
 
-    /// Hex SHA-256 of the salt followed by the value's text (its JSON form
-    /// for non-text values).
-    fn hash(&self, value: &Value) -> String {
+    /// Hex SHA-256 of the salt followed by the value's text: the string
+    /// its JSON form holds, or that JSON itself for numbers, booleans and
+    /// arrays.
+    fn hash(&self, value: &Value, encoding: Encoding) -> String {
         let mut hasher = Sha256::new();
         hasher.update(self.salt.as_bytes());
-        match value {
-            Value::Text(t) => hasher.update(t.as_bytes()),
-            other => {
+        match debezium::text_form(value, encoding) {
+            Some(text) => hasher.update(text.as_bytes()),
+            None => {
                 let mut json = Vec::new();
-                debezium::write_json_value(&mut json, other);
+                debezium::write_json_value(&mut json, value, encoding);
                 hasher.update(&json);
             }
         }
@@ -129,10 +128,40 @@ impl Transform {
     }
 }
 
-fn truncate(value: &Value, n: usize) -> Value {
+/// A schema as a sink's column rules shape its events: dropped columns
+/// gone, masked and hashed ones `text` (their values are strings now,
+/// whatever the source type was), the key kept by name.
+fn reshape(schema: &TableSchema, rules: &HashMap<String, ColumnRule>) -> TableSchema {
+    let key: Vec<&str> = schema.key().map(|c| c.name.as_str()).collect();
+    let columns: Vec<Column> = schema
+        .columns()
+        .iter()
+        .filter(|c| rules.get(&c.name) != Some(&ColumnRule::Drop))
+        .map(|c| match rules.get(&c.name) {
+            Some(ColumnRule::Mask | ColumnRule::Hash) => Column {
+                sql_type: "text".into(),
+                ..c.clone()
+            },
+            _ => c.clone(),
+        })
+        .collect();
+    let key = key
+        .iter()
+        .filter_map(|k| columns.iter().position(|c| c.name == *k))
+        .collect();
+    TableSchema::new(columns, key)
+}
+
+/// A value whose JSON form is a string, cut to `n` characters (text from
+/// then on); bytes to `n` bytes; anything else as it is.
+fn truncate(value: &Value, n: usize, encoding: Encoding) -> Value {
     match value {
-        Value::Text(t) => Value::Text(t.chars().take(n).collect()),
         Value::Bytes(b) => Value::Bytes(b.iter().copied().take(n).collect()),
-        other => other.clone(),
+        Value::Text(t) => Value::Text(t.chars().take(n).collect()),
+        // A typed value stays typed unless it is actually cut.
+        other => match debezium::text_form(other, encoding) {
+            Some(text) if text.chars().count() > n => Value::Text(text.chars().take(n).collect()),
+            _ => other.clone(),
+        },
     }
 }

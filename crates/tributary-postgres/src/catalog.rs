@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use tokio_postgres::Client;
-use tributary_core::TableRef;
+use tributary_core::{Column, TableRef, TableSchema};
 
 use crate::value_mapping::Mapping;
 use crate::Error;
@@ -19,6 +19,9 @@ pub struct TableShape {
     /// Indices of the key columns (primary key, else replica identity index).
     pub key: Vec<usize>,
     pub key_columns: Arc<[String]>,
+    /// Names, portable SQL types, nullability and key: what every event of
+    /// the table carries.
+    pub schema: Arc<TableSchema>,
 }
 
 impl TableShape {
@@ -154,12 +157,32 @@ pub async fn shape(
         Vec::new()
     };
     let key_columns: Arc<[String]> = key.iter().map(|&i| columns[i].clone()).collect();
+    let mut portable = portable_columns(client, oid).await?;
+    let schema = TableSchema::new(
+        columns
+            .iter()
+            .map(|name| {
+                // A column the catalog no longer has (dropped since the
+                // Relation message was written) is described as text.
+                let (sql_type, nullable) = portable
+                    .remove(name)
+                    .unwrap_or_else(|| ("text".to_owned(), true));
+                Column {
+                    name: name.clone(),
+                    sql_type,
+                    nullable,
+                }
+            })
+            .collect(),
+        key.clone(),
+    );
     Ok(TableShape {
         table: Arc::new(table),
         columns: columns.into(),
         mappings,
         key,
         key_columns,
+        schema: Arc::new(schema),
     })
 }
 
@@ -181,48 +204,39 @@ async fn key_columns(client: &Client, table_oid: u32) -> Result<Vec<String>, Err
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
-/// A table's published columns as portable SQL types (for a PostgreSQL sink
-/// that creates the table elsewhere), and its key columns.
+/// A relation's columns as portable SQL types, with their nullability.
 ///
 /// Domains become their base type, enums and types outside `pg_catalog`
-/// (extensions) become `text` (arrays of them `text[]`): the target database
+/// (extensions) become `text` (arrays of them `text[]`): another database
 /// may not have those types, and their values travel as text anyway.
-pub async fn portable_definition(
+async fn portable_columns(
     client: &Client,
-    table: &TableRef,
-) -> Result<(Vec<(String, String)>, Vec<String>), Error> {
+    table_oid: u32,
+) -> Result<HashMap<String, (String, bool)>, Error> {
     let rows = client
         .query(
             "WITH cols AS ( \
-               SELECT c.oid AS rel, a.attnum, a.attname::text AS name, \
+               SELECT a.attname::text AS name, a.attnotnull, \
                       CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE a.atttypid END AS typ, \
                       CASE WHEN t.typtype = 'd' THEN t.typtypmod ELSE a.atttypmod END AS typmod \
-               FROM pg_class c \
-               JOIN pg_namespace n ON n.oid = c.relnamespace \
-               JOIN pg_attribute a ON a.attrelid = c.oid \
-               JOIN pg_type t ON t.oid = a.atttypid \
-               WHERE n.nspname = $1 AND c.relname = $2 \
-                 AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '') \
-             SELECT cols.rel, cols.name, \
+               FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid \
+               WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped) \
+             SELECT cols.name, \
                CASE \
                  WHEN t.typtype = 'b' AND t.typnamespace = 'pg_catalog'::regnamespace \
                       AND (e.oid IS NULL OR (e.typtype = 'b' AND e.typnamespace = 'pg_catalog'::regnamespace)) \
                    THEN format_type(cols.typ, cols.typmod) \
                  WHEN t.typcategory = 'A' THEN 'text[]' \
-                 ELSE 'text' END \
+                 ELSE 'text' END, \
+               NOT cols.attnotnull \
              FROM cols JOIN pg_type t ON t.oid = cols.typ \
-             LEFT JOIN pg_type e ON e.oid = t.typelem AND t.typcategory = 'A' \
-             ORDER BY cols.attnum",
-            &[&table.schema, &table.table],
+             LEFT JOIN pg_type e ON e.oid = t.typelem AND t.typcategory = 'A'",
+            &[&table_oid],
         )
         .await
         .map_err(|e| Error::query("reading the table's column types", e))?;
-    let Some(first) = rows.first() else {
-        return Err(Error::TableMissing {
-            table: table.to_string(),
-        });
-    };
-    let oid: u32 = first.get(0);
-    let columns = rows.iter().map(|r| (r.get(1), r.get(2))).collect();
-    Ok((columns, key_columns(client, oid).await?))
+    Ok(rows
+        .iter()
+        .map(|r| (r.get(0), (r.get(1), r.get(2))))
+        .collect())
 }

@@ -10,12 +10,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use tributary_core::debezium::Encoding;
 use tributary_core::{ChangeEvent, EventId, Op, Position, Row, SnapshotMarker, SourceInfo, Value};
 
 use crate::catalog::TableShape;
 use crate::pgoutput::{Datum, OldTuple, Tuple};
 use crate::toast::RowImages;
-use crate::value_mapping::MappingOptions;
 use crate::Error;
 
 /// Names and settings every event of a source carries.
@@ -23,7 +23,8 @@ use crate::Error;
 pub struct SourceContext {
     pub name: Arc<str>,
     pub db: Arc<str>,
-    pub mapping: MappingOptions,
+    /// How the source's values are written as Debezium JSON.
+    pub encoding: Encoding,
 }
 
 /// The transaction a change belongs to.
@@ -43,16 +44,14 @@ pub const PG_EPOCH_MS: i64 = 946_684_800_000;
 /// Maps text fields of one row onto its shape (`None` = SQL NULL).
 pub fn build_row<'a>(
     shape: &TableShape,
-    opts: MappingOptions,
     fields: impl IntoIterator<Item = Option<&'a str>>,
 ) -> Row {
-    Row::new(shape.columns.clone(), map_values(shape, opts, fields))
+    Row::new(shape.columns.clone(), map_values(shape, fields))
 }
 
 /// The mapped values of one row's text fields, in column order.
 pub fn map_values<'a>(
     shape: &TableShape,
-    opts: MappingOptions,
     fields: impl IntoIterator<Item = Option<&'a str>>,
 ) -> Vec<Value> {
     fields
@@ -60,7 +59,7 @@ pub fn map_values<'a>(
         .zip(&shape.mappings)
         .map(|(f, m)| match f {
             None => Value::Null,
-            Some(text) => m.map(text, opts),
+            Some(text) => m.map(text),
         })
         .collect()
 }
@@ -209,6 +208,7 @@ impl ChangeDecoder {
                 ordinal,
             },
             table: shape.table.clone(),
+            schema: shape.schema.clone(),
             op,
             key,
             before,
@@ -223,6 +223,7 @@ impl ChangeDecoder {
                 lsn: Some(change_lsn),
                 sequence: Some((tx.last_committed, change_lsn)),
                 unchanged_toast: missing,
+                encoding: self.ctx.encoding,
             },
         }
     }
@@ -402,7 +403,7 @@ impl ChangeDecoder {
                     Value::Null
                 }
                 Datum::Text(b) | Datum::Binary(b) => {
-                    mapping.map(self.text(shape, i, b)?, self.ctx.mapping)
+                    mapping.map(self.text(shape, i, b)?)
                 }
             });
         }
@@ -434,7 +435,7 @@ impl ChangeDecoder {
             let column = &shape.columns[i];
             match images.recall(shape, key, column, self.position())? {
                 Some(text) => {
-                    values[i] = shape.mappings[i].map(&text, self.ctx.mapping);
+                    values[i] = shape.mappings[i].map(&text);
                     recalled.push((i, text));
                 }
                 None => absent.push(i),
@@ -486,6 +487,7 @@ mod tests {
                 .collect(),
             key: vec![0],
             key_columns: vec!["id".to_owned()].into(),
+            schema: tributary_core::TableSchema::untyped(&["id", "n", "body"], 1),
         }
     }
 
@@ -497,7 +499,7 @@ mod tests {
         let mut d = ChangeDecoder::new(SourceContext {
             name: "src".into(),
             db: "app".into(),
-            mapping: MappingOptions::default(),
+            encoding: Encoding::default(),
         });
         d.set_relation(1, shape());
         d

@@ -7,7 +7,7 @@ use tributary_core::TableRef;
 use tributary_pg::ConnectionConfig;
 
 use crate::snapshot::SnapshotOptions;
-use crate::value_mapping::MappingOptions;
+use tributary_core::debezium::Encoding;
 
 /// When to take a snapshot (`snapshot` in the config).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -32,7 +32,8 @@ pub struct PostgresSourceConfig {
     pub snapshot: SnapshotMode,
     /// How the snapshot spreads over sessions and chunks.
     pub snapshot_options: SnapshotOptions,
-    pub mapping: MappingOptions,
+    /// How values are written as Debezium JSON (carried by the events).
+    pub encoding: Encoding,
     /// Interval of heartbeat messages; `None`: none.
     pub heartbeat: Option<std::time::Duration>,
     /// Slot lag above which a warning is logged and the alarm metric set.

@@ -23,9 +23,8 @@ use std::sync::Arc;
 
 use pgwire_replication::{Lsn, ReplicationClient};
 use tributary_core::check::Finding;
-use tributary_core::source::{BoxFuture, Source, SourceError, TableDefinition};
+use tributary_core::source::{BoxFuture, Source, SourceError};
 pub use tributary_core::source::{SourceItem, SourceLinks};
-use tributary_core::TableRef;
 use tributary_state::{Checkpoint, StateStore};
 
 use crate::catalog::{self, TableShape, TypeCache};
@@ -52,20 +51,6 @@ impl Source for PostgresSource {
             crate::preflight::check(&self.cfg, self.cfg.max_lag_bytes)
                 .await
                 .map_err(SourceError::new)
-        })
-    }
-
-    fn describe<'a>(
-        &'a self,
-        table: &'a TableRef,
-    ) -> BoxFuture<'a, Result<TableDefinition, SourceError>> {
-        Box::pin(async move {
-            let described = async {
-                let client = self.cfg.connection.connect().await?;
-                catalog::portable_definition(&client, table).await
-            };
-            let (columns, key) = described.await.map_err(SourceError::new)?;
-            Ok(TableDefinition { columns, key })
         })
     }
 
@@ -107,7 +92,7 @@ impl PostgresSource {
         let ctx = SourceContext {
             name: Arc::clone(&ctx_name),
             db: Arc::from(cfg.connection.dbname()),
-            mapping: cfg.mapping,
+            encoding: cfg.encoding,
         };
         links.health.send_modify(|h| h.slot.clone_from(&cfg.slot));
         let mut stream = Stream {

@@ -83,7 +83,9 @@ impl StoredRowImages {
     /// markers come here, so the cost sits beside a redb write.
     fn address(&mut self, key: &Row) -> (&StateStore, &str, &[u8]) {
         self.key_buf.clear();
-        debezium::write_row(&mut self.key_buf, key);
+        // Exact, so keys that differ (intervals of a month and of 30.44
+        // days) stay apart whatever the source's Debezium settings.
+        debezium::write_row(&mut self.key_buf, key, debezium::Encoding::EXACT);
         (&self.store, &self.source, &self.key_buf)
     }
 }

@@ -475,6 +475,7 @@ mod tests {
                 ordinal: 0,
             },
             table: Arc::new(TableRef::new("public", "t")),
+            schema: tributary_core::TableSchema::untyped(&["id"], 1),
             op: Op::Delete,
             key: Some(Row::new(key.clone(), vec![Value::Int(1)])),
             before: Some(Row::new(key, vec![Value::Int(1)])),
@@ -489,6 +490,7 @@ mod tests {
                 lsn: None,
                 sequence: None,
                 unchanged_toast: vec![],
+                encoding: Default::default(),
             },
         }
     }

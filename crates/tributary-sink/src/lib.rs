@@ -24,7 +24,7 @@ pub use http::{probe as probe_http, signature as http_signature, HttpOptions, Ht
 pub use kafka::{probe as probe_kafka, KafkaOptions, KafkaSink};
 pub use nats::{probe as probe_nats, NatsOptions, NatsSink};
 pub use postgres::{
-    probe as probe_postgres, PostgresOptions, PostgresSink, SchemaSource, TableDefinition,
+    probe as probe_postgres, PostgresOptions, PostgresSink,
 };
 pub use record::RecordEncoder;
 

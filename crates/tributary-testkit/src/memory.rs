@@ -13,10 +13,12 @@ use tributary_core::sink::{
     BoxFuture, Capabilities, FailureKind, Pending, Rejection, Sink, SinkError, Written,
 };
 use tributary_core::source::{
-    Checkpoint, Diagnose, Source, SourceError, SourceItem, SourceLinks, TableDefinition,
+    Checkpoint, Diagnose, Source, SourceError, SourceItem, SourceLinks,
 };
+use tributary_core::debezium::Encoding;
 use tributary_core::{
-    ChangeEvent, EventId, Op, Position, Row, SnapshotMarker, SourceInfo, TableRef, Value,
+    ChangeEvent, Column, EventId, Op, Position, Row, SnapshotMarker, SourceInfo, TableRef,
+    TableSchema, Value,
 };
 
 /// An event of table `public.t` with key `id`, committed at `commit`.
@@ -30,6 +32,14 @@ pub fn event(source: &str, commit: u64, ordinal: u64, id: i64) -> ChangeEvent {
             ordinal,
         },
         table: Arc::new(TableRef::new("public", "t")),
+        schema: Arc::new(TableSchema::new(
+            vec![Column {
+                name: "id".into(),
+                sql_type: "bigint".into(),
+                nullable: false,
+            }],
+            vec![0],
+        )),
         op: Op::Create,
         key: Some(row.clone()),
         before: None,
@@ -44,6 +54,7 @@ pub fn event(source: &str, commit: u64, ordinal: u64, id: i64) -> ChangeEvent {
             lsn: Some(commit),
             sequence: None,
             unchanged_toast: Vec::new(),
+            encoding: Encoding::default(),
         },
     }
 }
@@ -122,16 +133,6 @@ impl Diagnose for MemoryError {
 impl Source for MemorySource {
     fn preflight(&self) -> BoxFuture<'_, Result<Vec<Finding>, SourceError>> {
         Box::pin(std::future::ready(Ok(Vec::new())))
-    }
-
-    fn describe<'a>(
-        &'a self,
-        _table: &'a TableRef,
-    ) -> BoxFuture<'a, Result<TableDefinition, SourceError>> {
-        Box::pin(std::future::ready(Ok(TableDefinition {
-            columns: vec![("id".into(), "bigint".into())],
-            key: vec!["id".into()],
-        })))
     }
 
     fn run(

@@ -10,7 +10,7 @@ use tributary_pipeline::config::{
     DecimalSetting, IntervalSetting, SlotLostSetting, SnapshotSetting, SourceConfig,
 };
 use tributary_pipeline::{PipelineError, SourceKinds};
-use tributary_postgres::value_mapping::{DecimalHandling, IntervalHandling, MappingOptions};
+use tributary_core::debezium::{DecimalHandling, Encoding, IntervalHandling};
 use tributary_postgres::{
     ConnectionConfig, PostgresSource, PostgresSourceConfig, SlotLost, SnapshotMode, SnapshotOptions,
 };
@@ -55,7 +55,7 @@ fn postgres_settings(src: &SourceConfig) -> Result<PostgresSourceConfig, Pipelin
             parallelism: src.snapshot_parallelism.unwrap_or(defaults.parallelism),
             chunk_bytes: src.snapshot_chunk_bytes().unwrap_or(defaults.chunk_bytes),
         },
-        mapping: MappingOptions {
+        encoding: Encoding {
             decimal: match src.decimal_handling {
                 DecimalSetting::String => DecimalHandling::String,
                 DecimalSetting::Double => DecimalHandling::Double,

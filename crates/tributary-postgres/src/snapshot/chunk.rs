@@ -176,6 +176,7 @@ mod tests {
             mappings: vec![Mapping::Int, Mapping::Text],
             key: vec![0],
             key_columns: vec!["id".to_string()].into(),
+            schema: tributary_core::TableSchema::untyped(&["id", "v"], 1),
         };
         let whole = Chunk {
             table: 0,

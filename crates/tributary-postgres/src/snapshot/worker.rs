@@ -11,6 +11,7 @@ use futures_util::{pin_mut, TryStreamExt};
 use tokio::sync::mpsc;
 use tokio_postgres::Client;
 use tributary_core::{
+    TableSchema,
     ChangeEvent, EventId, Op, Position, Row, SnapshotMarker, SourceInfo, TableRef,
 };
 
@@ -77,6 +78,7 @@ struct PieceShared {
     name: Arc<str>,
     db: Arc<str>,
     table: Arc<TableRef>,
+    schema: Arc<TableSchema>,
     columns: Arc<[String]>,
     key_columns: Arc<[String]>,
 }
@@ -87,6 +89,7 @@ impl PieceShared {
             name: Arc::from(&*template.ctx.name),
             db: Arc::from(&*template.ctx.db),
             table: Arc::new(TableRef::clone(&shape.table)),
+            schema: Arc::new(TableSchema::clone(&shape.schema)),
             columns: Arc::from(&*shape.columns),
             key_columns: Arc::from(&*shape.key_columns),
         }
@@ -171,7 +174,7 @@ impl Worker {
             return Err(CopyFormatError::field_count().into());
         }
         let t = &self.template;
-        let values = map_values(shape, t.ctx.mapping, fields.iter());
+        let values = map_values(shape, fields.iter());
         let key = key_row(shape, Arc::clone(&shared.key_columns), &values);
         let row = Row::new(Arc::clone(&shared.columns), values);
         if row_may_be_toasted(fields.line_len())
@@ -199,6 +202,7 @@ impl Worker {
                 ordinal: 0,
             },
             table: Arc::clone(&shared.table),
+            schema: Arc::clone(&shared.schema),
             op: Op::Read,
             key,
             before: None,
@@ -213,6 +217,7 @@ impl Worker {
                 lsn: Some(t.consistent_point),
                 sequence: None,
                 unchanged_toast: Vec::new(),
+                encoding: t.ctx.encoding,
             },
         })
     }

@@ -25,7 +25,6 @@ use tributary_core::{debezium, ChangeEvent, Op, TableRef};
 use tributary_pg::quote_ident;
 use tributary_pg::ConnectionConfig;
 
-pub use schema::{SchemaSource, TableDefinition};
 
 use tributary_core::sink::{BoxFuture, Capabilities, Rejection, Sink, Written};
 
@@ -43,7 +42,6 @@ pub struct PostgresOptions {
     pub history: bool,
     /// `schema.table` of the positions table.
     pub positions_table: String,
-    pub schemas: Arc<dyn SchemaSource>,
 }
 
 /// What `tributary check` says about a PostgreSQL sink, creating nothing:
@@ -282,24 +280,20 @@ impl PostgresSink {
         let name = format!("{}.{}", quote_ident(&schema_name), quote_ident(&table_name));
         let history = self.options.history;
         let client = self.client()?;
-        let mut definition: Option<TableDefinition> = None;
         let existing = schema::read_target(client, &schema_name, &table_name).await?;
         let mut types = match existing {
             Some(types) => types,
             None => {
-                let def = self.describe(event).await?;
-                let client = self.client()?;
                 let ddl = format!(
                     "{}; {}",
                     schema::create_schema_sql(&schema_name),
-                    schema::create_table_sql(&name, &def, history)
+                    schema::create_table_sql(&name, &event.schema, history)
                 );
                 client
                     .batch_execute(&ddl)
                     .await
                     .map_err(|e| schema::query_error("creating the target table", e))?;
                 tracing::info!(table = %event.table, target = %name, "created target table");
-                definition = Some(def);
                 schema::read_target(client, &schema_name, &table_name)
                     .await?
                     .unwrap_or_default()
@@ -316,27 +310,19 @@ impl PostgresSink {
             .filter(|(c, _)| !types.contains_key(*c))
             .collect();
         if !missing.is_empty() || !bookkeeping.is_empty() {
-            let def = match definition.take() {
-                Some(def) if missing.is_empty() => def,
-                _ if missing.is_empty() => TableDefinition {
-                    columns: Vec::new(),
-                    key: Vec::new(),
-                },
-                _ => self.describe(event).await?,
-            };
             let mut ddl = Vec::new();
             for column in &missing {
-                let sql_type = def
-                    .columns
-                    .iter()
-                    .find(|(c, _)| c == column)
-                    .map_or("text", |(_, t)| t.as_str());
+                // The event's own schema says what a new column is; one it
+                // does not name (impossible from our sources) becomes text.
+                let sql_type = event
+                    .schema
+                    .column(column)
+                    .map_or("text", |c| c.sql_type.as_str());
                 ddl.push(schema::add_column_sql(&name, column, sql_type));
             }
             for (column, sql_type) in &bookkeeping {
                 ddl.push(schema::add_column_sql(&name, column, sql_type));
             }
-            let client = self.client()?;
             client
                 .batch_execute(&ddl.join("; "))
                 .await
@@ -354,16 +340,6 @@ impl PostgresSink {
         Ok(schema::TargetTable { name, types, key })
     }
 
-    async fn describe(&self, event: &ChangeEvent) -> Result<TableDefinition, Error> {
-        self.options
-            .schemas
-            .describe(&event.id.source, &event.table)
-            .await
-            .map_err(|reason| Error::PostgresSchema {
-                table: event.table.to_string(),
-                reason,
-            })
-    }
 
     /// One transaction: the events' effect plus the new position.
     async fn apply(

@@ -39,8 +39,13 @@ pub(super) fn reduce<'a>(events: &[&'a ChangeEvent]) -> Vec<(&'a TableRef, Table
             keys.clear();
             continue;
         }
+        // Exact, so that keys which differ stay apart whatever the
+        // source's Debezium settings (an interval of a month and one of
+        // 30.44 days are one number in `MicroDuration`).
         let mut key = Vec::with_capacity(32);
-        debezium::write_key(&mut key, event);
+        if let Some(k) = &event.key {
+            debezium::write_row(&mut key, k, debezium::Encoding::EXACT);
+        }
         keys.insert(key, event);
     }
     order
@@ -84,6 +89,7 @@ mod tests {
                 ordinal,
             },
             table: Arc::new(TableRef::new("public", table)),
+            schema: tributary_core::TableSchema::untyped(&["id"], 1),
             op,
             key: if op == Op::Truncate {
                 None
@@ -102,6 +108,7 @@ mod tests {
                 lsn: None,
                 sequence: None,
                 unchanged_toast: vec![],
+                encoding: Default::default(),
             },
         }
     }

@@ -1,34 +1,24 @@
-//! Target tables: found, created from the source's definition, or given the
-//! columns a schema change added; and how a JSON-encoded value becomes a
+//! Target tables: found, created from the schema the events carry, or given
+//! the columns a schema change added; and how a JSON-encoded value becomes a
 //! value of the target column's type.
 //!
 //! Rows travel to PostgreSQL as one `jsonb` parameter per statement (one
-//! round trip per table per batch, not per row), in the same mapped form the
-//! Debezium records use. Each column then needs the inverse of that mapping
-//! in SQL: `date` arrives as days since the epoch, `timestamp`/`time`/
-//! `interval` as microseconds, `bytea` as base64; everything else is the
-//! type's own text input (ISO timestamps, exact decimals, json text, uuid…).
+//! round trip per table per batch, not per row), written with
+//! [`Encoding::EXACT`](tributary_core::debezium::Encoding::EXACT) whatever
+//! the source's Debezium settings: decimals exact, intervals as ISO-8601
+//! with their months and days. Each column then needs the inverse of that
+//! encoding in SQL: `date` arrives as days since the epoch,
+//! `timestamp`/`time` as microseconds, `bytea` as base64; everything else is
+//! the type's own text input (ISO timestamps and intervals, exact decimals,
+//! json text, uuid…).
 
 use std::collections::HashMap;
-use std::future::Future;
-use std::pin::Pin;
 
 use tokio_postgres::Client;
-use tributary_core::TableRef;
+use tributary_core::TableSchema;
 use tributary_pg::quote_ident;
 
 use crate::Error;
-
-pub use tributary_core::source::TableDefinition;
-
-/// Where a sink that creates tables learns a source table's definition.
-pub trait SchemaSource: Send + Sync {
-    fn describe<'a>(
-        &'a self,
-        source: &'a str,
-        table: &'a TableRef,
-    ) -> Pin<Box<dyn Future<Output = Result<TableDefinition, String>> + Send + 'a>>;
-}
 
 /// Bookkeeping columns every target table gets.
 pub(super) const LSN: &str = "_tributary_lsn";
@@ -82,14 +72,14 @@ pub(super) async fn read_target(
     Ok(Some(rows.iter().map(|r| (r.get(0), r.get(1))).collect()))
 }
 
-/// `CREATE TABLE` for a source definition: in upsert mode keyed like the
-/// source plus the position columns; in history mode every column nullable
-/// plus op, position, commit time and the event id as the key.
-pub(super) fn create_table_sql(name: &str, def: &TableDefinition, history: bool) -> String {
+/// `CREATE TABLE` for a source table's schema: in upsert mode keyed like
+/// the source plus the position columns; in history mode every column
+/// nullable plus op, position, commit time and the event id as the key.
+pub(super) fn create_table_sql(name: &str, def: &TableSchema, history: bool) -> String {
     let mut cols: Vec<String> = def
-        .columns
+        .columns()
         .iter()
-        .map(|(c, t)| format!("{} {t}", quote_ident(c)))
+        .map(|c| format!("{} {}", quote_ident(&c.name), c.sql_type))
         .collect();
     if history {
         cols.push(format!("{OP} text NOT NULL"));
@@ -100,7 +90,7 @@ pub(super) fn create_table_sql(name: &str, def: &TableDefinition, history: bool)
     } else {
         cols.push(format!("{LSN} pg_lsn NOT NULL"));
         cols.push(format!("{ORDINAL} bigint NOT NULL"));
-        let key: Vec<String> = def.key.iter().map(|k| quote_ident(k)).collect();
+        let key: Vec<String> = def.key().map(|k| quote_ident(&k.name)).collect();
         cols.push(format!("PRIMARY KEY ({})", key.join(", ")));
     }
     format!("CREATE TABLE IF NOT EXISTS {name} ({})", cols.join(", "))
@@ -193,10 +183,7 @@ mod tests {
 
     #[test]
     fn upsert_tables_are_keyed_history_tables_by_event() {
-        let def = TableDefinition {
-            columns: vec![("id".into(), "integer".into()), ("n".into(), "text".into())],
-            key: vec!["id".into()],
-        };
+        let def = TableSchema::untyped(&["id", "n"], 1);
         let upsert = create_table_sql("\"s\".\"t\"", &def, false);
         assert!(upsert.ends_with("PRIMARY KEY (\"id\"))"), "{upsert}");
         let history = create_table_sql("\"s\".\"t\"", &def, true);

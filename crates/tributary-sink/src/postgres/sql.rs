@@ -5,6 +5,7 @@
 
 use std::io::Write;
 
+use tributary_core::debezium::Encoding;
 use tributary_core::{debezium, ChangeEvent, Row};
 use tributary_pg::quote_ident;
 
@@ -97,7 +98,7 @@ pub(super) fn history_insert(target: &TargetTable, columns: &[String]) -> String
 
 fn write_values(out: &mut Vec<u8>, row: Option<&Row>) {
     for value in row.map(Row::values).unwrap_or_default() {
-        debezium::write_json_value(out, value);
+        debezium::write_json_value(out, value, Encoding::EXACT);
         out.push(b',');
     }
 }
@@ -155,7 +156,11 @@ pub(super) fn keys_json(out: &mut Vec<u8>, events: &[&ChangeEvent], key: &[Strin
     array_per_event(out, events, |out, event| {
         for column in key {
             let value = event.key.as_ref().and_then(|k| k.get(column));
-            debezium::write_json_value(out, value.unwrap_or(&tributary_core::Value::Null));
+            debezium::write_json_value(
+                out,
+                value.unwrap_or(&tributary_core::Value::Null),
+                Encoding::EXACT,
+            );
             out.push(b',');
         }
         write_position(out, event);
