@@ -70,7 +70,8 @@ impl Transform {
                 Some(rules) => {
                     let mut e = e.clone();
                     let encoding = e.source.encoding;
-                    let fix = |row: &Option<Row>| row.as_ref().map(|r| self.row(r, rules, encoding));
+                    let fix =
+                        |row: &Option<Row>| row.as_ref().map(|r| self.row(r, rules, encoding));
                     e.before = fix(&e.before);
                     e.after = fix(&e.after);
                     e.key = fix(&e.key);

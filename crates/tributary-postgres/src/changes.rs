@@ -42,10 +42,7 @@ pub struct TxContext {
 pub const PG_EPOCH_MS: i64 = 946_684_800_000;
 
 /// Maps text fields of one row onto its shape (`None` = SQL NULL).
-pub fn build_row<'a>(
-    shape: &TableShape,
-    fields: impl IntoIterator<Item = Option<&'a str>>,
-) -> Row {
+pub fn build_row<'a>(shape: &TableShape, fields: impl IntoIterator<Item = Option<&'a str>>) -> Row {
     Row::new(shape.columns.clone(), map_values(shape, fields))
 }
 
@@ -402,9 +399,7 @@ impl ChangeDecoder {
                     missing.push(i);
                     Value::Null
                 }
-                Datum::Text(b) | Datum::Binary(b) => {
-                    mapping.map(self.text(shape, i, b)?)
-                }
+                Datum::Text(b) | Datum::Binary(b) => mapping.map(self.text(shape, i, b)?),
             });
         }
         Ok((Row::new(shape.columns.clone(), values), missing))

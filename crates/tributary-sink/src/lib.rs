@@ -23,9 +23,7 @@ pub use file::FileSink;
 pub use http::{probe as probe_http, signature as http_signature, HttpOptions, HttpSink};
 pub use kafka::{probe as probe_kafka, KafkaOptions, KafkaSink};
 pub use nats::{probe as probe_nats, NatsOptions, NatsSink};
-pub use postgres::{
-    probe as probe_postgres, PostgresOptions, PostgresSink,
-};
+pub use postgres::{probe as probe_postgres, PostgresOptions, PostgresSink};
 pub use record::RecordEncoder;
 
 /// Options of the Debezium record encoding shared by the file-like sinks.

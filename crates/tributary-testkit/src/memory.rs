@@ -9,13 +9,11 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
 use tributary_core::check::Finding;
+use tributary_core::debezium::Encoding;
 use tributary_core::sink::{
     BoxFuture, Capabilities, FailureKind, Pending, Rejection, Sink, SinkError, Written,
 };
-use tributary_core::source::{
-    Checkpoint, Diagnose, Source, SourceError, SourceItem, SourceLinks,
-};
-use tributary_core::debezium::Encoding;
+use tributary_core::source::{Checkpoint, Diagnose, Source, SourceError, SourceItem, SourceLinks};
 use tributary_core::{
     ChangeEvent, Column, EventId, Op, Position, Row, SnapshotMarker, SourceInfo, TableRef,
     TableSchema, Value,

@@ -5,12 +5,12 @@
 
 use std::sync::Arc;
 
+use tributary_core::debezium::{DecimalHandling, Encoding, IntervalHandling};
 use tributary_core::source::{Source, SourceError};
 use tributary_pipeline::config::{
     DecimalSetting, IntervalSetting, SlotLostSetting, SnapshotSetting, SourceConfig,
 };
 use tributary_pipeline::{PipelineError, SourceKinds};
-use tributary_core::debezium::{DecimalHandling, Encoding, IntervalHandling};
 use tributary_postgres::{
     ConnectionConfig, PostgresSource, PostgresSourceConfig, SlotLost, SnapshotMode, SnapshotOptions,
 };

@@ -19,12 +19,7 @@ fn sinks_config(
 ) -> String {
     // Debezium's lossy settings (decimals as doubles, intervals folded into
     // microseconds) shape the records; the replica must stay exact anyway.
-    let base = config(
-        dir,
-        &pg.url("app"),
-        tables,
-        "decimal_handling = \"double\"",
-    );
+    let base = config(dir, &pg.url("app"), tables, "decimal_handling = \"double\"");
     let (head, _) = base.split_once("[[sink]]").unwrap();
     format!(
         "{head}[[sink]]\nname = \"replica\"\ntype = \"postgres\"\nurl = \"{url}\"\n\

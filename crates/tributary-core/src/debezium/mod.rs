@@ -6,7 +6,6 @@
 
 use std::sync::Arc;
 
-
 use crate::{ChangeEvent, EventId, Op, Position, Row, SnapshotMarker, TableRef};
 
 mod value;

@@ -171,7 +171,10 @@ mod tests {
     #[test]
     fn debezium_semantic_types() {
         let d = Encoding::default();
-        assert_eq!(json(Value::Date(Date::from_days(19_844).unwrap()), d), "19844");
+        assert_eq!(
+            json(Value::Date(Date::from_days(19_844).unwrap()), d),
+            "19844"
+        );
         assert_eq!(json(Value::Date(Date::INFINITY), d), "\"infinity\"");
         assert_eq!(json(Value::Date(Date::NEG_INFINITY), d), "\"-infinity\"");
         let tz = TimeTz {
@@ -181,7 +184,10 @@ mod tests {
         assert_eq!(json(Value::TimeTz(tz), d), "\"08:00:00.25Z\"");
         let ts = Timestamp::from_micros(1_714_550_400_500_000).unwrap();
         assert_eq!(json(Value::Timestamp(ts), d), "1714550400500000");
-        assert_eq!(json(Value::TimestampTz(ts), d), "\"2024-05-01T08:00:00.5Z\"");
+        assert_eq!(
+            json(Value::TimestampTz(ts), d),
+            "\"2024-05-01T08:00:00.5Z\""
+        );
         assert_eq!(
             json(Value::TimestampTz(Timestamp::NEG_INFINITY), d),
             "\"-infinity\""
@@ -224,7 +230,10 @@ mod tests {
     #[test]
     fn text_forms_are_the_strings_of_the_json() {
         let d = Encoding::default();
-        assert_eq!(text_form(&Value::Text("a\"b".into()), d).as_deref(), Some("a\"b"));
+        assert_eq!(
+            text_form(&Value::Text("a\"b".into()), d).as_deref(),
+            Some("a\"b")
+        );
         let ts = Timestamp::from_micros(0).unwrap();
         assert_eq!(
             text_form(&Value::TimestampTz(ts), d).as_deref(),

@@ -119,7 +119,16 @@ mod tests {
 
     #[test]
     fn civil_round_trip() {
-        for days in [-2_440_588, -800_000, -1, 0, 1, 19_844, 2_932_896, 2_145_042_906] {
+        for days in [
+            -2_440_588,
+            -800_000,
+            -1,
+            0,
+            1,
+            19_844,
+            2_932_896,
+            2_145_042_906,
+        ] {
             let (y, m, d) = civil_from_days(days);
             assert_eq!(days_from_civil(y, m, d), days);
             assert!((1..=days_in_month(y, m)).contains(&d));
@@ -140,6 +149,9 @@ mod tests {
             text(|o| push_utc_timestamp(o, 1_714_550_400_000_000)),
             "2024-05-01T08:00:00Z"
         );
-        assert_eq!(text(|o| push_utc_timestamp(o, -1)), "1969-12-31T23:59:59.999999Z");
+        assert_eq!(
+            text(|o| push_utc_timestamp(o, -1)),
+            "1969-12-31T23:59:59.999999Z"
+        );
     }
 }

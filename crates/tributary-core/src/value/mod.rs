@@ -213,7 +213,13 @@ mod tests {
 
     #[test]
     fn decimals_are_exact_text_in_canonical_form() {
-        for ok in ["0", "-1.50", "12345678901234567890.000001", "NaN", "-Infinity"] {
+        for ok in [
+            "0",
+            "-1.50",
+            "12345678901234567890.000001",
+            "NaN",
+            "-Infinity",
+        ] {
             assert_eq!(Decimal::parse(ok).unwrap().as_str(), ok);
         }
         for bad in ["", "-", "1.", ".5", "1e5", "+1", "1,5", "nan"] {
@@ -228,7 +234,10 @@ mod tests {
         let mut out = Vec::new();
         Uuid::parse(&text.to_uppercase()).unwrap().push_to(&mut out);
         assert_eq!(out, text.as_bytes());
-        for bad in ["a0eebc999c0b4ef8bb6d6bb9bd380a11", "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a1g"] {
+        for bad in [
+            "a0eebc999c0b4ef8bb6d6bb9bd380a11",
+            "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a1g",
+        ] {
             assert!(Uuid::parse(bad).is_none(), "{bad}");
         }
     }

@@ -11,8 +11,7 @@ use futures_util::{pin_mut, TryStreamExt};
 use tokio::sync::mpsc;
 use tokio_postgres::Client;
 use tributary_core::{
-    TableSchema,
-    ChangeEvent, EventId, Op, Position, Row, SnapshotMarker, SourceInfo, TableRef,
+    ChangeEvent, EventId, Op, Position, Row, SnapshotMarker, SourceInfo, TableRef, TableSchema,
 };
 
 use super::chunk::{copy_sql, Chunk};

@@ -4,7 +4,11 @@
 use tributary_core::Value;
 
 /// Parses an array literal (`{1,2}`, `{{"a b",NULL}}`, `[0:1]={x,y}`).
-pub(super) fn parse_array(text: &str, delimiter: u8, element: &dyn Fn(&str) -> Value) -> Option<Value> {
+pub(super) fn parse_array(
+    text: &str,
+    delimiter: u8,
+    element: &dyn Fn(&str) -> Value,
+) -> Option<Value> {
     // Explicit bounds (`[0:1]=`) only change subscripts, not the values.
     let text = match text.strip_prefix('[') {
         Some(_) => &text[text.find('=')? + 1..],
@@ -97,4 +101,3 @@ impl ArrayParser<'_> {
         }
     }
 }
-

@@ -95,7 +95,8 @@ impl Mapping {
 
     /// Maps one value from its text form.
     pub fn map(&self, text: &str) -> Value {
-        self.try_map(text).unwrap_or_else(|| Value::Text(text.into()))
+        self.try_map(text)
+            .unwrap_or_else(|| Value::Text(text.into()))
     }
 
     fn try_map(&self, text: &str) -> Option<Value> {

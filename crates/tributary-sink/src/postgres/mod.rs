@@ -25,7 +25,6 @@ use tributary_core::{debezium, ChangeEvent, Op, TableRef};
 use tributary_pg::quote_ident;
 use tributary_pg::ConnectionConfig;
 
-
 use tributary_core::sink::{BoxFuture, Capabilities, Rejection, Sink, Written};
 
 use crate::Error;
@@ -339,7 +338,6 @@ impl PostgresSink {
             .unwrap_or_default();
         Ok(schema::TargetTable { name, types, key })
     }
-
 
     /// One transaction: the events' effect plus the new position.
     async fn apply(
