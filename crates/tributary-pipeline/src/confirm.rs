@@ -1,11 +1,16 @@
-//! Which source position is durable in every sink, and committing it.
+//! Which source position is durable in each sink and in every sink, and
+//! committing both.
 //!
-//! Each lane reports the number of the last checkpoint it made durable; the
-//! newest checkpoint every lane passed is committed to the state store and
-//! only then reported to the source, which confirms it to the server. The
-//! commit (an fsync) runs in its own task so the delivery loop keeps feeding
-//! the lanes meanwhile; while one commit runs, newer checkpoints replace the
-//! waiting one (each implies every earlier one), so commits never queue up.
+//! Each lane reports the number of the last checkpoint it made durable.
+//! Every sink's own position (the newest checkpoint it passed) and the
+//! source's checkpoint (the newest one every lane passed) are committed to
+//! the state store together, and only then is the source's reported to the
+//! source, which confirms it to the server. A sink's own position lets it
+//! skip, after a restart, what it already has while the source replays from
+//! the minimum (see `lane`). The commit (an fsync) runs in its own task so
+//! the delivery loop keeps feeding the lanes meanwhile; while one commit
+//! runs, newer states replace the waiting one (each implies every earlier
+//! one), so commits never queue up.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,14 +23,27 @@ use tributary_state::{Checkpoint, StateStore};
 
 use crate::PipelineError;
 
+/// What is durable, numbered so the committer can tell a newer state.
+#[derive(Debug, Clone, Default)]
+struct Durable {
+    version: u64,
+    /// The newest checkpoint every lane passed, with its number.
+    everywhere: Option<(u64, Checkpoint)>,
+    /// Per sink, the position of the newest checkpoint it passed.
+    per_sink: Vec<Option<Position>>,
+}
+
 /// Source checkpoints sent to the lanes and not yet durable in all of them.
 pub(crate) struct Confirmer {
     /// Per sink, the number of the last checkpoint its lane made durable.
     done: Vec<Arc<AtomicU64>>,
+    /// What `done` held at the last `advance`.
+    seen: Vec<u64>,
     pending: VecDeque<(u64, Checkpoint)>,
     next_seq: u64,
-    /// The newest checkpoint durable everywhere, for the committer.
-    newest: watch::Sender<Option<(u64, Checkpoint)>>,
+    state: Durable,
+    /// The newest durable state, for the committer.
+    newest: watch::Sender<Durable>,
     committer: Option<JoinHandle<Result<(), PipelineError>>>,
 }
 
@@ -37,7 +55,11 @@ impl Confirmer {
         durable: watch::Sender<Position>,
         done: Vec<Arc<AtomicU64>>,
     ) -> Self {
-        let (newest, waiting) = watch::channel(None);
+        let state = Durable {
+            per_sink: vec![None; done.len()],
+            ..Durable::default()
+        };
+        let (newest, waiting) = watch::channel(state.clone());
         let committer = tokio::spawn(commit_loop(
             source.to_owned(),
             sinks,
@@ -46,9 +68,11 @@ impl Confirmer {
             waiting,
         ));
         Self {
+            seen: vec![0; done.len()],
             done,
             pending: VecDeque::new(),
             next_seq: 1,
+            state,
             newest,
             committer: Some(committer),
         }
@@ -63,26 +87,40 @@ impl Confirmer {
         seq
     }
 
-    /// Hands the newest checkpoint every lane has made durable to the committer.
+    /// Hands what the lanes have made durable since the last call (each
+    /// sink's position, the newest checkpoint all passed) to the committer.
     pub(crate) fn advance(&mut self) -> Result<(), PipelineError> {
-        let all_done = self
+        let seqs: Vec<u64> = self
             .done
             .iter()
             .map(|d| d.load(Ordering::Acquire))
-            .min()
-            .unwrap_or(0);
-        let mut newest = None;
+            .collect();
+        if seqs == self.seen {
+            return Ok(());
+        }
+        let all_done = seqs.iter().copied().min().unwrap_or(0);
         while self
             .pending
             .front()
             .is_some_and(|(seq, _)| *seq <= all_done)
         {
-            newest = self.pending.pop_front();
+            self.state.everywhere = self.pending.pop_front();
         }
-        if let Some(newest) = newest {
-            // Fails only when the committer ended, whose error `failed` reports.
-            let _ = self.newest.send(Some(newest));
+        // Every lane is at or past the newest checkpoint all passed, so
+        // its own is that one or a later one still pending.
+        for (position, &seq) in self.state.per_sink.iter_mut().zip(&seqs) {
+            *position = self
+                .pending
+                .iter()
+                .rev()
+                .find(|(s, _)| *s <= seq)
+                .or(self.state.everywhere.as_ref())
+                .map(|(_, cp)| cp.position);
         }
+        self.seen = seqs;
+        self.state.version += 1;
+        // Fails only when the committer ended, whose error `failed` reports.
+        let _ = self.newest.send(self.state.clone());
         Ok(())
     }
 
@@ -100,7 +138,7 @@ impl Confirmer {
         }
     }
 
-    /// Waits until the last checkpoint handed over is committed.
+    /// Waits until the last state handed over is committed.
     pub(crate) async fn finish(mut self) -> Result<(), PipelineError> {
         let Some(task) = self.committer.take() else {
             return Ok(());
@@ -111,30 +149,38 @@ impl Confirmer {
     }
 }
 
-/// Commits the newest waiting checkpoint, then reports its position.
+/// Commits the newest waiting state, then reports the source's position.
 async fn commit_loop(
     source: String,
     sinks: Vec<String>,
     store: StateStore,
     durable: watch::Sender<Position>,
-    mut waiting: watch::Receiver<Option<(u64, Checkpoint)>>,
+    mut waiting: watch::Receiver<Durable>,
 ) -> Result<(), PipelineError> {
-    let mut committed = 0;
+    let (mut committed, mut checkpointed) = (0, 0);
     loop {
         let open = waiting.changed().await.is_ok();
-        let newest = *waiting.borrow_and_update();
-        if let Some((seq, cp)) = newest.filter(|(seq, _)| *seq > committed) {
+        let newest = waiting.borrow_and_update().clone();
+        if newest.version > committed {
+            let moved = newest.everywhere.filter(|(seq, _)| *seq > checkpointed);
             let (store, source, sinks) = (store.clone(), source.clone(), sinks.clone());
+            let per_sink = newest.per_sink.clone();
             tokio::task::spawn_blocking(move || {
-                let positions: Vec<(&str, Position)> =
-                    sinks.iter().map(|s| (s.as_str(), cp.position)).collect();
-                store.commit(&source, cp, &positions)
+                let positions: Vec<(&str, Position)> = sinks
+                    .iter()
+                    .zip(&per_sink)
+                    .filter_map(|(s, p)| Some((s.as_str(), (*p)?)))
+                    .collect();
+                store.commit(&source, moved.map(|(_, cp)| cp), &positions)
             })
             .await
             .map_err(|e| PipelineError::SourceStopped(e.to_string()))??;
             fault::point(fault::CHECKPOINT_COMMITTED);
-            committed = seq;
-            let _ = durable.send(cp.position);
+            committed = newest.version;
+            if let Some((seq, cp)) = moved {
+                checkpointed = seq;
+                let _ = durable.send(cp.position);
+            }
         }
         if !open {
             return Ok(());
@@ -164,8 +210,8 @@ mod tests {
     }
 
     /// A checkpoint is committed and reported only once every lane passed
-    /// it, the newest such one wins, and what is reported was committed
-    /// (it is in the store, with every sink's position).
+    /// it, the newest such one wins, and what is reported was committed;
+    /// each sink's own position is committed as soon as it moves.
     #[tokio::test]
     async fn the_minimum_over_lanes_is_committed_then_reported() {
         let store = StateStore::in_memory().unwrap();
@@ -180,10 +226,19 @@ mod tests {
         );
         let seqs: Vec<u64> = [10, 20, 30].map(|p| confirm.expect(cp(p))).to_vec();
 
-        // Lane a is at the third checkpoint, lane b at none: nothing yet.
+        // Lane a is at the third checkpoint, lane b at none: a's own
+        // position is committed, the source's checkpoint not yet.
         lanes[0].store(seqs[2], Ordering::Release);
         confirm.advance().unwrap();
-        tokio::task::yield_now().await;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while store.sink_position("src", "a").unwrap() != Some(Position::new(30)) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "a's position never committed"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        assert_eq!(store.sink_position("src", "b").unwrap(), None);
         assert_eq!(*durable.borrow(), Position::START);
         assert_eq!(store.checkpoint("src").unwrap(), None);
 
@@ -195,6 +250,10 @@ mod tests {
         assert_eq!(
             store.sink_position("src", "b").unwrap(),
             Some(Position::new(20))
+        );
+        assert_eq!(
+            store.sink_position("src", "a").unwrap(),
+            Some(Position::new(30))
         );
 
         // Both at the third; finish waits for its commit.

@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, watch, Mutex};
 #[cfg(doc)]
 use tributary_core::sink::Capabilities;
 use tributary_core::sink::{Pending, Rejection, Sink, SinkError};
-use tributary_core::{fault, ChangeEvent};
+use tributary_core::{fault, ChangeEvent, Position};
 
 use crate::dead_letter::DeadLetters;
 use crate::retry::Backoff;
@@ -68,6 +68,8 @@ struct Group {
     batches: Vec<Batch>,
     /// This sink's view of the events, when it has a transform.
     transformed: Option<Vec<Vec<ChangeEvent>>>,
+    /// Events committed before this are durable in the sink already.
+    skip_below: Option<Position>,
     /// When it was handed to the sink.
     began: Instant,
 }
@@ -84,7 +86,25 @@ impl Group {
                 .map(Vec::as_slice)
                 .collect(),
         };
-        parts.into_iter().filter(|p| !p.is_empty()).collect()
+        parts
+            .into_iter()
+            .map(|part| match self.skip_below {
+                // Positions only grow along a source's events: what the
+                // sink has is a prefix.
+                Some(below) => &part[part.partition_point(|e| e.id.commit < below)..],
+                None => part,
+            })
+            .filter(|p| !p.is_empty())
+            .collect()
+    }
+
+    /// Whether the group reaches `position`: after it, nothing is skipped.
+    fn reaches(&self, position: Position) -> bool {
+        self.batches
+            .iter()
+            .flat_map(|b| b.events.iter())
+            .filter_map(|part| part.last())
+            .any(|e| e.id.commit >= position)
     }
 }
 
@@ -98,13 +118,21 @@ enum Next {
 
 /// One sink's lane: writes batches in order (retrying), then marks each
 /// batch's checkpoint as durable in this sink.
+///
+/// `skip_below`: this sink's own durable position when it is ahead of the
+/// source's checkpoint (another sink was behind when the process stopped);
+/// the replayed events committed before it are not written again.
 pub(crate) async fn lane(
     source: String,
     sink: Arc<NamedSink>,
     mut batches: mpsc::Receiver<Batch>,
     links: LaneLinks,
     mut shutdown: watch::Receiver<bool>,
+    mut skip_below: Option<Position>,
 ) -> Result<(), PipelineError> {
+    if let Some(position) = skip_below {
+        tracing::info!(source, sink = %sink.name, %position, "sink is ahead of the source's checkpoint; skipping what it has");
+    }
     let done = Done {
         sink: Arc::clone(&sink),
         latency: status::latency_histogram(&source, &sink.name),
@@ -148,8 +176,12 @@ pub(crate) async fn lane(
                 let group = Group {
                     batches: group,
                     transformed,
+                    skip_below,
                     began: Instant::now(),
                 };
+                if skip_below.is_some_and(|p| group.reaches(p)) {
+                    skip_below = None;
+                }
                 let parts = group.parts();
                 let submitted: Pending = if parts.is_empty() {
                     Box::pin(std::future::ready(Ok(Vec::new())))

@@ -208,6 +208,7 @@ pub(crate) async fn run_source(
     };
     let delivery = deliver(
         name.clone(),
+        resume,
         items,
         sinks,
         store,
@@ -256,10 +257,12 @@ async fn preflight(name: &str, source: &dyn Source) -> Result<(), PipelineError>
 }
 
 /// Writes what a source sends to every sink, each sink in its own lane with
-/// its own position, and commits a checkpoint once every lane made it
-/// durable: the source confirms the minimum over all sinks.
+/// its own durable position, and commits a checkpoint once every lane made
+/// it durable: the source confirms the minimum over all sinks, and a sink
+/// ahead of it skips, after a restart, what it already has.
 async fn deliver(
     source: String,
+    resume: Option<Checkpoint>,
     mut items: mpsc::Receiver<SourceItem>,
     sinks: Vec<Arc<NamedSink>>,
     store: StateStore,
@@ -273,6 +276,14 @@ async fn deliver(
     let mut done_per_sink = Vec::with_capacity(sinks.len());
     let mut tasks = tokio::task::JoinSet::new();
     for sink in &sinks {
+        // A sink's own position counts only within the lineage of the
+        // source's checkpoint (without one, the source starts afresh).
+        let ahead = match resume {
+            Some(cp) => store
+                .sink_position(&source, &sink.name)?
+                .filter(|own| *own > cp.position),
+            None => None,
+        };
         let (tx, rx) = mpsc::channel::<Batch>(SINK_QUEUE);
         let done = Arc::new(std::sync::atomic::AtomicU64::new(0));
         tasks.spawn(lane(
@@ -286,6 +297,7 @@ async fn deliver(
                 dropper: dropper.clone(),
             },
             shutdown.clone(),
+            ahead,
         ));
         lanes.push(tx);
         done_per_sink.push(done);
@@ -305,8 +317,14 @@ async fn deliver(
                 continue;
             }
             Some(ended) = tasks.join_next() => {
-                // A lane only ends early with an error.
-                ended.unwrap_or_else(|e| Err(PipelineError::SourceStopped(e.to_string())))?;
+                // A lane only ends early with an error. What the other
+                // sinks made durable is kept, so they need not get it again.
+                let ended = ended.unwrap_or_else(|e| Err(PipelineError::SourceStopped(e.to_string())));
+                if let Err(error) = ended {
+                    confirm.advance()?;
+                    confirm.finish().await?;
+                    return Err(error);
+                }
                 continue;
             }
             failed = confirm.failed() => return Err(failed),

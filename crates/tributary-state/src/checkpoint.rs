@@ -1,4 +1,10 @@
 //! Source checkpoints and per-sink positions, committed together.
+//!
+//! A sink's position is the newest checkpoint durable in that sink; the
+//! source's checkpoint is the minimum over its sinks. A sink can be ahead
+//! (another sink was slower or failing when the process stopped): on the
+//! next start the source resumes from its checkpoint, and that sink skips
+//! what its own position says it already has.
 
 use redb::{ReadableDatabase, TableDefinition};
 
@@ -27,19 +33,22 @@ impl StateStore {
         Ok(table.get((source, sink))?.map(|v| Position::new(v.value())))
     }
 
-    /// Durably records a checkpoint and the sinks' positions (fsynced before
-    /// it returns; this also makes earlier non-durable row-image writes durable).
+    /// Durably records the sinks' positions and, when it moved, the
+    /// source's checkpoint (fsynced before it returns; this also makes
+    /// earlier non-durable row-image writes durable).
     pub fn commit(
         &self,
         source: &str,
-        checkpoint: Checkpoint,
+        checkpoint: Option<Checkpoint>,
         sinks: &[(&str, Position)],
     ) -> Result<(), StateError> {
         let tx = self.db.begin_write()?;
         {
-            let mut table = tx.open_table(CHECKPOINTS)?;
-            let text = serde_json::to_string(&checkpoint)?;
-            table.insert(source, text.as_str())?;
+            if let Some(checkpoint) = checkpoint {
+                let mut table = tx.open_table(CHECKPOINTS)?;
+                let text = serde_json::to_string(&checkpoint)?;
+                table.insert(source, text.as_str())?;
+            }
             let mut positions = tx.open_table(SINK_POSITIONS)?;
             for (sink, pos) in sinks {
                 positions.insert((source, *sink), pos.get())?;
@@ -79,7 +88,7 @@ mod tests {
                 last_commit: Some(Position::new(40)),
             };
             store
-                .commit("a", cp, &[("file", Position::new(42))])
+                .commit("a", Some(cp), &[("file", Position::new(42))])
                 .unwrap();
         }
         let store = StateStore::open(dir.path()).unwrap();

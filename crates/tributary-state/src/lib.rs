@@ -5,10 +5,9 @@
 //! calls and rocksdb a long C++ build. One file, `state.redb`, holds:
 //! - per source, the checkpoint: the position every sink has made durable,
 //!   and whether the initial snapshot finished;
-//! - per sink, a position, written with each checkpoint. Today it is always
-//!   the checkpoint's own position (every sink is confirmed together) and
-//!   nothing reads it back; a sink that keeps its own durable position, and
-//!   skips on restart what it already has, is not built yet;
+//! - per source and sink, the newest checkpoint position durable in that
+//!   sink (the source's checkpoint is the minimum of them); a sink ahead of
+//!   the checkpoint skips on restart what it already has (`checkpoint`);
 //! - remembered row images of large values, so an unchanged TOASTed value is
 //!   filled instead of reaching a sink as a placeholder (see `row_images`).
 //!

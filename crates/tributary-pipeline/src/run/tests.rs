@@ -235,3 +235,66 @@ async fn a_refused_event_stops_delivery_unless_dead_lettered() {
     assert!(letters.contains("src:0/64:1"), "{letters}");
     assert_eq!(store.checkpoint("src").unwrap(), Some(checkpoint(200)));
 }
+
+/// A sink ahead of the source's checkpoint (another was behind when the
+/// process stopped) skips, on the replay, what it already has; the one
+/// behind gets it again. Without a checkpoint (the source starts afresh)
+/// old sink positions mean nothing and skip nothing.
+#[tokio::test]
+async fn a_sink_ahead_of_the_checkpoint_skips_what_it_has() {
+    // Events of a transaction carry its commit position; the checkpoint
+    // after it is its end, further on (as a PostgreSQL commit LSN and end LSN).
+    let replay = || {
+        let second: Vec<ChangeEvent> = (0..2).map(|o| event("src", 150, o, o as i64)).collect();
+        let third: Vec<ChangeEvent> = (0..2)
+            .map(|o| event("src", 250, o, 10 + o as i64))
+            .collect();
+        let script = vec![
+            Step::Events(second.clone()),
+            Step::Checkpoint(200),
+            Step::Events(third.clone()),
+            Step::Checkpoint(300),
+        ];
+        (script, second, third)
+    };
+
+    let store = StateStore::in_memory().unwrap();
+    let positions = [
+        ("ahead", Position::new(200)),
+        ("behind", Position::new(100)),
+    ];
+    store
+        .commit("src", Some(checkpoint(100)), &positions)
+        .unwrap();
+    let (script, second, third) = replay();
+    let source = MemorySource::new(script, true);
+    let (ahead, in_ahead) = MemorySink::new(file_like());
+    let (behind, in_behind) = MemorySink::new(Capabilities::default());
+    deliver_to(
+        &source,
+        vec![named("ahead", ahead), named("behind", behind)],
+        &store,
+    )
+    .await
+    .unwrap();
+    assert_eq!(source.resumed_from(), Some(Some(checkpoint(100))));
+    assert_eq!(ids(&in_ahead), expected(&third));
+    assert_eq!(ids(&in_behind), expected(&[second, third.clone()].concat()));
+    assert_eq!(store.checkpoint("src").unwrap(), Some(checkpoint(300)));
+    for sink in ["ahead", "behind"] {
+        assert_eq!(
+            store.sink_position("src", sink).unwrap(),
+            Some(Position::new(300))
+        );
+    }
+
+    let store = StateStore::in_memory().unwrap();
+    store.commit("src", None, &positions).unwrap();
+    let (script, second, third) = replay();
+    let source = MemorySource::new(script, true);
+    let (ahead, in_ahead) = MemorySink::new(file_like());
+    deliver_to(&source, vec![named("ahead", ahead)], &store)
+        .await
+        .unwrap();
+    assert_eq!(ids(&in_ahead), expected(&[second, third].concat()));
+}
