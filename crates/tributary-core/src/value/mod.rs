@@ -198,7 +198,8 @@ impl Uuid {
     }
 }
 
-fn hex_value(c: u8) -> Option<u8> {
+/// The value of one hexadecimal digit, either case (uuid and `bytea` text).
+pub fn hex_value(c: u8) -> Option<u8> {
     match c {
         b'0'..=b'9' => Some(c - b'0'),
         b'a'..=b'f' => Some(c - b'a' + 10),

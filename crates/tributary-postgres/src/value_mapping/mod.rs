@@ -16,7 +16,7 @@
 mod array;
 mod temporal;
 
-use tributary_core::value::{Decimal, Uuid};
+use tributary_core::value::{hex_value, Decimal, Uuid};
 use tributary_core::Value;
 
 use array::parse_array;
@@ -159,17 +159,8 @@ fn parse_bytea_hex(text: &str) -> Option<Vec<u8>> {
         return None;
     }
     hex.chunks_exact(2)
-        .map(|p| Some(hex_digit(p[0])? << 4 | hex_digit(p[1])?))
+        .map(|p| Some(hex_value(p[0])? << 4 | hex_value(p[1])?))
         .collect()
-}
-
-fn hex_digit(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
-    }
 }
 
 #[cfg(test)]
