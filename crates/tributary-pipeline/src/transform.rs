@@ -113,7 +113,7 @@ impl Transform {
     fn hash(&self, value: &Value, encoding: Encoding) -> String {
         let mut hasher = Sha256::new();
         hasher.update(self.salt.as_bytes());
-        match debezium::text_form(value, encoding) {
+        match textual(value, encoding) {
             Some(text) => hasher.update(text.as_bytes()),
             None => {
                 let mut json = Vec::new();
@@ -126,6 +126,17 @@ impl Transform {
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect()
+    }
+}
+
+/// The text of a value that is text in its record (strings, exact
+/// decimals, temporal strings, uuids, json); `None` for numbers (a float's
+/// `"NaN"` included), booleans, bytes, arrays and null, which hash as their
+/// JSON and are never cut.
+fn textual(value: &Value, encoding: Encoding) -> Option<String> {
+    match value {
+        Value::Float(_) | Value::Bytes(_) => None,
+        other => debezium::text_form(other, encoding),
     }
 }
 
@@ -160,9 +171,58 @@ fn truncate(value: &Value, n: usize, encoding: Encoding) -> Value {
         Value::Bytes(b) => Value::Bytes(b.iter().copied().take(n).collect()),
         Value::Text(t) => Value::Text(t.chars().take(n).collect()),
         // A typed value stays typed unless it is actually cut.
-        other => match debezium::text_form(other, encoding) {
+        other => match textual(other, encoding) {
             Some(text) if text.chars().count() > n => Value::Text(text.chars().take(n).collect()),
             _ => other.clone(),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tributary_core::value::{Timestamp, Uuid};
+
+    use super::*;
+
+    fn hashed(value: &Value) -> String {
+        let t = Transform::new(
+            None,
+            HashSet::new(),
+            HashMap::new(),
+            "x".into(),
+            "salt".into(),
+        );
+        t.hash(value, Encoding::default())
+    }
+
+    fn sha(text: &str) -> String {
+        Sha256::digest(format!("salt{text}").as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    /// Hashes stay what they were before values had types: text forms
+    /// bare, numbers, bytes and a float's NaN as their JSON.
+    #[test]
+    fn hashes_of_typed_values_are_those_of_their_record_text() {
+        let ts = Value::TimestampTz(Timestamp::from_micros(0).unwrap());
+        assert_eq!(hashed(&ts), sha("1970-01-01T00:00:00Z"));
+        let uuid = Uuid::parse("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11").unwrap();
+        assert_eq!(
+            hashed(&Value::Uuid(uuid)),
+            sha("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11")
+        );
+        assert_eq!(hashed(&Value::Float(f64::NAN)), sha("\"NaN\""));
+        assert_eq!(hashed(&Value::Bytes(vec![0, 1, 2])), sha("\"AAEC\""));
+        assert_eq!(hashed(&Value::Int(7)), sha("7"));
+        assert!(matches!(
+            truncate(&Value::Float(f64::NAN), 1, Encoding::default()),
+            Value::Float(f) if f.is_nan()
+        ));
+        assert_eq!(
+            truncate(&ts, 4, Encoding::default()),
+            Value::Text("1970".into())
+        );
     }
 }
