@@ -206,11 +206,22 @@ pub(crate) async fn run_source(
         shutdown: shutdown.clone(),
         health,
     };
+    // A sink's own position counts only within the lineage of the source's
+    // checkpoint (without one, the source starts afresh).
+    let mut lanes = Vec::with_capacity(sinks.len());
+    for sink in sinks {
+        let ahead = match resume {
+            Some(cp) => store
+                .sink_position(&name, &sink.name)?
+                .filter(|own| *own > cp.position),
+            None => None,
+        };
+        lanes.push((sink, ahead));
+    }
     let delivery = deliver(
         name.clone(),
-        resume,
         items,
-        sinks,
+        lanes,
         store,
         durable_tx,
         board,
@@ -260,11 +271,13 @@ async fn preflight(name: &str, source: &dyn Source) -> Result<(), PipelineError>
 /// its own durable position, and commits a checkpoint once every lane made
 /// it durable: the source confirms the minimum over all sinks, and a sink
 /// ahead of it skips, after a restart, what it already has.
+///
+/// Each sink comes with its own durable position when that is ahead of the
+/// source's checkpoint.
 async fn deliver(
     source: String,
-    resume: Option<Checkpoint>,
     mut items: mpsc::Receiver<SourceItem>,
-    sinks: Vec<Arc<NamedSink>>,
+    sinks: Vec<(Arc<NamedSink>, Option<Position>)>,
     store: StateStore,
     durable: watch::Sender<Position>,
     board: Arc<StatusBoard>,
@@ -275,15 +288,7 @@ async fn deliver(
     let mut lanes = Vec::with_capacity(sinks.len());
     let mut done_per_sink = Vec::with_capacity(sinks.len());
     let mut tasks = tokio::task::JoinSet::new();
-    for sink in &sinks {
-        // A sink's own position counts only within the lineage of the
-        // source's checkpoint (without one, the source starts afresh).
-        let ahead = match resume {
-            Some(cp) => store
-                .sink_position(&source, &sink.name)?
-                .filter(|own| *own > cp.position),
-            None => None,
-        };
+    for (sink, ahead) in &sinks {
         let (tx, rx) = mpsc::channel::<Batch>(SINK_QUEUE);
         let done = Arc::new(std::sync::atomic::AtomicU64::new(0));
         tasks.spawn(lane(
@@ -297,12 +302,12 @@ async fn deliver(
                 dropper: dropper.clone(),
             },
             shutdown.clone(),
-            ahead,
+            *ahead,
         ));
         lanes.push(tx);
         done_per_sink.push(done);
     }
-    let sink_names = sinks.iter().map(|s| s.name.clone()).collect();
+    let sink_names = sinks.iter().map(|(s, _)| s.name.clone()).collect();
     let mut confirm = Confirmer::new(&source, sink_names, store, durable, done_per_sink);
     let mut events: Vec<Vec<ChangeEvent>> = Vec::new();
     let mut delivered: u64 = 0;
