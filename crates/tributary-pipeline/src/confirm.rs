@@ -62,7 +62,7 @@ impl Confirmer {
         let (newest, waiting) = watch::channel(state.clone());
         let committer = tokio::spawn(commit_loop(
             source.to_owned(),
-            sinks,
+            sinks.into(),
             store,
             durable,
             waiting,
@@ -152,7 +152,7 @@ impl Confirmer {
 /// Commits the newest waiting state, then reports the source's position.
 async fn commit_loop(
     source: String,
-    sinks: Vec<String>,
+    sinks: Arc<[String]>,
     store: StateStore,
     durable: watch::Sender<Position>,
     mut waiting: watch::Receiver<Durable>,
@@ -163,7 +163,7 @@ async fn commit_loop(
         let newest = waiting.borrow_and_update().clone();
         if newest.version > committed {
             let moved = newest.everywhere.filter(|(seq, _)| *seq > checkpointed);
-            let (store, source, sinks) = (store.clone(), source.clone(), sinks.clone());
+            let (store, source, sinks) = (store.clone(), source.clone(), Arc::clone(&sinks));
             let per_sink = newest.per_sink.clone();
             tokio::task::spawn_blocking(move || {
                 let positions: Vec<(&str, Position)> = sinks

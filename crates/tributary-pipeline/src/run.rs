@@ -326,8 +326,10 @@ async fn deliver(
                 // sinks made durable is kept, so they need not get it again.
                 let ended = ended.unwrap_or_else(|e| Err(PipelineError::SourceStopped(e.to_string())));
                 if let Err(error) = ended {
-                    confirm.advance()?;
-                    confirm.finish().await?;
+                    // The lane's error is the one to report, whatever the
+                    // last commit does.
+                    let _ = confirm.advance();
+                    let _ = confirm.finish().await;
                     return Err(error);
                 }
                 continue;
