@@ -357,13 +357,22 @@ async fn deliver(
         let batch_events = Arc::new(std::mem::take(&mut events));
         let seq = checkpoint.map(|cp| confirm.expect(cp));
         for tx in &lanes {
-            let batch = Batch {
+            // While a slow lane's queue is full, the others' progress is
+            // still committed: a sink ahead must have its own position
+            // durable, or it gets again after a crash what it already has.
+            let permit = loop {
+                tokio::select! {
+                    permit = tx.reserve() => break permit,
+                    _ = progress.notified() => confirm.advance()?,
+                }
+            };
+            let Ok(permit) = permit else {
+                break; // the lane failed; its error comes from join_next
+            };
+            permit.send(Batch {
                 events: Arc::clone(&batch_events),
                 checkpoint: seq,
-            };
-            if tx.send(batch).await.is_err() {
-                break; // the lane failed; its error comes from join_next
-            }
+            });
         }
         confirm.advance()?;
     }
