@@ -12,6 +12,7 @@ pub mod fault;
 mod lsn;
 mod position;
 pub mod schema;
+pub mod setting;
 pub mod sink;
 pub mod source;
 pub mod value;

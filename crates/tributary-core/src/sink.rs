@@ -12,6 +12,7 @@
 
 use std::fmt;
 
+use crate::check::Finding;
 pub use crate::source::BoxFuture;
 use crate::source::Diagnose;
 use crate::ChangeEvent;
@@ -95,6 +96,19 @@ pub trait Sink: Send {
             Box::pin(std::future::ready(written)) as Pending
         })
     }
+}
+
+/// A configured sink before it is opened: `tributary check` probes it,
+/// `tributary run` opens it. Each kind of sink implements it once, so the
+/// pipeline never matches on sink types.
+pub trait Connector: Send + Sync {
+    /// Whether the target can take events, without writing or creating
+    /// anything: what answered, or why nothing did and what to check.
+    fn probe(&self) -> BoxFuture<'_, Finding>;
+
+    /// Connects and creates what the sink needs (a stream, topics, a
+    /// positions table); the sink then takes events.
+    fn open(&self) -> BoxFuture<'_, Result<Box<dyn Sink>, SinkError>>;
 }
 
 /// Whether trying the same write again may succeed.

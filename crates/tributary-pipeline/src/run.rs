@@ -7,11 +7,6 @@ use tributary_core::check::Outcome;
 use tributary_core::sink::Sink;
 use tributary_core::source::{Source, SourceHealth, SourceItem, SourceLinks};
 use tributary_core::{ChangeEvent, Position};
-use tributary_pg::ConnectionConfig;
-use tributary_sink::{
-    FileSink, HttpSink, KafkaSink, NatsSink, PostgresOptions, PostgresSink, RecordOptions,
-    StdoutSink,
-};
 use tributary_state::{Checkpoint, StateStore};
 
 use crate::config::OnErrorSetting;
@@ -21,7 +16,7 @@ use crate::dead_letter::DeadLetters;
 pub use crate::error::PipelineError;
 use crate::lane::{lane, Batch, Dropper, LaneLinks, NamedSink, SINK_QUEUE};
 use crate::status::{self, StatusBoard};
-use crate::{ConfigError, SourceKinds};
+use crate::SourceKinds;
 
 /// Items buffered between a source and its pipeline loop: bounds memory and
 /// slows capture down when sinks are slow (back-pressure).
@@ -33,72 +28,14 @@ const MAX_BATCH_EVENTS: usize = 4_096;
 type Sources = std::collections::HashMap<String, Arc<dyn Source>>;
 
 async fn open_sink(cfg: &SinkConfig, config: &Config) -> Result<Box<dyn Sink>, PipelineError> {
-    let source_names: Vec<String> = config.sources.iter().map(|s| s.name.clone()).collect();
-    let options = RecordOptions {
-        topic: cfg
-            .topic
-            .clone()
-            .unwrap_or_else(|| RecordOptions::default().topic),
-        routes: cfg.routes()?,
-        tombstones: cfg.tombstones,
-    };
-    let failed = |error: tributary_sink::Error| PipelineError::Sink {
-        sink: cfg.name.clone(),
-        error: error.into(),
-    };
-    let sink: Box<dyn Sink> = match cfg.kind.as_str() {
-        // Validated: a file sink has a path.
-        "file" => {
-            Box::new(FileSink::open(cfg.path.clone().unwrap_or_default(), options).map_err(failed)?)
-        }
-        "nats" => {
-            let nats = cfg.nats_options(source_names)?;
-            Box::new(NatsSink::open(&nats).await.map_err(failed)?)
-        }
-        "http" => Box::new(HttpSink::open(cfg.http_options(options)?).map_err(failed)?),
-        "kafka" => Box::new(
-            KafkaSink::open(cfg.kafka_options()?)
-                .await
-                .map_err(failed)?,
-        ),
-        "postgres" => Box::new(
-            PostgresSink::open(postgres_sink_options(cfg)?)
-                .await
-                .map_err(failed)?,
-        ),
-        "stdout" => Box::new(StdoutSink::new(options)),
-        // Validation names the types it accepts; never fall back to one.
-        other => {
-            return Err(PipelineError::Config(ConfigError::new(
-                format!("sink \"{}\": unknown type \"{other}\"", cfg.name),
-                Some("available sink types: file, stdout, nats, kafka, postgres, http".into()),
-            )))
-        }
-    };
-    Ok(sink)
-}
-
-/// The PostgreSQL sink's settings (the tables it creates it learns from the
-/// schema its events carry).
-fn postgres_sink_options(cfg: &SinkConfig) -> Result<PostgresOptions, PipelineError> {
-    let failed = |error| PipelineError::Sink {
-        sink: cfg.name.clone(),
-        error: tributary_sink::Error::PostgresConnect(error).into(),
-    };
-    let connection =
-        ConnectionConfig::parse(cfg.url.as_deref().unwrap_or_default(), cfg.password()?)
-            .map_err(failed)?;
-    Ok(PostgresOptions {
-        name: cfg.name.clone(),
-        connection,
-        target: cfg
-            .target
-            .clone()
-            .unwrap_or_else(|| "{schema}.{table}".into()),
-        routes: cfg.routes()?,
-        history: cfg.mode.as_deref() == Some("history"),
-        positions_table: cfg.positions_table(),
-    })
+    let sources: Vec<String> = config.sources.iter().map(|s| s.name.clone()).collect();
+    cfg.connector(&sources)?
+        .open()
+        .await
+        .map_err(|error| PipelineError::Sink {
+            sink: cfg.name.clone(),
+            error,
+        })
 }
 
 /// Runs every source until `shutdown` becomes true or one fails; `kinds`
@@ -121,10 +58,10 @@ pub async fn run(
             sink: Mutex::new(open_sink(s, &config).await?),
             retry: s.retry(),
             transform: Some(s.transform()?).filter(|t| !t.is_identity()),
-            dead_letters: match s.on_error {
+            dead_letters: match s.on_error() {
                 OnErrorSetting::Stop => None,
                 OnErrorSetting::DeadLetter => {
-                    let path = s.dead_letter_path.clone().unwrap_or_else(|| {
+                    let path = s.dead_letter_path().map(Into::into).unwrap_or_else(|| {
                         config
                             .state_dir
                             .join(format!("dead-letter-{}.jsonl", s.name))
@@ -138,11 +75,7 @@ pub async fn run(
                     Some(std::sync::Mutex::new(letters))
                 }
             },
-            topic: s
-                .subject
-                .clone()
-                .or_else(|| s.topic.clone())
-                .unwrap_or_else(|| RecordOptions::default().topic),
+            topic: s.topic().to_owned(),
         }));
     }
     for sink in &sinks {

@@ -54,6 +54,8 @@ pub enum Error {
     PostgresClosed,
     #[error("no definition for target table of {table}: {reason}")]
     PostgresSchema { table: String, reason: String },
+    #[error("environment variable {var} is not set")]
+    MissingSecret { var: String, key: &'static str },
 }
 
 impl Error {
@@ -93,7 +95,8 @@ impl Error {
             | Error::Open { .. }
             | Error::Stdout(_)
             | Error::StreamSubjects { .. }
-            | Error::PostgresSchema { .. } => Permanent,
+            | Error::PostgresSchema { .. }
+            | Error::MissingSecret { .. } => Permanent,
         }
     }
 }
@@ -104,7 +107,12 @@ impl tributary_core::source::Diagnose for Error {
     }
 
     fn hint(&self) -> Option<String> {
-        None
+        match self {
+            Error::MissingSecret { var, key } => {
+                Some(format!("export {var}=... before starting, or remove {key}"))
+            }
+            _ => None,
+        }
     }
 }
 

@@ -30,8 +30,10 @@ use std::sync::Arc;
 use tokio::sync::oneshot;
 use tributary_core::{fault, ChangeEvent};
 
-use tributary_core::sink::{BoxFuture, Capabilities, Pending, Sink, SinkError, Written};
+use tributary_core::check::Finding;
+use tributary_core::sink::{BoxFuture, Capabilities, Connector, Pending, Sink, SinkError, Written};
 
+use crate::settings::{Invalid, SinkContext};
 use crate::{Error, RecordEncoder, RecordOptions};
 
 /// Bytes encoded before a slice goes to the writer thread.
@@ -457,6 +459,79 @@ fn start_writeback(file: &File, offset: u64, len: u64) {
 
 #[cfg(not(target_os = "linux"))]
 fn start_writeback(_file: &File, _offset: u64, _len: u64) {}
+
+/// `type = "file"`: JSON Lines appended to `path`.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSettings {
+    path: PathBuf,
+    /// Topic template of the records: `{source}`, `{schema}`, `{table}`.
+    topic: Option<String>,
+    /// A tombstone (same key, `null` value) after each delete.
+    #[serde(default = "crate::settings::yes")]
+    tombstones: bool,
+}
+
+impl FileSettings {
+    pub fn validate(&self) -> Result<(), Invalid> {
+        if self.path.as_os_str().is_empty() {
+            return Err(Invalid::new(
+                "path is empty",
+                Some("path = \"./events.jsonl\""),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The topic template its records carry.
+    pub fn topic(&self) -> &str {
+        self.topic.as_deref().unwrap_or(crate::DEFAULT_TOPIC)
+    }
+
+    pub fn connector(&self, context: &SinkContext) -> Box<dyn Connector> {
+        Box::new(FileConnector {
+            path: self.path.clone(),
+            options: RecordOptions {
+                topic: self.topic().to_owned(),
+                routes: context.routes.clone(),
+                tombstones: self.tombstones,
+            },
+        })
+    }
+}
+
+struct FileConnector {
+    path: PathBuf,
+    options: RecordOptions,
+}
+
+impl Connector for FileConnector {
+    /// The directory takes a new file (created and removed again).
+    fn probe(&self) -> BoxFuture<'_, Finding> {
+        let dir = match self.path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+            _ => PathBuf::from("."),
+        };
+        let probe = dir.join(format!(".tributary-check-{}", std::process::id()));
+        let result = File::create(&probe).and_then(|_| std::fs::remove_file(&probe));
+        Box::pin(std::future::ready(match result {
+            Ok(()) => Finding::ok(format!("file {} is writable", self.path.display())),
+            Err(e) => Finding::fail(
+                format!("cannot write in {}: {e}", dir.display()),
+                "create the directory, or choose another `path`",
+            ),
+        }))
+    }
+
+    fn open(&self) -> BoxFuture<'_, Result<Box<dyn Sink>, SinkError>> {
+        let opened = FileSink::open(self.path.clone(), self.options.clone());
+        Box::pin(std::future::ready(
+            opened
+                .map(|s| Box::new(s) as Box<dyn Sink>)
+                .map_err(SinkError::from),
+        ))
+    }
+}
 
 #[cfg(test)]
 mod tests {

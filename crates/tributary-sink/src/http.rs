@@ -20,8 +20,12 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use tributary_core::ChangeEvent;
 
-use tributary_core::sink::{BoxFuture, Capabilities, Rejection, Sink, Written};
+use tributary_core::check::Finding;
+use tributary_core::sink::{
+    BoxFuture, Capabilities, Connector, Rejection, Sink, SinkError, Written,
+};
 
+use crate::settings::{finding, secret, Invalid, SinkContext};
 use crate::{Error, FailureKind, RecordEncoder, RecordOptions};
 
 /// Settings of an HTTP sink.
@@ -211,7 +215,7 @@ impl Sink for HttpSink {
 
 /// What `tributary check` says about an HTTP sink, sending nothing: the
 /// URL's host accepts TCP connections.
-pub async fn probe(options: &HttpOptions) -> Result<String, Error> {
+async fn probe(options: &HttpOptions) -> Result<String, Error> {
     let url =
         reqwest::Url::parse(&options.url).map_err(|e| http_error("parsing the url", e, false))?;
     let host = url.host_str().unwrap_or_default().to_owned();
@@ -269,6 +273,101 @@ fn without_url(e: &reqwest::Error) -> String {
         source = s.source();
     }
     text
+}
+
+/// `type = "http"`.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSettings {
+    url: String,
+    /// Topic template of the records: `{source}`, `{schema}`, `{table}`.
+    topic: Option<String>,
+    /// `Authorization: Bearer` token, from this environment variable.
+    bearer_token_env: Option<String>,
+    /// HMAC-SHA256 signing secret, from this environment variable.
+    hmac_secret_env: Option<String>,
+    /// How long one request may take.
+    #[serde(default = "default_timeout")]
+    timeout: tributary_core::setting::Duration,
+    /// At most this many events per request.
+    #[serde(default = "default_batch_size")]
+    batch_size: usize,
+    tls_ca: Option<std::path::PathBuf>,
+}
+
+fn default_timeout() -> tributary_core::setting::Duration {
+    tributary_core::setting::Duration::from_secs(10)
+}
+
+fn default_batch_size() -> usize {
+    1000
+}
+
+impl HttpSettings {
+    pub fn validate(&self) -> Result<(), Invalid> {
+        if !self.url.starts_with("http://") && !self.url.starts_with("https://") {
+            return Err(Invalid::new(
+                format!("url \"{}\" is not an http:// or https:// url", self.url),
+                Some("url = \"https://hooks.example.com/cdc\""),
+            ));
+        }
+        if self.batch_size == 0 {
+            return Err(Invalid::new("batch_size must be at least 1", None));
+        }
+        if self.timeout.get().is_zero() {
+            return Err(Invalid::new(
+                "timeout must be longer than 0s",
+                Some("timeout = \"10s\""),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The topic template its records carry.
+    pub fn topic(&self) -> &str {
+        self.topic.as_deref().unwrap_or(crate::DEFAULT_TOPIC)
+    }
+
+    /// The sink's options, with its secrets read from the environment.
+    pub fn options(&self, context: &SinkContext) -> Result<HttpOptions, Error> {
+        Ok(HttpOptions {
+            url: self.url.clone(),
+            bearer_token: secret(&self.bearer_token_env, "bearer_token_env")?,
+            hmac_secret: secret(&self.hmac_secret_env, "hmac_secret_env")?,
+            timeout: self.timeout.get(),
+            batch_size: self.batch_size,
+            records: RecordOptions {
+                topic: self.topic().to_owned(),
+                routes: context.routes.clone(),
+                tombstones: false,
+            },
+            tls_ca: self.tls_ca.clone(),
+        })
+    }
+
+    pub fn connector(&self, context: &SinkContext) -> Result<Box<dyn Connector>, Error> {
+        Ok(Box::new(self.options(context)?))
+    }
+}
+
+impl Connector for HttpOptions {
+    fn probe(&self) -> BoxFuture<'_, Finding> {
+        Box::pin(async move {
+            finding(
+                probe(self).await,
+                "check the url of this sink and that the receiver is running",
+            )
+        })
+    }
+
+    fn open(&self) -> BoxFuture<'_, Result<Box<dyn Sink>, SinkError>> {
+        let opened = HttpSink::open(self.clone());
+        Box::pin(std::future::ready(
+            opened
+                .map(|s| Box::new(s) as Box<dyn Sink>)
+                .map_err(SinkError::from),
+        ))
+    }
 }
 
 #[cfg(test)]

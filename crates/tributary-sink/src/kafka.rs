@@ -21,12 +21,16 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use tributary_core::{debezium, ChangeEvent};
 
-use tributary_core::sink::{BoxFuture, Capabilities, Rejection, Sink, Written};
+use tributary_core::check::Finding;
+use tributary_core::sink::{
+    BoxFuture, Capabilities, Connector, Rejection, Sink, SinkError, Written,
+};
 
+use crate::settings::{finding, secret, Invalid, SinkContext};
 use crate::{Error, FailureKind};
 
 /// Settings of a Kafka sink.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct KafkaOptions {
     pub brokers: String,
     /// Topic template: `{source}`, `{schema}`, `{table}`.
@@ -42,6 +46,13 @@ pub struct KafkaOptions {
     /// librdkafka properties passed through (SASL, TLS, tuning); they win
     /// over Tributary's defaults except the delivery guarantees.
     pub properties: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for KafkaOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the properties: they may hold `sasl.password`.
+        write!(f, "KafkaOptions({})", self.brokers)
+    }
 }
 
 pub struct KafkaSink {
@@ -107,7 +118,7 @@ fn is_poison(e: &KafkaError) -> bool {
 }
 
 /// What `tributary check` says about a Kafka sink, creating nothing.
-pub async fn probe(options: &KafkaOptions) -> Result<String, Error> {
+async fn probe(options: &KafkaOptions) -> Result<String, Error> {
     let producer: FutureProducer<QuietContext> = client_config(options)
         .create_with_context(QuietContext)
         .map_err(|e| kafka_error("configuring the client", FailureKind::Permanent, e))?;
@@ -325,5 +336,137 @@ impl Sink for KafkaSink {
 
     fn write_part<'a>(&'a mut self, events: &'a [ChangeEvent]) -> BoxFuture<'a, Written> {
         Box::pin(async move { Ok(self.write_events(events).await?) })
+    }
+}
+
+/// `type = "kafka"`.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSettings {
+    /// Bootstrap servers, `host:port[,host:port…]`.
+    brokers: String,
+    /// Topic template: `{source}`, `{schema}`, `{table}`.
+    topic: Option<String>,
+    /// A tombstone (same key, `null` value) after each delete.
+    #[serde(default = "crate::settings::yes")]
+    tombstones: bool,
+    #[serde(default)]
+    compression: Compression,
+    /// Create missing topics.
+    #[serde(default = "crate::settings::yes")]
+    create_topics: bool,
+    /// Partitions of created topics.
+    #[serde(default = "one")]
+    partitions: i32,
+    /// Replication factor of created topics.
+    #[serde(default = "one")]
+    replication_factor: i32,
+    /// librdkafka properties passed through (SASL, TLS, tuning).
+    #[serde(default)]
+    properties: BTreeMap<String, String>,
+    /// `sasl.username`.
+    user: Option<String>,
+    /// `sasl.password`, from this environment variable.
+    sasl_password_env: Option<String>,
+    /// `ssl.ca.location`; sets `security.protocol = "ssl"` unless given.
+    tls_ca: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Compression {
+    #[default]
+    None,
+    Gzip,
+    Snappy,
+    Lz4,
+    Zstd,
+}
+
+impl Compression {
+    /// librdkafka's `compression.type`.
+    fn name(self) -> &'static str {
+        match self {
+            Compression::None => "none",
+            Compression::Gzip => "gzip",
+            Compression::Snappy => "snappy",
+            Compression::Lz4 => "lz4",
+            Compression::Zstd => "zstd",
+        }
+    }
+}
+
+fn one() -> i32 {
+    1
+}
+
+impl KafkaSettings {
+    pub fn validate(&self) -> Result<(), Invalid> {
+        if self.brokers.trim().is_empty() {
+            return Err(Invalid::new(
+                "brokers is empty",
+                Some("brokers = \"127.0.0.1:9092\""),
+            ));
+        }
+        if self.partitions < 1 || self.replication_factor < 1 {
+            return Err(Invalid::new(
+                "partitions and replication_factor must be at least 1",
+                None,
+            ));
+        }
+        Ok(())
+    }
+
+    /// The topic template its records go to.
+    pub fn topic(&self) -> &str {
+        self.topic.as_deref().unwrap_or(crate::DEFAULT_TOPIC)
+    }
+
+    /// The sink's options, with its secret read from the environment.
+    pub fn options(&self, context: &SinkContext) -> Result<KafkaOptions, Error> {
+        let mut properties = self.properties.clone();
+        if let Some(password) = secret(&self.sasl_password_env, "sasl_password_env")? {
+            properties.insert("sasl.password".into(), password);
+        }
+        if let Some(ca) = &self.tls_ca {
+            properties.insert("ssl.ca.location".into(), ca.display().to_string());
+            properties
+                .entry("security.protocol".into())
+                .or_insert_with(|| "ssl".into());
+        }
+        if let Some(user) = &self.user {
+            properties.insert("sasl.username".into(), user.clone());
+        }
+        Ok(KafkaOptions {
+            brokers: self.brokers.clone(),
+            topic: self.topic().to_owned(),
+            routes: context.routes.clone(),
+            tombstones: self.tombstones,
+            compression: self.compression.name().to_owned(),
+            create_topics: self.create_topics,
+            partitions: self.partitions,
+            replication_factor: self.replication_factor,
+            properties,
+        })
+    }
+
+    pub fn connector(&self, context: &SinkContext) -> Result<Box<dyn Connector>, Error> {
+        Ok(Box::new(self.options(context)?))
+    }
+}
+
+impl Connector for KafkaOptions {
+    fn probe(&self) -> BoxFuture<'_, Finding> {
+        Box::pin(async move {
+            finding(
+                probe(self).await,
+                "check brokers and the security properties (security.protocol, sasl.*, ssl.*) \
+                 of this sink",
+            )
+        })
+    }
+
+    fn open(&self) -> BoxFuture<'_, Result<Box<dyn Sink>, SinkError>> {
+        Box::pin(async move { Ok(Box::new(KafkaSink::open(self.clone()).await?) as Box<dyn Sink>) })
     }
 }

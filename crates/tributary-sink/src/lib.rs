@@ -13,18 +13,24 @@ mod kafka;
 mod nats;
 mod postgres;
 mod record;
+mod settings;
+mod stdout;
 
-use tributary_core::sink::{BoxFuture, Sink, Written};
 use tributary_core::ChangeEvent;
 
 pub use error::{Error, FailureKind, SinkError};
 
-pub use file::FileSink;
-pub use http::{probe as probe_http, signature as http_signature, HttpOptions, HttpSink};
-pub use kafka::{probe as probe_kafka, KafkaOptions, KafkaSink};
-pub use nats::{probe as probe_nats, NatsOptions, NatsSink};
-pub use postgres::{probe as probe_postgres, PostgresOptions, PostgresSink};
+pub use file::{FileSettings, FileSink};
+pub use http::{signature as http_signature, HttpOptions, HttpSettings, HttpSink};
+pub use kafka::{KafkaOptions, KafkaSettings, KafkaSink};
+pub use nats::{NatsOptions, NatsSettings, NatsSink};
+pub use postgres::{PostgresOptions, PostgresSettings, PostgresSink};
 pub use record::RecordEncoder;
+pub use settings::{Invalid, SinkContext};
+pub use stdout::{StdoutSettings, StdoutSink};
+
+/// The topic (or subject) template unless one is set.
+pub const DEFAULT_TOPIC: &str = "{source}.{schema}.{table}";
 
 /// Options of the Debezium record encoding shared by the file-like sinks.
 #[derive(Debug, Clone)]
@@ -52,46 +58,9 @@ pub(crate) fn template_for<'a>(
 impl Default for RecordOptions {
     fn default() -> Self {
         Self {
-            topic: "{source}.{schema}.{table}".into(),
+            topic: DEFAULT_TOPIC.into(),
             routes: Routes::new(),
             tombstones: true,
         }
-    }
-}
-
-/// JSON Lines on standard output, for quick looks (durable = flushed).
-pub struct StdoutSink {
-    encoder: RecordEncoder,
-}
-
-impl StdoutSink {
-    pub fn new(options: RecordOptions) -> Self {
-        Self {
-            encoder: RecordEncoder::new(options),
-        }
-    }
-
-    async fn write_events(&mut self, events: &[ChangeEvent]) -> Result<(), Error> {
-        use tokio::io::AsyncWriteExt;
-        let buf = self.encoder.encode(events);
-        let mut out = tokio::io::stdout();
-        out.write_all(buf).await.map_err(Error::Stdout)?;
-        out.flush().await.map_err(Error::Stdout)
-    }
-}
-
-impl Sink for StdoutSink {
-    fn capabilities(&self) -> tributary_core::sink::Capabilities {
-        tributary_core::sink::Capabilities {
-            coalesces: true,
-            ..Default::default()
-        }
-    }
-
-    fn write_part<'a>(&'a mut self, events: &'a [ChangeEvent]) -> BoxFuture<'a, Written> {
-        Box::pin(async move {
-            self.write_events(events).await?;
-            Ok(Vec::new())
-        })
     }
 }

@@ -19,8 +19,12 @@ use async_nats::HeaderMap;
 use bytes::Bytes;
 use tributary_core::{debezium, ChangeEvent};
 
-use tributary_core::sink::{BoxFuture, Capabilities, Rejection, Sink, Written};
+use tributary_core::check::Finding;
+use tributary_core::sink::{
+    BoxFuture, Capabilities, Connector, Rejection, Sink, SinkError, Written,
+};
 
+use crate::settings::{finding, secret, Invalid, SinkContext};
 use crate::{Error, FailureKind};
 
 /// Settings of a NATS sink.
@@ -162,7 +166,7 @@ async fn check_subjects(
 /// What `tributary check` says about a NATS sink, without creating anything:
 /// `Ok(message)` when the server answers and the stream exists and captures
 /// the sink's subjects or is missing (then `run` creates it).
-pub async fn probe(options: &NatsOptions) -> Result<String, Error> {
+async fn probe(options: &NatsOptions) -> Result<String, Error> {
     let context = connect(options).await?;
     let subjects = stream_subjects(&options.subject, &options.routes, &options.sources);
     match context.get_stream(&options.stream).await {
@@ -299,6 +303,102 @@ impl Sink for NatsSink {
 
     fn write_part<'a>(&'a mut self, events: &'a [ChangeEvent]) -> BoxFuture<'a, Written> {
         Box::pin(async move { Ok(self.write_events(events).await?) })
+    }
+}
+
+/// `type = "nats"`.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NatsSettings {
+    url: String,
+    #[serde(default = "default_stream")]
+    stream: String,
+    /// Subject template: `{source}`, `{schema}`, `{table}`.
+    subject: Option<String>,
+    /// Storage of the stream, when it is created.
+    #[serde(default)]
+    storage: Storage,
+    /// JetStream's duplicate window, when the stream is created.
+    #[serde(default = "default_duplicate_window")]
+    duplicate_window: tributary_core::setting::Duration,
+    user: Option<String>,
+    password_env: Option<String>,
+    token_env: Option<String>,
+    credentials_file: Option<PathBuf>,
+    tls_ca: Option<PathBuf>,
+    #[serde(default)]
+    require_tls: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Storage {
+    #[default]
+    File,
+    Memory,
+}
+
+fn default_stream() -> String {
+    "CDC".into()
+}
+
+fn default_duplicate_window() -> tributary_core::setting::Duration {
+    tributary_core::setting::Duration::from_secs(120)
+}
+
+impl NatsSettings {
+    pub fn validate(&self) -> Result<(), Invalid> {
+        if self.url.trim().is_empty() {
+            return Err(Invalid::new(
+                "url is empty",
+                Some("url = \"nats://127.0.0.1:4222\""),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The subject template its messages go to.
+    pub fn subject(&self) -> &str {
+        self.subject.as_deref().unwrap_or(crate::DEFAULT_TOPIC)
+    }
+
+    /// The sink's options, with its secrets read from the environment.
+    pub fn options(&self, context: &SinkContext) -> Result<NatsOptions, Error> {
+        Ok(NatsOptions {
+            url: self.url.clone(),
+            stream: self.stream.clone(),
+            subject: self.subject().to_owned(),
+            routes: context.routes.clone(),
+            sources: context.sources.clone(),
+            memory_storage: self.storage == Storage::Memory,
+            duplicate_window: self.duplicate_window.get(),
+            user: self.user.clone(),
+            password: secret(&self.password_env, "password_env")?,
+            token: secret(&self.token_env, "token_env")?,
+            credentials_file: self.credentials_file.clone(),
+            tls_ca: self.tls_ca.clone(),
+            require_tls: self.require_tls,
+        })
+    }
+
+    pub fn connector(&self, context: &SinkContext) -> Result<Box<dyn Connector>, Error> {
+        Ok(Box::new(self.options(context)?))
+    }
+}
+
+impl Connector for NatsOptions {
+    fn probe(&self) -> BoxFuture<'_, Finding> {
+        Box::pin(async move {
+            finding(
+                probe(self).await,
+                "check url, credentials and TLS of this sink; an existing stream must capture \
+                 the sink's subjects (or choose another `stream`)",
+            )
+        })
+    }
+
+    fn open(&self) -> BoxFuture<'_, Result<Box<dyn Sink>, SinkError>> {
+        Box::pin(async move { Ok(Box::new(NatsSink::open(self).await?) as Box<dyn Sink>) })
     }
 }
 

@@ -8,6 +8,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+use tributary_core::setting::{Duration, SettingError, Size};
 use tributary_core::TableRef;
 
 mod sink;
@@ -34,21 +35,31 @@ impl ConfigError {
     }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// A validated configuration.
 pub struct Config {
-    #[serde(default = "default_state_dir")]
     pub state_dir: PathBuf,
-    #[serde(default)]
     pub admin: Option<AdminConfig>,
-    #[serde(default)]
-    pub server: Option<toml::Table>,
-    #[serde(rename = "source", default)]
     pub sources: Vec<SourceConfig>,
-    #[serde(rename = "sink", default)]
     pub sinks: Vec<SinkConfig>,
+}
+
+/// The file as serde reads it; `[[sink]]` tables are split by
+/// [`SinkConfig::from_table`], and the reserved sections are refused.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default = "default_state_dir")]
+    state_dir: PathBuf,
+    #[serde(default)]
+    admin: Option<AdminConfig>,
+    #[serde(default)]
+    server: Option<toml::Table>,
+    #[serde(rename = "source", default)]
+    sources: Vec<SourceConfig>,
+    #[serde(rename = "sink", default)]
+    sinks: Vec<toml::Spanned<toml::Table>>,
     #[serde(rename = "view", default)]
-    pub views: Vec<toml::Table>,
+    views: Vec<toml::Table>,
 }
 
 /// `[admin]`: the HTTP endpoint for `/metrics` and `/status`.
@@ -94,9 +105,9 @@ pub struct SourceConfig {
     /// Sessions that read the snapshot at once (default 4).
     pub snapshot_parallelism: Option<usize>,
     /// Heap size of one snapshot chunk (default 64MB).
-    pub snapshot_chunk_size: Option<String>,
-    pub heartbeat_interval: Option<String>,
-    pub max_lag_bytes: Option<String>,
+    pub snapshot_chunk_size: Option<Size>,
+    pub heartbeat_interval: Option<Duration>,
+    pub max_lag_bytes: Option<Size>,
     #[serde(default)]
     pub on_slot_lost: SlotLostSetting,
     #[serde(default)]
@@ -143,72 +154,8 @@ const MAX_SNAPSHOT_PARALLELISM: usize = 64;
 /// Lower bound of `snapshot_chunk_size`.
 const MIN_SNAPSHOT_CHUNK: u64 = 1 << 20;
 
-/// Every valid key, for "did you mean" hints.
-const KEYS: &[&str] = &[
-    "state_dir",
-    "admin",
-    "server",
-    "source",
-    "sink",
-    "view",
-    "name",
-    "type",
-    "url",
-    "password_env",
-    "password_file",
-    "tables",
-    "slot",
-    "publication",
-    "snapshot",
-    "snapshot_parallelism",
-    "snapshot_chunk_size",
-    "heartbeat_interval",
-    "max_lag_bytes",
-    "on_slot_lost",
-    "decimal_handling",
-    "interval_handling",
-    "path",
-    "topic",
-    "subject",
-    "tombstones",
-    "stream",
-    "storage",
-    "duplicate_window",
-    "user",
-    "token_env",
-    "credentials_file",
-    "tls_ca",
-    "on_error",
-    "exclude_tables",
-    "exclude_columns",
-    "mask_columns",
-    "hash_columns",
-    "truncate_columns",
-    "mask_text",
-    "routes",
-    "hash_salt_env",
-    "dead_letter_path",
-    "retry_initial",
-    "retry_max",
-    "retry_max_elapsed",
-    "require_tls",
-    "target",
-    "mode",
-    "positions_table",
-    "bearer_token_env",
-    "hmac_secret_env",
-    "timeout",
-    "batch_size",
-    "brokers",
-    "compression",
-    "create_topics",
-    "partitions",
-    "replication_factor",
-    "properties",
-    "sasl_password_env",
-    "listen",
-    "sql",
-];
+/// The top-level keys, for the hint that a key is valid but misplaced.
+const TOP_LEVEL: &[&str] = &["state_dir", "admin", "server", "source", "sink", "view"];
 
 impl Config {
     /// Reads and validates a config file.
@@ -223,26 +170,41 @@ impl Config {
     }
 
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| {
+        let line = |at: usize| text[..at].lines().count().max(1);
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
             let msg = e.message().to_owned();
-            let hint = unknown_key_hint(&msg);
+            let hint = unknown_key_hint(&msg).or_else(|| setting_error(&msg).map(str::to_owned));
             let at = e
                 .span()
-                .map(|s| format!(" (line {})", text[..s.start].lines().count().max(1)))
+                .map(|s| format!(" (line {})", line(s.start)))
                 .unwrap_or_default();
-            ConfigError::new(format!("invalid config{at}: {msg}"), hint)
+            ConfigError::new(format!("invalid config{at}: {}", msg.trim()), hint)
         })?;
-        config.validate()?;
-        Ok(config)
-    }
-
-    fn validate(&self) -> Result<(), ConfigError> {
-        if self.server.is_some() || !self.views.is_empty() {
+        if raw.server.is_some() || !raw.views.is_empty() {
             return Err(ConfigError::new(
                 "[server] and [[view]] are not available in this version",
                 Some("remove them; views arrive with the view engine".into()),
             ));
         }
+        let sinks = raw
+            .sinks
+            .into_iter()
+            .map(|table| {
+                let at = line(table.span().start);
+                SinkConfig::from_table(table.into_inner(), at)
+            })
+            .collect::<Result<_, _>>()?;
+        let config = Config {
+            state_dir: raw.state_dir,
+            admin: raw.admin,
+            sources: raw.sources,
+            sinks,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
         if let Some(admin) = &self.admin {
             if admin.listen.parse::<std::net::SocketAddr>().is_err() {
                 return Err(ConfigError::new(
@@ -286,9 +248,6 @@ impl Config {
             for t in &s.tables {
                 parse_table(t)?;
             }
-            if let Some(d) = &s.heartbeat_interval {
-                parse_duration(d)?;
-            }
             if let Some(n) = s.snapshot_parallelism {
                 if !(1..=MAX_SNAPSHOT_PARALLELISM).contains(&n) {
                     return Err(ConfigError::new(
@@ -303,19 +262,17 @@ impl Config {
                     ));
                 }
             }
-            if let Some(size) = &s.snapshot_chunk_size {
-                if parse_size(size)? < MIN_SNAPSHOT_CHUNK {
+            if let Some(size) = s.snapshot_chunk_size {
+                if size.get() < MIN_SNAPSHOT_CHUNK {
                     return Err(ConfigError::new(
                         format!(
-                            "source \"{}\": snapshot_chunk_size = \"{size}\" is too small",
-                            s.name
+                            "source \"{}\": snapshot_chunk_size = {} bytes is too small",
+                            s.name,
+                            size.get()
                         ),
                         Some("use at least 1MB (the default is 64MB)".into()),
                     ));
                 }
-            }
-            if let Some(b) = &s.max_lag_bytes {
-                parse_size(b)?;
             }
         }
         let mut sink_names = HashSet::new();
@@ -326,7 +283,6 @@ impl Config {
                     None,
                 ));
             }
-            k.validate()?;
         }
         Ok(())
     }
@@ -353,27 +309,22 @@ impl SourceConfig {
             .unwrap_or_else(|| format!("tributary_{}", self.name))
     }
 
-    /// `snapshot_chunk_size` in bytes, if set (validated when loaded).
+    /// `snapshot_chunk_size` in bytes, if set.
     pub fn snapshot_chunk_bytes(&self) -> Option<u64> {
-        self.snapshot_chunk_size
-            .as_deref()
-            .and_then(|t| parse_size(t).ok())
+        self.snapshot_chunk_size.map(Size::get)
     }
 
     /// The heartbeat interval: 10s unless set; `0s` turns heartbeats off.
     pub fn heartbeat(&self) -> Option<std::time::Duration> {
-        let interval = match self.heartbeat_interval.as_deref() {
-            None => std::time::Duration::from_secs(10),
-            Some(text) => parse_duration(text).ok()?,
-        };
+        let interval = self
+            .heartbeat_interval
+            .map_or(std::time::Duration::from_secs(10), Duration::get);
         (!interval.is_zero()).then_some(interval)
     }
 
-    /// `max_lag_bytes` in bytes (validated when the config was loaded).
+    /// `max_lag_bytes` in bytes, if set.
     pub fn max_lag_bytes(&self) -> Option<u64> {
-        self.max_lag_bytes
-            .as_deref()
-            .and_then(|t| parse_size(t).ok())
+        self.max_lag_bytes.map(Size::get)
     }
 
     /// The password from `password_env` or `password_file`, if configured.
@@ -422,64 +373,51 @@ pub fn parse_table(text: &str) -> Result<TableRef, ConfigError> {
     }
 }
 
-/// `500ms`, `10s`, `5m`, `1h`.
-pub fn parse_duration(text: &str) -> Result<std::time::Duration, ConfigError> {
-    let bad = || {
-        ConfigError::new(
-            format!("invalid duration \"{text}\""),
-            Some("use a number with ms, s, m or h, e.g. \"10s\"".into()),
-        )
+/// The hint for a serde message about a duration or size setting.
+pub(crate) fn setting_error(message: &str) -> Option<&'static str> {
+    let error = if message.starts_with("invalid duration") {
+        SettingError::Duration(String::new())
+    } else if message.starts_with("invalid size") {
+        SettingError::Size(String::new())
+    } else {
+        return None;
     };
-    let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
-    let n: u64 = text[..split].parse().map_err(|_| bad())?;
-    let ms = match &text[split..] {
-        "ms" => n,
-        "s" => n * 1000,
-        "m" => n * 60_000,
-        "h" => n * 3_600_000,
-        _ => return Err(bad()),
-    };
-    Ok(std::time::Duration::from_millis(ms))
+    Some(error.hint())
 }
 
-/// `64MB`, `4GB`, `512kB`, `1024B`.
-pub fn parse_size(text: &str) -> Result<u64, ConfigError> {
-    let bad = || {
-        ConfigError::new(
-            format!("invalid size \"{text}\""),
-            Some("use a number with B, kB, MB, GB or TB, e.g. \"4GB\"".into()),
-        )
-    };
-    let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
-    let n: u64 = text[..split].parse().map_err(|_| bad())?;
-    let unit: u64 = match text[split..].to_ascii_uppercase().as_str() {
-        "B" => 1,
-        "KB" => 1 << 10,
-        "MB" => 1 << 20,
-        "GB" => 1 << 30,
-        "TB" => 1 << 40,
-        _ => return Err(bad()),
-    };
-    n.checked_mul(unit).ok_or_else(bad)
-}
-
-/// For serde's "unknown field `x`" message: the nearest valid key.
+/// For serde's "unknown field `x`, expected …" message: the nearest of
+/// the keys it expected, or that a top-level key was written too late.
 fn unknown_key_hint(message: &str) -> Option<String> {
     let rest = message.strip_prefix("unknown field `")?;
     let key = &rest[..rest.find('`')?];
-    let nearest = KEYS
-        .iter()
-        .map(|k| (edit_distance(key, k), *k))
-        .min()
-        .filter(|(d, _)| *d <= 3)?;
-    if nearest.0 == 0 {
+    let expected: Vec<&str> = rest
+        .split_once("expected")
+        .map_or("", |(_, e)| e)
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .collect();
+    if let Some(near) = nearest_key(key, &expected) {
+        return Some(format!("did you mean `{near}`?"));
+    }
+    if TOP_LEVEL.contains(&key) {
         // Valid, but not here: in TOML, keys after a [section] belong to it.
         return Some(format!(
             "`{key}` is valid, but not in this section; top-level keys go before the first \
              [section]"
         ));
     }
-    Some(format!("did you mean `{}`?", nearest.1))
+    None
+}
+
+/// The candidate nearest to `key`, if it is close enough to be a typo.
+pub(crate) fn nearest_key<'a>(key: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    candidates
+        .iter()
+        .map(|k| (edit_distance(key, k), *k))
+        .min()
+        .filter(|(d, _)| *d <= 3)
+        .map(|(_, k)| k)
 }
 
 fn edit_distance(a: &str, b: &str) -> usize {
@@ -525,7 +463,7 @@ path = "./events.jsonl"
     #[test]
     fn unknown_key_names_the_nearest() {
         let bad = GOOD.replace("tables =", "tabels =");
-        let e = Config::parse(&bad).unwrap_err();
+        let e = Config::parse(&bad).err().unwrap();
         assert!(e.to_string().contains("tabels"), "{e}");
         assert_eq!(e.hint(), Some("did you mean `tables`?"));
     }
@@ -533,7 +471,7 @@ path = "./events.jsonl"
     #[test]
     fn a_valid_key_in_the_wrong_section_says_so() {
         let bad = format!("[admin]\n{GOOD}");
-        let e = Config::parse(&bad).unwrap_err();
+        let e = Config::parse(&bad).err().unwrap();
         assert!(
             e.hint().is_some_and(|h| h.contains("not in this section")),
             "{:?}",
@@ -542,11 +480,23 @@ path = "./events.jsonl"
     }
 
     #[test]
-    fn durations_and_sizes() {
-        assert_eq!(parse_duration("500ms").unwrap().as_millis(), 500);
-        assert_eq!(parse_duration("5m").unwrap().as_secs(), 300);
-        assert_eq!(parse_size("64MB").unwrap(), 64 << 20);
-        assert!(parse_size("4XB").is_err());
-        assert!(parse_duration("10").is_err());
+    fn durations_and_sizes_are_parsed_when_loaded() {
+        let c = Config::parse(GOOD).unwrap();
+        assert_eq!(c.sources[0].heartbeat().unwrap().as_secs(), 10);
+        assert_eq!(c.sources[0].max_lag_bytes(), Some(4 << 30));
+        let e = Config::parse(&GOOD.replace("\"4GB\"", "\"4XB\""))
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("invalid size \"4XB\""), "{e}");
+        assert!(e.hint().unwrap().contains("MB, GB"), "{:?}", e.hint());
+        let e = Config::parse(&GOOD.replace("\"10s\"", "\"10\""))
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("(line "), "{e}");
+        assert!(
+            e.hint().unwrap().contains("ms, s, m or h"),
+            "{:?}",
+            e.hint()
+        );
     }
 }

@@ -1,11 +1,28 @@
 //! `[[sink]]`: where events go, and what happens to them on the way.
+//!
+//! A sink's table holds two kinds of keys: the settings every sink has
+//! ([`SinkCommon`]: name, transforms, retry, `on_error`), and those of its
+//! `type`, which belong to that sink's own settings struct in
+//! `tributary-sink` ([`SinkTarget`]). serde cannot refuse unknown keys of a
+//! struct that is flattened into another, so the table is split here: the
+//! common keys go to one struct and the rest, with `type`, to the tagged
+//! enum, each refusing what it does not know.
 
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 
 use serde::Deserialize;
+use tributary_core::setting::Duration;
+use tributary_core::sink::Connector;
 use tributary_core::TableRef;
+use tributary_sink::{
+    FileSettings, HttpSettings, Invalid, KafkaSettings, NatsSettings, PostgresSettings,
+    SinkContext, StdoutSettings,
+};
 
-use super::{parse_duration, parse_table, ConfigError};
+use super::{nearest_key, parse_table, setting_error, ConfigError};
+use crate::retry::RetryPolicy;
+use crate::transform::{ColumnRule, Transform};
 
 #[derive(Debug, Deserialize, Default, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
@@ -17,191 +34,187 @@ pub enum OnErrorSetting {
     DeadLetter,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// One `[[sink]]`: its common settings and its typed target.
 pub struct SinkConfig {
     pub name: String,
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub path: Option<PathBuf>,
-    pub topic: Option<String>,
-    pub subject: Option<String>,
-    #[serde(default = "yes")]
-    pub tombstones: bool,
-    pub url: Option<String>,
-    pub stream: Option<String>,
-    pub view: Option<String>,
-    /// NATS: `file` (default) or `memory`, when the stream is created.
-    pub storage: Option<String>,
-    /// NATS: JetStream's duplicate window, when the stream is created.
-    pub duplicate_window: Option<String>,
-    pub user: Option<String>,
-    pub password_env: Option<String>,
-    pub token_env: Option<String>,
-    pub credentials_file: Option<PathBuf>,
-    pub tls_ca: Option<PathBuf>,
-    #[serde(default)]
-    pub require_tls: bool,
-    /// What to do with an event the target refuses for good.
-    #[serde(default)]
-    pub on_error: OnErrorSetting,
-    /// Where dead letters go (default `<state_dir>/dead-letter-<sink>.jsonl`).
-    pub dead_letter_path: Option<PathBuf>,
-    /// Transforms: only these tables (default: all of the sources').
-    pub tables: Option<Vec<String>>,
-    #[serde(default)]
-    pub exclude_tables: Vec<String>,
-    /// `schema.table.column` lists.
-    #[serde(default)]
-    pub exclude_columns: Vec<String>,
-    #[serde(default)]
-    pub mask_columns: Vec<String>,
-    #[serde(default)]
-    pub hash_columns: Vec<String>,
-    /// `schema.table.column` = characters (or bytes) to keep.
-    #[serde(default)]
-    pub truncate_columns: std::collections::BTreeMap<String, usize>,
-    /// Routing: `"schema.table" = "topic or subject template"`.
-    #[serde(default)]
-    pub routes: std::collections::BTreeMap<String, String>,
-    /// What masked values become (default `****`).
-    pub mask_text: Option<String>,
-    /// The salt of `hash_columns`, from this environment variable.
-    pub hash_salt_env: Option<String>,
-    /// First wait before retrying a failed write (default 100ms).
-    pub retry_initial: Option<String>,
-    /// Longest wait between retries (default 30s).
-    pub retry_max: Option<String>,
-    /// Give up (stop with an error) after this long; default: until shutdown.
-    pub retry_max_elapsed: Option<String>,
-    /// PostgreSQL: target table template (default `{schema}.{table}`).
-    pub target: Option<String>,
-    /// PostgreSQL: `upsert` (default) keeps tables equal to the source;
-    /// `history` appends every event as a row.
-    pub mode: Option<String>,
-    /// PostgreSQL: where the sink's positions live (default
-    /// `public.tributary_positions`).
-    pub positions_table: Option<String>,
-    /// HTTP: `Authorization: Bearer` token, from this environment variable.
-    pub bearer_token_env: Option<String>,
-    /// HTTP: HMAC-SHA256 signing secret, from this environment variable.
-    pub hmac_secret_env: Option<String>,
-    /// HTTP: how long one request may take (default 10s).
-    pub timeout: Option<String>,
-    /// HTTP: at most this many events per request (default 1000).
-    pub batch_size: Option<usize>,
-    /// Kafka: bootstrap servers, `host:port[,host:port…]`.
-    pub brokers: Option<String>,
-    /// Kafka: none (default), gzip, snappy, lz4 or zstd.
-    pub compression: Option<String>,
-    /// Kafka: create missing topics (default true).
-    pub create_topics: Option<bool>,
-    /// Kafka: partitions of created topics (default 1).
-    pub partitions: Option<i32>,
-    /// Kafka: replication factor of created topics (default 1).
-    pub replication_factor: Option<i32>,
-    /// Kafka: librdkafka properties passed through (SASL, TLS, tuning).
-    #[serde(default)]
-    pub properties: std::collections::BTreeMap<String, String>,
-    /// Kafka: `sasl.password`, from this environment variable.
-    pub sasl_password_env: Option<String>,
+    common: SinkCommon,
+    target: SinkTarget,
 }
 
-fn yes() -> bool {
-    true
+/// The settings every kind of sink has.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SinkCommon {
+    /// What to do with an event the target refuses for good.
+    #[serde(default)]
+    on_error: OnErrorSetting,
+    /// Where dead letters go (default `<state_dir>/dead-letter-<sink>.jsonl`).
+    dead_letter_path: Option<PathBuf>,
+    /// Transforms: only these tables (default: all of the sources').
+    tables: Option<Vec<String>>,
+    #[serde(default)]
+    exclude_tables: Vec<String>,
+    /// `schema.table.column` lists.
+    #[serde(default)]
+    exclude_columns: Vec<String>,
+    #[serde(default)]
+    mask_columns: Vec<String>,
+    #[serde(default)]
+    hash_columns: Vec<String>,
+    /// `schema.table.column` = characters (or bytes) to keep.
+    #[serde(default)]
+    truncate_columns: BTreeMap<String, usize>,
+    /// Routing: `"schema.table" = "topic, subject or target template"`.
+    #[serde(default)]
+    routes: BTreeMap<String, String>,
+    /// What masked values become (default `****`).
+    mask_text: Option<String>,
+    /// The salt of `hash_columns`, from this environment variable.
+    hash_salt_env: Option<String>,
+    /// First wait before retrying a failed write (default 100ms).
+    retry_initial: Option<Duration>,
+    /// Longest wait between retries (default 30s).
+    retry_max: Option<Duration>,
+    /// Give up (stop with an error) after this long; default: until shutdown.
+    retry_max_elapsed: Option<Duration>,
+    /// Reserved for changefeeds of views.
+    view: Option<String>,
+}
+
+/// The keys of [`SinkCommon`], which go to it when a table is split.
+const COMMON_KEYS: &[&str] = &[
+    "on_error",
+    "dead_letter_path",
+    "tables",
+    "exclude_tables",
+    "exclude_columns",
+    "mask_columns",
+    "hash_columns",
+    "truncate_columns",
+    "routes",
+    "mask_text",
+    "hash_salt_env",
+    "retry_initial",
+    "retry_max",
+    "retry_max_elapsed",
+    "view",
+];
+
+/// The sink types, by their `type`; each variant is that sink's settings.
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+enum SinkTarget {
+    File(FileSettings),
+    Stdout(StdoutSettings),
+    Nats(NatsSettings),
+    Kafka(KafkaSettings),
+    Postgres(PostgresSettings),
+    Http(HttpSettings),
+}
+
+const SINK_TYPES: &str = "file, stdout, nats, kafka, postgres, http";
+
+impl SinkTarget {
+    fn kind(&self) -> &'static str {
+        match self {
+            SinkTarget::File(_) => "file",
+            SinkTarget::Stdout(_) => "stdout",
+            SinkTarget::Nats(_) => "nats",
+            SinkTarget::Kafka(_) => "kafka",
+            SinkTarget::Postgres(_) => "postgres",
+            SinkTarget::Http(_) => "http",
+        }
+    }
+
+    fn validate(&self) -> Result<(), Invalid> {
+        match self {
+            SinkTarget::File(s) => s.validate(),
+            SinkTarget::Stdout(_) => Ok(()),
+            SinkTarget::Nats(s) => s.validate(),
+            SinkTarget::Kafka(s) => s.validate(),
+            SinkTarget::Postgres(s) => s.validate(),
+            SinkTarget::Http(s) => s.validate(),
+        }
+    }
+
+    fn topic(&self) -> &str {
+        match self {
+            SinkTarget::File(s) => s.topic(),
+            SinkTarget::Stdout(s) => s.topic(),
+            SinkTarget::Nats(s) => s.subject(),
+            SinkTarget::Kafka(s) => s.topic(),
+            SinkTarget::Http(s) => s.topic(),
+            SinkTarget::Postgres(_) => tributary_sink::DEFAULT_TOPIC,
+        }
+    }
+
+    fn connector(
+        &self,
+        context: &SinkContext,
+    ) -> Result<Box<dyn Connector>, tributary_sink::Error> {
+        Ok(match self {
+            SinkTarget::File(s) => s.connector(context),
+            SinkTarget::Stdout(s) => s.connector(context),
+            SinkTarget::Nats(s) => s.connector(context)?,
+            SinkTarget::Kafka(s) => s.connector(context)?,
+            SinkTarget::Postgres(s) => s.connector(context)?,
+            SinkTarget::Http(s) => s.connector(context)?,
+        })
+    }
 }
 
 impl SinkConfig {
-    /// Checks the settings of this sink's type and its transforms.
-    pub(super) fn validate(&self) -> Result<(), ConfigError> {
-        match self.kind.as_str() {
-            "file" if self.path.is_none() => {
-                return Err(ConfigError::new(
-                    format!("sink \"{}\": a file sink needs a path", self.name),
-                    Some("path = \"./events.jsonl\"".into()),
+    /// Reads one `[[sink]]` table; `line` is where it starts, for messages.
+    pub(super) fn from_table(mut table: toml::Table, line: usize) -> Result<Self, ConfigError> {
+        let at = |message: String, hint: Option<String>| {
+            ConfigError::new(format!("invalid config (line {line}): {message}"), hint)
+        };
+        let name = match table.remove("name") {
+            Some(toml::Value::String(name)) if !name.is_empty() => name,
+            _ => {
+                return Err(at(
+                    "a [[sink]] needs a name".into(),
+                    Some("name = \"archive\"".into()),
                 ))
             }
-            "file" | "stdout" => {}
-            "nats" => {
-                if self.url.is_none() {
-                    return Err(ConfigError::new(
-                        format!("sink \"{}\": a nats sink needs a url", self.name),
-                        Some("url = \"nats://127.0.0.1:4222\"".into()),
-                    ));
-                }
-                if let Some(w) = &self.duplicate_window {
-                    parse_duration(w)?;
-                }
-                if !matches!(self.storage.as_deref(), None | Some("file" | "memory")) {
-                    return Err(ConfigError::new(
-                        format!(
-                            "sink \"{}\": storage must be \"file\" or \"memory\"",
-                            self.name
-                        ),
-                        None,
-                    ));
-                }
-            }
-            "postgres" => {
-                self.require(
-                    self.url.is_some(),
-                    "url",
-                    "url = \"postgres://writer@127.0.0.1:5432/warehouse\"",
-                )?;
-                if !matches!(self.mode.as_deref(), None | Some("upsert" | "history")) {
-                    return Err(self.invalid("mode must be \"upsert\" or \"history\"", None));
-                }
-            }
-            "http" => {
-                self.require(
-                    self.url
-                        .as_deref()
-                        .is_some_and(|u| u.starts_with("http://") || u.starts_with("https://")),
-                    "url",
-                    "url = \"https://hooks.example.com/cdc\"",
-                )?;
-                if let Some(t) = &self.timeout {
-                    parse_duration(t)?;
-                }
-                if self.batch_size == Some(0) {
-                    return Err(self.invalid("batch_size must be at least 1", None));
-                }
-            }
-            "kafka" => {
-                self.require(
-                    self.brokers.is_some(),
-                    "brokers",
-                    "brokers = \"127.0.0.1:9092\"",
-                )?;
-                if !matches!(
-                    self.compression.as_deref(),
-                    None | Some("none" | "gzip" | "snappy" | "lz4" | "zstd")
-                ) {
-                    return Err(
-                        self.invalid("compression must be none, gzip, snappy, lz4 or zstd", None)
-                    );
-                }
-            }
-            other => {
-                return Err(ConfigError::new(
-                    format!("sink \"{}\": unknown type \"{other}\"", self.name),
-                    Some("available sink types: file, stdout, nats, kafka, postgres, http".into()),
+        };
+        let kind = match table.get("type") {
+            Some(toml::Value::String(kind)) => kind.clone(),
+            _ => {
+                return Err(at(
+                    format!("sink \"{name}\" needs a type"),
+                    Some(format!(
+                        "type = \"file\"; available sink types: {SINK_TYPES}"
+                    )),
                 ))
             }
-        }
+        };
+        let (common, own): (toml::Table, toml::Table) = table
+            .into_iter()
+            .partition(|(key, _)| COMMON_KEYS.contains(&key.as_str()));
+        let refused = |e: toml::de::Error| {
+            let (message, hint) = explain(e.message(), &kind);
+            at(format!("sink \"{name}\": {message}"), hint)
+        };
+        let common: SinkCommon = common.try_into().map_err(refused)?;
+        let target: SinkTarget = own.try_into().map_err(refused)?;
+        let sink = SinkConfig {
+            name,
+            common,
+            target,
+        };
+        sink.validate()?;
+        Ok(sink)
+    }
+
+    /// Checks what serde cannot: values in range, transforms well formed.
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.target
+            .validate()
+            .map_err(|Invalid { message, hint }| self.invalid(&message, hint.as_deref()))?;
         self.transform()?;
         self.routes()?;
-        for d in [
-            &self.retry_initial,
-            &self.retry_max,
-            &self.retry_max_elapsed,
-        ]
-        .into_iter()
-        .flatten()
-        {
-            parse_duration(d)?;
-        }
-        if self.view.is_some() {
+        if self.common.view.is_some() {
             return Err(self.invalid("`view` is not available in this version", None));
         }
         Ok(())
@@ -214,74 +227,66 @@ impl SinkConfig {
         )
     }
 
-    /// `present`, or an error naming the missing `key` of this sink type.
-    fn require(&self, present: bool, key: &str, example: &str) -> Result<(), ConfigError> {
-        if present {
-            return Ok(());
-        }
-        Err(self.invalid(
-            &format!("a {} sink needs a valid {key}", self.kind),
-            Some(example),
-        ))
+    /// The sink's `type`.
+    pub fn kind(&self) -> &'static str {
+        self.target.kind()
     }
 
-    /// A secret from the environment variable named by `var`, if set.
-    fn secret(&self, var: &Option<String>, key: &str) -> Result<Option<String>, ConfigError> {
-        match var {
-            None => Ok(None),
-            Some(var) => std::env::var(var).map(Some).map_err(|_| {
-                ConfigError::new(
-                    format!(
-                        "sink \"{}\": environment variable {var} is not set",
-                        self.name
-                    ),
-                    Some(format!("export {var}=... before starting, or remove {key}")),
-                )
-            }),
-        }
+    /// The topic (or subject) template, recorded with dead letters.
+    pub fn topic(&self) -> &str {
+        self.target.topic()
     }
 
-    /// The password from `password_env`, if configured.
-    pub fn password(&self) -> Result<Option<String>, ConfigError> {
-        self.secret(&self.password_env, "password_env")
+    pub fn on_error(&self) -> OnErrorSetting {
+        self.common.on_error
     }
 
-    /// The PostgreSQL sink's positions table (default `public.tributary_positions`).
-    pub fn positions_table(&self) -> String {
-        self.positions_table
-            .clone()
-            .unwrap_or_else(|| "public.tributary_positions".into())
+    pub fn dead_letter_path(&self) -> Option<&std::path::Path> {
+        self.common.dead_letter_path.as_deref()
+    }
+
+    /// How the sink is checked and opened; `sources` are the names of the
+    /// sources it serves. Reads the sink's secrets from the environment.
+    pub fn connector(&self, sources: &[String]) -> Result<Box<dyn Connector>, ConfigError> {
+        let context = SinkContext {
+            name: self.name.clone(),
+            sources: sources.to_vec(),
+            routes: self.routes()?,
+        };
+        self.target.connector(&context).map_err(|e| {
+            use tributary_core::source::Diagnose;
+            let message = match e.detail() {
+                Some(detail) => format!("{e}: {detail}"),
+                None => e.to_string(),
+            };
+            ConfigError::new(format!("sink \"{}\": {message}", self.name), e.hint())
+        })
     }
 
     /// The routing transform: per-table topic/subject templates.
-    pub fn routes(&self) -> Result<tributary_sink::Routes, ConfigError> {
-        self.routes
+    fn routes(&self) -> Result<tributary_sink::Routes, ConfigError> {
+        self.common
+            .routes
             .iter()
             .map(|(table, template)| Ok((parse_table(table)?, template.clone())))
             .collect()
     }
 
     /// The sink's transforms (tables and columns).
-    pub fn transform(&self) -> Result<crate::transform::Transform, ConfigError> {
-        use crate::transform::{ColumnRule, Transform};
-        let tables = |list: &[String]| -> Result<std::collections::HashSet<TableRef>, ConfigError> {
+    pub fn transform(&self) -> Result<Transform, ConfigError> {
+        let c = &self.common;
+        let tables = |list: &[String]| -> Result<HashSet<TableRef>, ConfigError> {
             list.iter().map(|t| parse_table(t)).collect()
         };
-        let mut columns: std::collections::HashMap<
-            TableRef,
-            std::collections::HashMap<String, ColumnRule>,
-        > = Default::default();
+        let mut columns: HashMap<TableRef, HashMap<String, ColumnRule>> = HashMap::new();
         let mut add = |spec: &str, rule: ColumnRule| -> Result<(), ConfigError> {
             let (table, column) = spec
                 .rsplit_once('.')
                 .filter(|(t, c)| t.contains('.') && !c.is_empty())
                 .ok_or_else(|| {
-                    ConfigError::new(
-                        format!(
-                            "sink \"{}\": column \"{spec}\" is not schema.table.column",
-                            self.name
-                        ),
-                        Some("e.g. \"public.accounts.email\"".into()),
+                    self.invalid(
+                        &format!("column \"{spec}\" is not schema.table.column"),
+                        Some("e.g. \"public.accounts.email\""),
                     )
                 })?;
             columns
@@ -290,123 +295,197 @@ impl SinkConfig {
                 .insert(column.to_owned(), rule);
             Ok(())
         };
-        for c in &self.exclude_columns {
-            add(c, ColumnRule::Drop)?;
+        for col in &c.exclude_columns {
+            add(col, ColumnRule::Drop)?;
         }
-        for c in &self.mask_columns {
-            add(c, ColumnRule::Mask)?;
+        for col in &c.mask_columns {
+            add(col, ColumnRule::Mask)?;
         }
-        for c in &self.hash_columns {
-            add(c, ColumnRule::Hash)?;
+        for col in &c.hash_columns {
+            add(col, ColumnRule::Hash)?;
         }
-        for (c, n) in &self.truncate_columns {
-            add(c, ColumnRule::Truncate(*n))?;
+        for (col, n) in &c.truncate_columns {
+            add(col, ColumnRule::Truncate(*n))?;
         }
-        let salt = match &self.hash_salt_env {
-            Some(_) => self.secret(&self.hash_salt_env, "hash_salt_env")?.unwrap_or_default(),
-            None if !self.hash_columns.is_empty() => {
-                return Err(ConfigError::new(
-                    format!("sink \"{}\": hash_columns without a salt", self.name),
-                    Some("set hash_salt_env to a variable holding a secret salt, so hashes cannot be looked up".into()),
+        let salt = match &c.hash_salt_env {
+            Some(var) => std::env::var(var).map_err(|_| {
+                self.invalid(
+                    &format!("environment variable {var} is not set"),
+                    Some(&format!(
+                        "export {var}=... before starting, or remove hash_salt_env"
+                    )),
+                )
+            })?,
+            None if !c.hash_columns.is_empty() => {
+                return Err(self.invalid(
+                    "hash_columns without a salt",
+                    Some(
+                        "set hash_salt_env to a variable holding a secret salt, so hashes \
+                         cannot be looked up",
+                    ),
                 ))
             }
             None => String::new(),
         };
         Ok(Transform::new(
-            self.tables.as_deref().map(tables).transpose()?,
-            tables(&self.exclude_tables)?,
+            c.tables.as_deref().map(tables).transpose()?,
+            tables(&c.exclude_tables)?,
             columns,
-            self.mask_text.clone().unwrap_or_else(|| "****".into()),
+            c.mask_text.clone().unwrap_or_else(|| "****".into()),
             salt,
         ))
     }
 
-    /// How failed writes of this sink are retried (validated at load).
-    pub fn retry(&self) -> crate::retry::RetryPolicy {
-        let parse = |d: &Option<String>| d.as_deref().and_then(|t| parse_duration(t).ok());
-        let default = crate::retry::RetryPolicy::default();
-        crate::retry::RetryPolicy {
-            initial: parse(&self.retry_initial).unwrap_or(default.initial),
-            max: parse(&self.retry_max).unwrap_or(default.max),
-            max_elapsed: parse(&self.retry_max_elapsed),
+    /// How failed writes of this sink are retried.
+    pub fn retry(&self) -> RetryPolicy {
+        let default = RetryPolicy::default();
+        let c = &self.common;
+        RetryPolicy {
+            initial: c.retry_initial.map_or(default.initial, Duration::get),
+            max: c.retry_max.map_or(default.max, Duration::get),
+            max_elapsed: c.retry_max_elapsed.map(Duration::get),
         }
     }
+}
 
-    /// The HTTP sink's settings (secrets from the environment).
-    pub fn http_options(
-        &self,
-        records: tributary_sink::RecordOptions,
-    ) -> Result<tributary_sink::HttpOptions, ConfigError> {
-        Ok(tributary_sink::HttpOptions {
-            url: self.url.clone().unwrap_or_default(),
-            bearer_token: self.secret(&self.bearer_token_env, "bearer_token_env")?,
-            hmac_secret: self.secret(&self.hmac_secret_env, "hmac_secret_env")?,
-            timeout: match &self.timeout {
-                Some(t) => parse_duration(t)?,
-                None => std::time::Duration::from_secs(10),
-            },
-            batch_size: self.batch_size.unwrap_or(1000),
-            records,
-            tls_ca: self.tls_ca.clone(),
-        })
+/// A serde message about a sink's table, as the message and hint users
+/// read: unknown keys with the nearest valid one (of its type and the
+/// common settings), unknown types with the list, missing keys by name.
+fn explain(message: &str, kind: &str) -> (String, Option<String>) {
+    let quoted = |after: &str| -> Option<String> {
+        let rest = message.split_once(after)?.1;
+        Some(rest[..rest.find('`')?].to_owned())
+    };
+    if let Some(key) = quoted("unknown field `") {
+        let expected = backquoted(message.split_once("expected").map_or("", |(_, e)| e));
+        let candidates: Vec<&str> = expected
+            .iter()
+            .map(String::as_str)
+            .chain(COMMON_KEYS.iter().copied())
+            .chain(["name", "type"])
+            .collect();
+        let hint = match nearest_key(&key, &candidates) {
+            Some(near) => format!("did you mean `{near}`?"),
+            None => format!(
+                "the keys of a {kind} sink: {} (and those every sink has)",
+                expected.join(", ")
+            ),
+        };
+        return (format!("unknown key `{key}` for a {kind} sink"), Some(hint));
+    }
+    if message.starts_with("unknown variant") && !SINK_TYPES.split(", ").any(|t| t == kind) {
+        return (
+            format!("unknown type \"{kind}\""),
+            Some(format!("available sink types: {SINK_TYPES}")),
+        );
+    }
+    if let Some(key) = quoted("missing field `") {
+        return (
+            format!("a {kind} sink needs `{key}`"),
+            Some(format!("add {key} = ... to this [[sink]]")),
+        );
+    }
+    if let Some(hint) = setting_error(message) {
+        return (message.trim().to_owned(), Some(hint.to_owned()));
+    }
+    (message.trim().to_owned(), None)
+}
+
+/// The `` `names` `` in a serde "expected one of" list.
+fn backquoted(text: &str) -> Vec<String> {
+    text.split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_owned)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Config;
+
+    const HEAD: &str = r#"
+[[source]]
+name = "cash"
+type = "postgres"
+url = "postgres://u@127.0.0.1:5432/cash"
+tables = ["public.accounts"]
+"#;
+
+    fn sink(body: &str) -> Result<Config, super::ConfigError> {
+        Config::parse(&format!("{HEAD}[[sink]]\nname = \"out\"\n{body}"))
     }
 
-    /// The Kafka sink's settings (secrets from the environment).
-    pub fn kafka_options(&self) -> Result<tributary_sink::KafkaOptions, ConfigError> {
-        let mut properties = self.properties.clone();
-        if let Some(password) = self.secret(&self.sasl_password_env, "sasl_password_env")? {
-            properties.insert("sasl.password".into(), password);
-        }
-        if let Some(ca) = &self.tls_ca {
-            properties.insert("ssl.ca.location".into(), ca.display().to_string());
-            properties
-                .entry("security.protocol".into())
-                .or_insert_with(|| "ssl".into());
-        }
-        if let Some(user) = &self.user {
-            properties.insert("sasl.username".into(), user.clone());
-        }
-        Ok(tributary_sink::KafkaOptions {
-            brokers: self.brokers.clone().unwrap_or_default(),
-            topic: self
-                .topic
-                .clone()
-                .unwrap_or_else(|| "{source}.{schema}.{table}".into()),
-            routes: self.routes()?,
-            tombstones: self.tombstones,
-            compression: self.compression.clone().unwrap_or_else(|| "none".into()),
-            create_topics: self.create_topics.unwrap_or(true),
-            partitions: self.partitions.unwrap_or(1),
-            replication_factor: self.replication_factor.unwrap_or(1),
-            properties,
-        })
+    #[test]
+    fn settings_are_typed_once() {
+        let c = sink("type = \"http\"\nurl = \"http://127.0.0.1:9/x\"\nretry_initial = \"50ms\"")
+            .unwrap();
+        assert_eq!(c.sinks[0].kind(), "http");
+        assert_eq!(c.sinks[0].retry().initial.as_millis(), 50);
     }
 
-    /// The NATS sink's settings; `sources` are the source names it serves.
-    pub fn nats_options(
-        &self,
-        sources: Vec<String>,
-    ) -> Result<tributary_sink::NatsOptions, ConfigError> {
-        Ok(tributary_sink::NatsOptions {
-            url: self.url.clone().unwrap_or_default(),
-            stream: self.stream.clone().unwrap_or_else(|| "CDC".into()),
-            subject: self
-                .subject
-                .clone()
-                .unwrap_or_else(|| "{source}.{schema}.{table}".into()),
-            routes: self.routes()?,
-            sources,
-            memory_storage: self.storage.as_deref() == Some("memory"),
-            duplicate_window: match &self.duplicate_window {
-                Some(w) => parse_duration(w)?,
-                None => std::time::Duration::from_secs(120),
-            },
-            user: self.user.clone(),
-            password: self.secret(&self.password_env, "password_env")?,
-            token: self.secret(&self.token_env, "token_env")?,
-            credentials_file: self.credentials_file.clone(),
-            tls_ca: self.tls_ca.clone(),
-            require_tls: self.require_tls,
-        })
+    #[test]
+    fn a_key_of_another_sink_type_is_refused_with_the_nearest() {
+        let e = sink("type = \"nats\"\nurl = \"nats://127.0.0.1:4222\"\nbrokers = \"x\"")
+            .err()
+            .unwrap();
+        assert!(
+            e.to_string()
+                .contains("unknown key `brokers` for a nats sink"),
+            "{e}"
+        );
+        let e = sink("type = \"nats\"\nurl = \"nats://127.0.0.1:4222\"\nstreem = \"x\"")
+            .err()
+            .unwrap();
+        assert_eq!(e.hint(), Some("did you mean `stream`?"));
+        // Common keys are candidates too.
+        let e = sink("type = \"file\"\npath = \"x\"\nretry_maxx = \"1s\"")
+            .err()
+            .unwrap();
+        assert_eq!(e.hint(), Some("did you mean `retry_max`?"));
+    }
+
+    #[test]
+    fn unknown_and_missing_types_and_keys() {
+        let e = sink("type = \"smtp\"").err().unwrap();
+        assert!(e.to_string().contains("unknown type \"smtp\""), "{e}");
+        assert!(e.hint().unwrap().contains("file, stdout"), "{:?}", e.hint());
+        let e = sink("path = \"x\"").err().unwrap();
+        assert!(e.to_string().contains("needs a type"), "{e}");
+        let e = sink("type = \"kafka\"").err().unwrap();
+        assert!(
+            e.to_string().contains("a kafka sink needs `brokers`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn bad_values_name_the_accepted_forms() {
+        let e = sink("type = \"file\"\npath = \"x\"\nretry_max = \"10\"")
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("invalid duration \"10\""), "{e}");
+        assert!(
+            e.hint().unwrap().contains("ms, s, m or h"),
+            "{:?}",
+            e.hint()
+        );
+        let e = sink("type = \"kafka\"\nbrokers = \"b:9092\"\ncompression = \"brotli\"")
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("unknown variant `brotli`"), "{e}");
+        assert!(e.to_string().contains("`zstd`"), "{e}");
+        let e = sink("type = \"http\"\nurl = \"ftp://x\"").err().unwrap();
+        assert!(
+            e.to_string().contains("not an http:// or https:// url"),
+            "{e}"
+        );
+        let e = sink("type = \"http\"\nurl = \"http://x\"\nbatch_size = 0")
+            .err()
+            .unwrap();
+        assert!(
+            e.to_string().contains("batch_size must be at least 1"),
+            "{e}"
+        );
     }
 }

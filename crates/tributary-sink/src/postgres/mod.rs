@@ -25,11 +25,15 @@ use tributary_core::{debezium, ChangeEvent, Op, TableRef};
 use tributary_pg::quote_ident;
 use tributary_pg::ConnectionConfig;
 
-use tributary_core::sink::{BoxFuture, Capabilities, Rejection, Sink, Written};
+use tributary_core::check::Finding;
+use tributary_core::sink::{
+    BoxFuture, Capabilities, Connector, Rejection, Sink, SinkError, Written,
+};
 
 use crate::Error;
 
 /// Settings of a PostgreSQL sink.
+#[derive(Clone)]
 pub struct PostgresOptions {
     /// The sink's name: its row in the positions table.
     pub name: String,
@@ -46,7 +50,7 @@ pub struct PostgresOptions {
 /// What `tributary check` says about a PostgreSQL sink, creating nothing:
 /// the target answers, and the sink may create its positions table (or it
 /// exists and can be written).
-pub async fn probe(connection: &ConnectionConfig, positions_table: &str) -> Result<String, Error> {
+async fn probe(connection: &ConnectionConfig, positions_table: &str) -> Result<String, Error> {
     let client = connection.connect().await.map_err(Error::PostgresConnect)?;
     let (schema, table) = schema::split_name(positions_table);
     let row = client
@@ -73,6 +77,89 @@ pub async fn probe(connection: &ConnectionConfig, positions_table: &str) -> Resu
         "PostgreSQL target {} reachable as {user}; positions in {positions_table}",
         connection.target()
     ))
+}
+
+/// `type = "postgres"`.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresSettings {
+    url: String,
+    password_env: Option<String>,
+    /// Target table template: `{source}`, `{schema}`, `{table}`.
+    #[serde(default = "default_target")]
+    target: String,
+    #[serde(default)]
+    mode: Mode,
+    /// `schema.table` of the sink's positions.
+    #[serde(default = "default_positions_table")]
+    positions_table: String,
+}
+
+/// What the target tables hold.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Mode {
+    /// Tables equal to the source's.
+    #[default]
+    Upsert,
+    /// Every event as a row.
+    History,
+}
+
+fn default_target() -> String {
+    "{schema}.{table}".into()
+}
+
+fn default_positions_table() -> String {
+    "public.tributary_positions".into()
+}
+
+impl PostgresSettings {
+    pub fn validate(&self) -> Result<(), crate::Invalid> {
+        if self.url.trim().is_empty() {
+            return Err(crate::Invalid::new(
+                "url is empty",
+                Some("url = \"postgres://writer@127.0.0.1:5432/warehouse\""),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The sink's options, with its password read from the environment.
+    pub fn options(&self, context: &crate::SinkContext) -> Result<PostgresOptions, Error> {
+        let password = crate::settings::secret(&self.password_env, "password_env")?;
+        Ok(PostgresOptions {
+            name: context.name.clone(),
+            connection: ConnectionConfig::parse(&self.url, password)
+                .map_err(Error::PostgresConnect)?,
+            target: self.target.clone(),
+            routes: context.routes.clone(),
+            history: self.mode == Mode::History,
+            positions_table: self.positions_table.clone(),
+        })
+    }
+
+    pub fn connector(&self, context: &crate::SinkContext) -> Result<Box<dyn Connector>, Error> {
+        Ok(Box::new(self.options(context)?))
+    }
+}
+
+impl Connector for PostgresOptions {
+    fn probe(&self) -> BoxFuture<'_, Finding> {
+        Box::pin(async move {
+            crate::settings::finding(
+                probe(&self.connection, &self.positions_table).await,
+                "check url and password of this sink; its role needs CREATE on the target \
+                 schemas (or existing tables it may write)",
+            )
+        })
+    }
+
+    fn open(&self) -> BoxFuture<'_, Result<Box<dyn Sink>, SinkError>> {
+        Box::pin(
+            async move { Ok(Box::new(PostgresSink::open(self.clone()).await?) as Box<dyn Sink>) },
+        )
+    }
 }
 
 /// Last applied event per source: `(commit position, ordinal)`.
