@@ -71,8 +71,8 @@ fn consume(
 }
 
 fn kafka_config(dir: &std::path::Path, pg: &PgCluster, broker: &KafkaBroker) -> String {
-    config(dir, &pg.url("app"), &["public.t"], "").replace(
-        "type = \"file\"",
+    crate::support::retarget_sink(
+        &config(dir, &pg.url("app"), &["public.t"], ""),
         &format!(
             "type = \"kafka\"\nbrokers = \"{}\"\ncompression = \"zstd\"\npartitions = 3\n\
              retry_initial = \"100ms\"\nretry_max = \"1s\"",

@@ -57,8 +57,8 @@ pub fn stream_messages(
 }
 
 fn sink_config(dir: &std::path::Path, pg: &PgCluster, nats: &NatsServer) -> String {
-    config(dir, &pg.url("app"), &["public.t"], "").replace(
-        "type = \"file\"",
+    crate::support::retarget_sink(
+        &config(dir, &pg.url("app"), &["public.t"], ""),
         &format!(
             "type = \"nats\"\nurl = \"{}\"\nstream = \"CDC\"",
             nats.url()

@@ -79,6 +79,20 @@ path = "{events}"
     )
 }
 
+/// `config`'s file sink turned into another kind: its `type` and `path`
+/// lines replaced by `settings` (a sink refuses keys it has no use for).
+pub fn retarget_sink(config: &str, settings: &str) -> String {
+    let start = config
+        .find("type = \"file\"\npath = ")
+        .expect("the config has a file sink");
+    let path_line = start + "type = \"file\"\n".len();
+    let end = path_line
+        + config[path_line..]
+            .find('\n')
+            .unwrap_or(config.len() - path_line);
+    format!("{}{settings}{}", &config[..start], &config[end..])
+}
+
 impl Tributary {
     /// Writes `config_text` into `dir` and starts `tributary run`.
     pub fn start(dir: &Path, config_text: &str) -> Self {

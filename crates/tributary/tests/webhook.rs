@@ -97,8 +97,8 @@ fn serve(state: Arc<Mutex<Receiver>>) -> String {
 }
 
 fn hook_config(dir: &std::path::Path, pg: &PgCluster, url: &str, extra: &str) -> String {
-    config(dir, &pg.url("app"), &["public.t"], "").replace(
-        "type = \"file\"",
+    crate::support::retarget_sink(
+        &config(dir, &pg.url("app"), &["public.t"], ""),
         &format!(
             "type = \"http\"\nurl = \"{url}\"\nbearer_token_env = \"HOOK_TOKEN\"\n\
              hmac_secret_env = \"HOOK_SECRET\"\nbatch_size = 16\nretry_initial = \"50ms\"\n{extra}"
