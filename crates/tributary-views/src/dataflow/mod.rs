@@ -1,0 +1,8 @@
+//! Rendering plans into a timely dataflow, and the plans themselves.
+
+mod plan;
+mod reduce;
+mod render;
+
+pub use plan::{Aggregate, Plan};
+pub(crate) use render::render;

@@ -1,0 +1,50 @@
+//! The plan a view's SQL becomes: relational operators over rows, each
+//! rendered to differential dataflow's operators (which keep joins and
+//! aggregates exact under retractions), never to hand-written incremental
+//! logic.
+
+use serde::{Deserialize, Serialize};
+
+use crate::expr::Expr;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Plan {
+    /// The current rows of one input relation, by its index.
+    Get(usize),
+    /// The rows for which the predicate is TRUE (not FALSE, not NULL).
+    Filter { input: Box<Plan>, predicate: Expr },
+    /// One output row per input row: these expressions' values.
+    Map { input: Box<Plan>, exprs: Vec<Expr> },
+    /// An inner equi-join: the left row's columns, then the right row's,
+    /// for each pair whose key columns are equal and not NULL.
+    Join {
+        left: Box<Plan>,
+        right: Box<Plan>,
+        left_key: Vec<usize>,
+        right_key: Vec<usize>,
+    },
+    /// `GROUP BY group` with these aggregates: the group columns, then one
+    /// column per aggregate. With no group columns the result is one row
+    /// even over no input, as in SQL.
+    Reduce {
+        input: Box<Plan>,
+        group: Vec<usize>,
+        aggregates: Vec<Aggregate>,
+    },
+    /// Each distinct row once.
+    Distinct(Box<Plan>),
+    /// Every input's rows (`UNION ALL`).
+    Union(Vec<Plan>),
+}
+
+/// An aggregate over one column of the input (or the rows, for `COUNT(*)`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Aggregate {
+    CountRows,
+    /// Non-NULL values.
+    Count(usize),
+    /// NULL when no value is non-NULL.
+    Sum(usize),
+    Min(usize),
+    Max(usize),
+}

@@ -1,0 +1,258 @@
+//! The values a view computes with: one SQL value per column, with a total
+//! order (PostgreSQL's, NULL after every value as in `ORDER BY … ASC`), so
+//! rows can be keys of differential dataflow's arrangements and of the
+//! ordered index reads page through.
+//!
+//! `numeric` is an exact decimal ([`BigDecimal`]: arbitrary precision, the
+//! scale kept through `+`, `-` and `*` as PostgreSQL keeps it) and prints
+//! the way PostgreSQL prints it. Floats compare as PostgreSQL compares
+//! them: `-0 = 0`, NaN equal to itself and above every other value.
+
+use std::cmp::Ordering;
+use std::fmt;
+
+use bigdecimal::BigDecimal;
+use serde::{Deserialize, Serialize};
+use tributary_core::value::{Date, Timestamp};
+use tributary_core::Value;
+
+/// One row of a relation or view: its columns' values, in order.
+pub type Row = Vec<Datum>;
+
+/// One SQL value. Variants are declared in the order rows sort by when
+/// types differ, which only `NULL` does in a well-typed column: it sorts
+/// last.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Datum {
+    Bool(bool),
+    /// `smallint`, `integer`, `bigint`.
+    Int(i64),
+    /// `real`, `double precision`.
+    Float(Float),
+    /// `numeric`: exact.
+    Numeric(BigDecimal),
+    /// `date`: days since 1970-01-01; the infinities are `i32::MIN/MAX`
+    /// (as in [`tributary_core::value::Date`]), so they sort at the ends.
+    Date(i32),
+    /// `time`: microseconds since midnight.
+    Time(i64),
+    /// `timestamp`: microseconds since 1970-01-01; infinities `i64::MIN/MAX`.
+    Timestamp(i64),
+    /// `timestamptz`: the instant, microseconds since 1970-01-01 UTC.
+    TimestampTz(i64),
+    /// `uuid`: its 16 bytes (byte order is PostgreSQL's order).
+    Uuid([u8; 16]),
+    /// `text`, `varchar`, `char` and enums.
+    Text(String),
+    /// `bytea`.
+    Bytes(Vec<u8>),
+    Null,
+}
+
+impl Datum {
+    pub fn is_null(&self) -> bool {
+        matches!(self, Datum::Null)
+    }
+}
+
+/// An `f64` with PostgreSQL's equality and order.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct Float(f64);
+
+impl Float {
+    pub fn new(value: f64) -> Self {
+        // One zero and one NaN, so equal values are equal bits.
+        if value == 0.0 {
+            Self(0.0)
+        } else if value.is_nan() {
+            Self(f64::NAN)
+        } else {
+            Self(value)
+        }
+    }
+
+    pub fn get(self) -> f64 {
+        self.0
+    }
+}
+
+impl PartialEq for Float {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Float {}
+
+impl PartialOrd for Float {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Float {
+    fn cmp(&self, other: &Self) -> Ordering {
+        // Normalised in `new`: total_cmp then orders NaN above +infinity.
+        self.0.total_cmp(&other.0)
+    }
+}
+
+impl std::hash::Hash for Float {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.to_bits().hash(state);
+    }
+}
+
+/// Why a source value cannot enter a view.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DatumError {
+    #[error("numeric value \"{0}\" cannot be computed with (NaN and infinities are not supported in views yet)")]
+    SpecialNumeric(String),
+    #[error("values of type {0} are not supported in views yet")]
+    Unsupported(&'static str),
+}
+
+impl TryFrom<&Value> for Datum {
+    type Error = DatumError;
+
+    fn try_from(value: &Value) -> Result<Self, DatumError> {
+        Ok(match value {
+            Value::Null => Datum::Null,
+            Value::Bool(b) => Datum::Bool(*b),
+            Value::Int(i) => Datum::Int(*i),
+            Value::Float(f) => Datum::Float(Float::new(*f)),
+            Value::Decimal(d) => {
+                let text = d.as_str();
+                Datum::Numeric(
+                    text.parse()
+                        .map_err(|_| DatumError::SpecialNumeric(text.to_owned()))?,
+                )
+            }
+            Value::Date(d) => Datum::Date(d.days().unwrap_or(if *d == Date::INFINITY {
+                i32::MAX
+            } else {
+                i32::MIN
+            })),
+            Value::Time(t) => Datum::Time(*t),
+            Value::Timestamp(t) => Datum::Timestamp(instant(*t)),
+            Value::TimestampTz(t) => Datum::TimestampTz(instant(*t)),
+            Value::Uuid(u) => Datum::Uuid(*u.as_bytes()),
+            Value::Text(t) => Datum::Text(t.to_string()),
+            Value::Bytes(b) => Datum::Bytes(b.clone()),
+            Value::TimeTz(_) => return Err(DatumError::Unsupported("time with time zone")),
+            Value::Interval(_) => return Err(DatumError::Unsupported("interval")),
+            Value::Json(_) => return Err(DatumError::Unsupported("json")),
+            Value::Array(_) => return Err(DatumError::Unsupported("array")),
+        })
+    }
+}
+
+/// Microseconds since the epoch, the infinities as the extreme integers.
+fn instant(t: Timestamp) -> i64 {
+    t.micros().unwrap_or(if t == Timestamp::INFINITY {
+        i64::MAX
+    } else {
+        i64::MIN
+    })
+}
+
+/// A numeric as PostgreSQL prints it: plain digits, never an exponent, as
+/// many fraction digits as its scale.
+pub fn numeric_text(value: &BigDecimal) -> String {
+    let (digits, scale) = value.as_bigint_and_exponent();
+    let negative = digits.sign() == num_bigint::Sign::Minus;
+    let mut text = digits.magnitude().to_string();
+    let mut out = String::with_capacity(text.len() + 3);
+    if negative {
+        out.push('-');
+    }
+    if scale <= 0 {
+        out.push_str(&text);
+        // A negative scale is trailing zeros (PostgreSQL's scale is never < 0).
+        out.extend(std::iter::repeat_n('0', scale.unsigned_abs() as usize));
+        return out;
+    }
+    let scale = scale as usize;
+    if text.len() <= scale {
+        let pad = scale + 1 - text.len();
+        text.insert_str(0, &"0".repeat(pad));
+    }
+    let point = text.len() - scale;
+    out.push_str(&text[..point]);
+    out.push('.');
+    out.push_str(&text[point..]);
+    out
+}
+
+impl fmt::Display for Datum {
+    /// PostgreSQL's text output for the types views compute.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Datum::Null => f.write_str("NULL"),
+            Datum::Bool(b) => f.write_str(if *b { "t" } else { "f" }),
+            Datum::Int(i) => write!(f, "{i}"),
+            Datum::Float(x) => {
+                let x = x.get();
+                if x.is_nan() {
+                    f.write_str("NaN")
+                } else if x.is_infinite() {
+                    f.write_str(if x > 0.0 { "Infinity" } else { "-Infinity" })
+                } else {
+                    write!(f, "{x}")
+                }
+            }
+            Datum::Numeric(n) => f.write_str(&numeric_text(n)),
+            Datum::Text(t) => f.write_str(t),
+            other => write!(f, "{other:?}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn num(text: &str) -> BigDecimal {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn numerics_print_as_postgresql_prints_them() {
+        for text in [
+            "0",
+            "1.20",
+            "-0.005",
+            "123456789012345678901234567890.12",
+            "0.0000001",
+        ] {
+            assert_eq!(numeric_text(&num(text)), text);
+        }
+        // The scale of a sum is the larger of the two, as in PostgreSQL.
+        assert_eq!(numeric_text(&(num("1.20") + num("2.005"))), "3.205");
+        assert_eq!(numeric_text(&(num("1.20") + num("2.80"))), "4.00");
+        assert_eq!(numeric_text(&(num("1.5") * num("2.25"))), "3.375");
+    }
+
+    #[test]
+    fn order_is_postgresqls_with_nulls_last() {
+        let mut rows = vec![
+            Datum::Null,
+            Datum::Float(Float::new(f64::NAN)),
+            Datum::Float(Float::new(f64::INFINITY)),
+            Datum::Float(Float::new(-0.0)),
+            Datum::Float(Float::new(-1.0)),
+        ];
+        rows.sort();
+        assert_eq!(rows[0], Datum::Float(Float::new(-1.0)));
+        assert_eq!(rows[1], Datum::Float(Float::new(0.0)));
+        assert_eq!(rows[3], Datum::Float(Float::new(f64::NAN)));
+        assert_eq!(rows[4], Datum::Null);
+        assert!(
+            Datum::Numeric(num("2"))
+                > Datum::Numeric(num("10.5"))
+                    .clone()
+                    .min(Datum::Numeric(num("1")))
+        );
+        assert_eq!(Datum::Numeric(num("1.0")), Datum::Numeric(num("1.00")));
+    }
+}
