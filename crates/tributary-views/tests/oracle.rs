@@ -86,6 +86,19 @@ fn views() -> Vec<(&'static str, Plan)> {
             },
         ),
         (
+            // NULL keys on both sides: NULL = NULL is not true.
+            "SELECT x.id, y.id FROM a x JOIN a y ON x.grp = y.grp",
+            Plan::Map {
+                input: Box::new(Plan::Join {
+                    left: get(A),
+                    right: get(A),
+                    left_key: vec![1],
+                    right_key: vec![1],
+                }),
+                exprs: vec![col(0), col(3)],
+            },
+        ),
+        (
             "SELECT DISTINCT grp FROM a",
             Plan::Distinct(Box::new(Plan::Map {
                 input: get(A),
@@ -166,8 +179,13 @@ fn transaction(rng: &mut fastrand::Rng, tables: &mut Tables) -> (String, Vec<(us
     let mut sql = String::from("BEGIN;");
     let mut changes = Vec::new();
     for _ in 0..rng.usize(1..=3) {
-        let grp = if rng.u8(0..10) > 0 { Some(rng.i64(0..8)) } else { None };
-        let amt = (rng.u8(0..6) > 0).then(|| format!("{}.{:02}", rng.i64(-50..500), rng.u8(0..100)));
+        let grp = if rng.u8(0..10) > 0 {
+            Some(rng.i64(0..8))
+        } else {
+            None
+        };
+        let amt =
+            (rng.u8(0..6) > 0).then(|| format!("{}.{:02}", rng.i64(-50..500), rng.u8(0..100)));
         let id = rng.i64(0..40);
         match (rng.u8(0..10), tables.a.contains_key(&id)) {
             // Changes of `b`: upsert or delete a group's name.
@@ -180,7 +198,10 @@ fn transaction(rng: &mut fastrand::Rng, tables: &mut Tables) -> (String, Vec<(us
                 if rng.bool() {
                     let name = (rng.u8(0..5) > 0).then(|| format!("n{}", rng.u8(0..4)));
                     changes.push((B, b_row(g, &name), 1));
-                    sql.push_str(&format!("INSERT INTO b VALUES ({g}, {});", sql_opt(&name, true)));
+                    sql.push_str(&format!(
+                        "INSERT INTO b VALUES ({g}, {});",
+                        sql_opt(&name, true)
+                    ));
                     tables.b.insert(g, name);
                 }
             }
@@ -236,7 +257,11 @@ fn engine_rows(engine: &Engine, view: usize) -> Vec<Vec<Option<String>>> {
             .collect();
         rows.extend(std::iter::repeat_n(text, *n as usize));
     }
-    assert!(snapshot.errors.is_empty(), "view {view}: {:?}", snapshot.errors);
+    assert!(
+        snapshot.errors.is_empty(),
+        "view {view}: {:?}",
+        snapshot.errors
+    );
     rows.sort();
     rows
 }
@@ -245,7 +270,11 @@ async fn oracle_rows(db: &tokio_postgres::Client, sql: &str) -> Vec<Vec<Option<S
     let mut rows = Vec::new();
     for message in db.simple_query(sql).await.unwrap() {
         if let tokio_postgres::SimpleQueryMessage::Row(row) = message {
-            rows.push((0..row.len()).map(|i| row.get(i).map(str::to_owned)).collect());
+            rows.push(
+                (0..row.len())
+                    .map(|i| row.get(i).map(str::to_owned))
+                    .collect(),
+            );
         }
     }
     rows.sort();
@@ -273,12 +302,19 @@ fn run(seed: u64, steps: usize) {
         for (i, (query, _)) in views.iter().enumerate() {
             let expected = rt.block_on(oracle_rows(&db, query));
             let got = engine_rows(&engine, i);
-            assert_eq!(got, expected, "seed {seed}, step {step}, view {query}\nafter {sql}");
+            assert_eq!(
+                got, expected,
+                "seed {seed}, step {step}, view {query}\nafter {sql}"
+            );
             checked += 1;
         }
     }
     // The stream must have exercised what the operators handle.
-    assert!(tables.a.len() > 5, "{} rows of a at the end", tables.a.len());
+    assert!(
+        tables.a.len() > 5,
+        "{} rows of a at the end",
+        tables.a.len()
+    );
     assert_eq!(checked, steps * views.len());
 }
 
