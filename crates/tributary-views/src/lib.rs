@@ -17,6 +17,7 @@ pub mod dataflow;
 pub mod datum;
 pub mod engine;
 pub mod expr;
+pub mod sql;
 
 /// A logical time: the position of one source transaction on the one
 /// timeline of all sources.

@@ -10,136 +10,62 @@
 use std::collections::BTreeMap;
 
 use tributary_testkit::PgCluster;
-use tributary_views::{Aggregate, BinaryOp, Datum, Engine, Expr, Plan, Row};
+use tributary_views::sql::{self, Catalog, ColumnDesc, Kind, Relation};
+use tributary_views::{Datum, Engine, Row};
 
 /// Input 0: `a(id int primary key, grp int, amt numeric(10,2))`.
 const A: usize = 0;
 /// Input 1: `b(grp int primary key, name text)`.
 const B: usize = 1;
 
-fn get(input: usize) -> Box<Plan> {
-    Box::new(Plan::Get(input))
-}
+/// The views: PostgreSQL runs each SQL from scratch; the engine keeps the
+/// plan the planner makes of the same text. The source is named after the
+/// oracle's database, so `oracle.public.a` means the same table in both.
+const VIEWS: &[&str] = &[
+    "SELECT id, amt * 2 FROM oracle.public.a WHERE grp > 3",
+    "SELECT grp, count(*), count(amt), sum(amt), min(amt), max(amt) FROM oracle.public.a GROUP BY grp",
+    "SELECT a.id, a.amt, b.name FROM oracle.public.a JOIN oracle.public.b ON a.grp = b.grp",
+    "SELECT count(*), sum(amt), max(grp), sum(grp) FROM oracle.public.a",
+    // NULL keys on both sides: NULL = NULL is not true.
+    "SELECT x.id, y.id FROM oracle.public.a x JOIN oracle.public.a y ON x.grp = y.grp",
+    "SELECT DISTINCT grp FROM oracle.public.a",
+    "SELECT b.name, count(*), sum(a.amt) FROM oracle.public.a JOIN oracle.public.b ON a.grp = b.grp GROUP BY b.name",
+    "SELECT grp FROM oracle.public.a UNION ALL SELECT grp FROM oracle.public.b",
+    "SELECT grp FROM oracle.public.a UNION SELECT grp FROM oracle.public.b",
+    "SELECT id FROM oracle.public.a WHERE NOT (grp = 2 OR amt IS NULL)",
+    "SELECT grp, sum(amt) - min(amt) AS spread, count(*) * 10 FROM oracle.public.a \
+     GROUP BY grp HAVING count(*) > 1 AND max(amt) IS NOT NULL",
+    "SELECT x.id, b.name, y.id FROM oracle.public.a x JOIN oracle.public.b ON x.grp = b.grp \
+     JOIN oracle.public.a y ON y.grp = b.grp AND y.id < x.id",
+    "SELECT * FROM oracle.public.b WHERE name IS NULL OR grp <= 2",
+];
 
-fn col(i: usize) -> Expr {
-    Expr::column(i)
-}
-
-fn int(i: i64) -> Expr {
-    Expr::Literal(Datum::Int(i))
-}
-
-fn a_join_b() -> Box<Plan> {
-    Box::new(Plan::Join {
-        left: get(A),
-        right: get(B),
-        left_key: vec![1],
-        right_key: vec![0],
-    })
-}
-
-/// Each view: the SQL PostgreSQL runs, and the plan the engine keeps.
-fn views() -> Vec<(&'static str, Plan)> {
-    vec![
-        (
-            "SELECT id, amt * 2 FROM a WHERE grp > 3",
-            Plan::Map {
-                input: Box::new(Plan::Filter {
-                    input: get(A),
-                    predicate: Expr::binary(BinaryOp::Gt, col(1), int(3)),
-                }),
-                exprs: vec![col(0), Expr::binary(BinaryOp::Mul, col(2), int(2))],
-            },
-        ),
-        (
-            "SELECT grp, count(*), count(amt), sum(amt), min(amt), max(amt) FROM a GROUP BY grp",
-            Plan::Reduce {
-                input: get(A),
-                group: vec![1],
-                aggregates: vec![
-                    Aggregate::CountRows,
-                    Aggregate::Count(2),
-                    Aggregate::Sum(2),
-                    Aggregate::Min(2),
-                    Aggregate::Max(2),
-                ],
-            },
-        ),
-        (
-            "SELECT a.id, a.amt, b.name FROM a JOIN b ON a.grp = b.grp",
-            Plan::Map {
-                input: a_join_b(),
-                exprs: vec![col(0), col(2), col(4)],
-            },
-        ),
-        (
-            "SELECT count(*), sum(amt), max(grp), sum(grp) FROM a",
-            Plan::Reduce {
-                input: get(A),
-                group: vec![],
-                aggregates: vec![
-                    Aggregate::CountRows,
-                    Aggregate::Sum(2),
-                    Aggregate::Max(1),
-                    Aggregate::Sum(1),
-                ],
-            },
-        ),
-        (
-            // NULL keys on both sides: NULL = NULL is not true.
-            "SELECT x.id, y.id FROM a x JOIN a y ON x.grp = y.grp",
-            Plan::Map {
-                input: Box::new(Plan::Join {
-                    left: get(A),
-                    right: get(A),
-                    left_key: vec![1],
-                    right_key: vec![1],
-                }),
-                exprs: vec![col(0), col(3)],
-            },
-        ),
-        (
-            "SELECT DISTINCT grp FROM a",
-            Plan::Distinct(Box::new(Plan::Map {
-                input: get(A),
-                exprs: vec![col(1)],
-            })),
-        ),
-        (
-            "SELECT b.name, count(*), sum(a.amt) FROM a JOIN b ON a.grp = b.grp GROUP BY b.name",
-            Plan::Reduce {
-                input: a_join_b(),
-                group: vec![4],
-                aggregates: vec![Aggregate::CountRows, Aggregate::Sum(2)],
-            },
-        ),
-        (
-            "SELECT grp FROM a UNION ALL SELECT grp FROM b",
-            Plan::Union(vec![
-                Plan::Map {
-                    input: get(A),
-                    exprs: vec![col(1)],
-                },
-                Plan::Map {
-                    input: get(B),
-                    exprs: vec![col(0)],
-                },
-            ]),
-        ),
-        (
-            "SELECT id FROM a WHERE NOT (grp = 2 OR amt IS NULL)",
-            Plan::Map {
-                input: Box::new(Plan::Filter {
-                    input: get(A),
-                    predicate: Expr::Not(Box::new(Expr::Or(
-                        Box::new(Expr::binary(BinaryOp::Eq, col(1), int(2))),
-                        Box::new(Expr::IsNull(Box::new(col(2)))),
-                    ))),
-                }),
-                exprs: vec![col(0)],
-            },
-        ),
-    ]
+fn catalog() -> Catalog {
+    let column = |name: &str, kind| ColumnDesc {
+        name: name.into(),
+        kind,
+    };
+    let mut catalog = Catalog::default();
+    let name = |t: &str| ["oracle".into(), "public".into(), t.into()];
+    assert_eq!(
+        catalog.add(Relation {
+            name: name("a"),
+            columns: vec![
+                column("id", Kind::Int),
+                column("grp", Kind::Int),
+                column("amt", Kind::Numeric)
+            ],
+        }),
+        A
+    );
+    assert_eq!(
+        catalog.add(Relation {
+            name: name("b"),
+            columns: vec![column("grp", Kind::Int), column("name", Kind::Text)],
+        }),
+        B
+    );
+    catalog
 }
 
 /// The rows both sides hold, as the engine sees them and as SQL literals.
@@ -290,8 +216,16 @@ fn run(seed: u64, steps: usize) {
          CREATE TABLE b (grp int PRIMARY KEY, name text);",
     ))
     .unwrap();
-    let views = views();
-    let engine = Engine::start(2, views.iter().map(|(_, p)| p.clone()).collect());
+    let catalog = catalog();
+    let plans = VIEWS
+        .iter()
+        .map(|sql| {
+            sql::plan(sql, &catalog)
+                .unwrap_or_else(|e| panic!("{sql}: {e}"))
+                .plan
+        })
+        .collect();
+    let engine = Engine::start(2, plans);
     let mut rng = fastrand::Rng::with_seed(seed);
     let mut tables = Tables::default();
     let mut checked = 0;
@@ -299,7 +233,7 @@ fn run(seed: u64, steps: usize) {
         let (sql, changes) = transaction(&mut rng, &mut tables);
         rt.block_on(db.batch_execute(&sql)).unwrap();
         engine.apply(changes);
-        for (i, (query, _)) in views.iter().enumerate() {
+        for (i, query) in VIEWS.iter().enumerate() {
             let expected = rt.block_on(oracle_rows(&db, query));
             let got = engine_rows(&engine, i);
             assert_eq!(
@@ -315,7 +249,7 @@ fn run(seed: u64, steps: usize) {
         "{} rows of a at the end",
         tables.a.len()
     );
-    assert_eq!(checked, steps * views.len());
+    assert_eq!(checked, steps * VIEWS.len());
 }
 
 #[test]

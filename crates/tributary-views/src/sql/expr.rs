@@ -1,0 +1,406 @@
+//! Expressions: names resolved against the FROM clause's columns, kinds
+//! checked as PostgreSQL checks them, aggregates gathered for `Reduce`.
+
+use sqlparser::ast::{
+    self, BinaryOperator, FunctionArg, FunctionArgExpr, FunctionArguments, Spanned, UnaryOperator,
+};
+
+use super::{ColumnDesc, Kind, PlanError};
+use crate::dataflow::Aggregate;
+use crate::datum::Datum;
+use crate::expr::{BinaryOp, Expr};
+
+/// One column in scope: the relation (or alias) it comes from, its name.
+#[derive(Debug, Clone)]
+pub(super) struct ScopeColumn {
+    pub(super) qualifier: String,
+    name: String,
+    kind: Kind,
+}
+
+impl ScopeColumn {
+    /// `qualifier.name`, as a projection item named `name`.
+    pub(super) fn reference(&self) -> (ast::Expr, String) {
+        let e = ast::Expr::CompoundIdentifier(vec![
+            ast::Ident::new(&self.qualifier),
+            ast::Ident::new(&self.name),
+        ]);
+        (e, self.name.clone())
+    }
+}
+
+/// The columns a SELECT's expressions can name, in the row's order.
+#[derive(Debug, Clone)]
+pub(super) struct Scope {
+    columns: Vec<ScopeColumn>,
+}
+
+impl Scope {
+    pub(super) fn of_relation(qualifier: &str, columns: &[ColumnDesc]) -> Self {
+        Self {
+            columns: columns
+                .iter()
+                .map(|c| ScopeColumn {
+                    qualifier: qualifier.to_owned(),
+                    name: c.name.clone(),
+                    kind: c.kind,
+                })
+                .collect(),
+        }
+    }
+
+    pub(super) fn columns(&self) -> &[ScopeColumn] {
+        &self.columns
+    }
+
+    /// This scope's columns, then `right`'s (a join's row).
+    pub(super) fn join(&self, right: Scope) -> Result<Scope, PlanError> {
+        if let Some(c) = right
+            .columns
+            .iter()
+            .find(|c| self.columns.iter().any(|l| l.qualifier == c.qualifier))
+        {
+            return Err(PlanError::new(format!(
+                "table name \"{}\" specified more than once",
+                c.qualifier
+            ))
+            .with_hint("give one of them an alias"));
+        }
+        let mut columns = self.columns.clone();
+        columns.extend(right.columns);
+        Ok(Scope { columns })
+    }
+
+    fn resolve(&self, qualifier: Option<&str>, name: &str) -> Result<(usize, Kind), PlanError> {
+        let mut found = self
+            .columns
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.name == name && qualifier.is_none_or(|q| c.qualifier == q));
+        match (found.next(), found.next()) {
+            (Some((i, c)), None) => Ok((i, c.kind)),
+            (Some(_), Some(_)) => Err(PlanError::new(format!(
+                "column reference \"{name}\" is ambiguous"
+            ))),
+            (None, _) => Err(PlanError::new(match qualifier {
+                Some(q) => format!("column {q}.{name} does not exist"),
+                None => format!("column \"{name}\" does not exist"),
+            })),
+        }
+    }
+
+    /// A scalar expression (no aggregates) over this scope's row.
+    pub(super) fn expr(&self, e: &ast::Expr) -> Result<(Expr, Kind), PlanError> {
+        scalar(e, &mut |e| match e {
+            ast::Expr::Identifier(i) => Some(
+                self.resolve(None, &i.value)
+                    .map(|(c, k)| (Expr::Column(c), k)),
+            ),
+            ast::Expr::CompoundIdentifier(parts) => Some(match parts.as_slice() {
+                [q, n] => self
+                    .resolve(Some(&q.value), &n.value)
+                    .map(|(c, k)| (Expr::Column(c), k)),
+                _ => Err(PlanError::unsupported("this column reference", e.span())),
+            }),
+            ast::Expr::Function(f) if aggregate_name(f).is_some() => Some(Err(PlanError::new(
+                format!("aggregate functions are not allowed here: {}", f.name),
+            ))),
+            _ => None,
+        })
+    }
+
+    /// A predicate: an expression of kind boolean.
+    pub(super) fn boolean(&self, e: &ast::Expr) -> Result<Expr, PlanError> {
+        let (expr, kind) = self.expr(e)?;
+        expect_bool(kind, e)?;
+        Ok(expr)
+    }
+}
+
+fn expect_bool(kind: Kind, e: &ast::Expr) -> Result<(), PlanError> {
+    match kind {
+        Kind::Bool | Kind::Unknown => Ok(()),
+        other => Err(PlanError::new(format!(
+            "argument must be type boolean, not {other:?}: {e}"
+        ))),
+    }
+}
+
+/// The aggregates of a grouped SELECT, gathered as its expressions are
+/// planned over the `Reduce` output (group columns, then aggregates).
+pub(super) struct Aggregates<'a> {
+    scope: &'a Scope,
+    list: Vec<Aggregate>,
+}
+
+impl<'a> Aggregates<'a> {
+    pub(super) fn new(scope: &'a Scope) -> Self {
+        Self {
+            scope,
+            list: Vec::new(),
+        }
+    }
+
+    pub(super) fn into_list(self) -> Vec<Aggregate> {
+        self.list
+    }
+
+    /// Whether `e` calls an aggregate function anywhere.
+    pub(super) fn contains(e: &ast::Expr) -> bool {
+        let mut found = false;
+        let _ = ast::visit_expressions(e, |e| {
+            if matches!(e, ast::Expr::Function(f) if aggregate_name(f).is_some()) {
+                found = true;
+            }
+            std::ops::ControlFlow::<()>::Continue(())
+        });
+        found
+    }
+
+    /// An expression over the reduced row: group columns by position in
+    /// `group`, aggregate calls by their own column.
+    pub(super) fn expr(
+        &mut self,
+        e: &ast::Expr,
+        group: &[usize],
+    ) -> Result<(Expr, Kind), PlanError> {
+        let scope = self.scope;
+        scalar(e, &mut |e| match e {
+            ast::Expr::Identifier(_) | ast::Expr::CompoundIdentifier(_) => {
+                Some(scope.expr(e).and_then(|(col, kind)| match col {
+                    Expr::Column(c) => match group.iter().position(|g| *g == c) {
+                        Some(p) => Ok((Expr::Column(p), kind)),
+                        None => Err(PlanError::new(format!(
+                            "column \"{e}\" must appear in the GROUP BY clause or be used in \
+                             an aggregate function"
+                        ))),
+                    },
+                    _ => unreachable!("a name resolves to a column"),
+                }))
+            }
+            ast::Expr::Function(f) => aggregate_name(f).map(|name| {
+                let (aggregate, kind) = self.call(name, f)?;
+                let index = match self.list.iter().position(|a| *a == aggregate) {
+                    Some(i) => i,
+                    None => {
+                        self.list.push(aggregate);
+                        self.list.len() - 1
+                    }
+                };
+                Ok((Expr::Column(group.len() + index), kind))
+            }),
+            _ => None,
+        })
+    }
+
+    pub(super) fn boolean(&mut self, e: &ast::Expr, group: &[usize]) -> Result<Expr, PlanError> {
+        let (expr, kind) = self.expr(e, group)?;
+        expect_bool(kind, e)?;
+        Ok(expr)
+    }
+
+    /// `count(*)`, `count(x)`, `sum(x)`, `min(x)`, `max(x)` of a column.
+    fn call(&self, name: &str, f: &ast::Function) -> Result<(Aggregate, Kind), PlanError> {
+        let refuse = |what: &str| Err(PlanError::unsupported(what, f.span()));
+        if f.filter.is_some() || f.over.is_some() || !f.within_group.is_empty() {
+            return refuse("FILTER/OVER/WITHIN GROUP on an aggregate");
+        }
+        let FunctionArguments::List(list) = &f.args else {
+            return refuse("this aggregate call");
+        };
+        if list.duplicate_treatment.is_some() || !list.clauses.is_empty() {
+            return refuse("DISTINCT or ORDER BY inside an aggregate (not yet)");
+        }
+        let arg = match list.args.as_slice() {
+            [FunctionArg::Unnamed(FunctionArgExpr::Wildcard)] if name == "count" => {
+                return Ok((Aggregate::CountRows, Kind::Int))
+            }
+            [FunctionArg::Unnamed(FunctionArgExpr::Expr(e))] => e,
+            _ => return refuse("this aggregate's arguments"),
+        };
+        let (column, kind) = match self.scope.expr(arg)? {
+            (Expr::Column(c), kind) => (c, kind),
+            _ => return refuse("an aggregate of an expression (aggregate a column)"),
+        };
+        Ok(match name {
+            "count" => (Aggregate::Count(column), Kind::Int),
+            "sum" if kind.is_numeric() => (Aggregate::Sum(column), kind),
+            "sum" => {
+                return Err(PlanError::new(format!(
+                    "function sum({kind:?}) does not exist"
+                )))
+            }
+            "min" => (Aggregate::Min(column), kind),
+            "max" => (Aggregate::Max(column), kind),
+            _ => return refuse("avg (not yet)"),
+        })
+    }
+}
+
+fn aggregate_name(f: &ast::Function) -> Option<&'static str> {
+    let name = f.name.to_string().to_lowercase();
+    ["count", "sum", "min", "max", "avg"]
+        .into_iter()
+        .find(|n| *n == name)
+}
+
+/// Plans the scalar parts of `e`; `leaf` plans names and function calls
+/// (returning `None` for what it does not handle).
+fn scalar(
+    e: &ast::Expr,
+    leaf: &mut dyn FnMut(&ast::Expr) -> Option<Result<(Expr, Kind), PlanError>>,
+) -> Result<(Expr, Kind), PlanError> {
+    if let Some(planned) = leaf(e) {
+        return planned;
+    }
+    Ok(match e {
+        ast::Expr::Nested(inner) => scalar(inner, leaf)?,
+        ast::Expr::Value(v) => literal(&v.value, e)?,
+        ast::Expr::IsNull(inner) => (Expr::IsNull(Box::new(scalar(inner, leaf)?.0)), Kind::Bool),
+        ast::Expr::IsNotNull(inner) => (
+            Expr::Not(Box::new(Expr::IsNull(Box::new(scalar(inner, leaf)?.0)))),
+            Kind::Bool,
+        ),
+        ast::Expr::UnaryOp {
+            op: UnaryOperator::Not,
+            expr,
+        } => {
+            let (x, kind) = scalar(expr, leaf)?;
+            expect_bool(kind, expr)?;
+            (Expr::Not(Box::new(x)), Kind::Bool)
+        }
+        ast::Expr::UnaryOp {
+            op: UnaryOperator::Minus,
+            expr,
+        } => {
+            let (x, kind) = scalar(expr, leaf)?;
+            match (x, kind) {
+                (Expr::Literal(Datum::Int(i)), _) => (Expr::Literal(Datum::Int(-i)), Kind::Int),
+                (Expr::Literal(Datum::Numeric(n)), _) => {
+                    (Expr::Literal(Datum::Numeric(-n)), Kind::Numeric)
+                }
+                (x, kind @ (Kind::Int | Kind::Numeric)) => (
+                    Expr::binary(BinaryOp::Sub, Expr::Literal(Datum::Int(0)), x),
+                    kind,
+                ),
+                _ => return Err(PlanError::unsupported("unary minus of this type", e.span())),
+            }
+        }
+        ast::Expr::BinaryOp { left, op, right } => {
+            let (l, lk) = scalar(left, leaf)?;
+            let (r, rk) = scalar(right, leaf)?;
+            binary(op, (l, lk), (r, rk), e)?
+        }
+        _ => return Err(PlanError::unsupported(&construct(e), e.span())),
+    })
+}
+
+fn binary(
+    op: &BinaryOperator,
+    (l, lk): (Expr, Kind),
+    (r, rk): (Expr, Kind),
+    e: &ast::Expr,
+) -> Result<(Expr, Kind), PlanError> {
+    use BinaryOperator as B;
+    let mismatch = || PlanError::new(format!("operator does not exist: {lk:?} {op} {rk:?}"));
+    Ok(match op {
+        B::And | B::Or => {
+            if !matches!(lk, Kind::Bool | Kind::Unknown)
+                || !matches!(rk, Kind::Bool | Kind::Unknown)
+            {
+                return Err(mismatch());
+            }
+            let (l, r) = (Box::new(l), Box::new(r));
+            (
+                if *op == B::And {
+                    Expr::And(l, r)
+                } else {
+                    Expr::Or(l, r)
+                },
+                Kind::Bool,
+            )
+        }
+        B::Plus | B::Minus | B::Multiply => {
+            let kind = match (lk, rk) {
+                (Kind::Int, Kind::Int) => Kind::Int,
+                (Kind::Float, Kind::Float) => Kind::Float,
+                (Kind::Int | Kind::Numeric, Kind::Int | Kind::Numeric) => Kind::Numeric,
+                (Kind::Unknown, k) | (k, Kind::Unknown) if k.is_numeric() => k,
+                _ => return Err(mismatch()),
+            };
+            let op = match op {
+                B::Plus => BinaryOp::Add,
+                B::Minus => BinaryOp::Sub,
+                _ => BinaryOp::Mul,
+            };
+            (Expr::binary(op, l, r), kind)
+        }
+        B::Eq | B::NotEq | B::Lt | B::LtEq | B::Gt | B::GtEq => {
+            let comparable = lk == rk
+                || lk == Kind::Unknown
+                || rk == Kind::Unknown
+                || matches!(
+                    (lk, rk),
+                    (Kind::Int | Kind::Numeric, Kind::Int | Kind::Numeric)
+                )
+                || matches!(
+                    (lk, rk),
+                    (Kind::Int, Kind::Float) | (Kind::Float, Kind::Int)
+                );
+            if !comparable {
+                return Err(mismatch());
+            }
+            let op = match op {
+                B::Eq => BinaryOp::Eq,
+                B::NotEq => BinaryOp::NotEq,
+                B::Lt => BinaryOp::Lt,
+                B::LtEq => BinaryOp::LtEq,
+                B::Gt => BinaryOp::Gt,
+                _ => BinaryOp::GtEq,
+            };
+            (Expr::binary(op, l, r), Kind::Bool)
+        }
+        other => {
+            return Err(PlanError::unsupported(
+                &format!("operator {other} (not yet)"),
+                e.span(),
+            ))
+        }
+    })
+}
+
+fn literal(v: &ast::Value, e: &ast::Expr) -> Result<(Expr, Kind), PlanError> {
+    Ok(match v {
+        ast::Value::Null => (Expr::Literal(Datum::Null), Kind::Unknown),
+        ast::Value::Boolean(b) => (Expr::Literal(Datum::Bool(*b)), Kind::Bool),
+        ast::Value::SingleQuotedString(s) => (Expr::Literal(Datum::Text(s.clone())), Kind::Text),
+        ast::Value::Number(text, _) => match text.parse::<i64>() {
+            // PostgreSQL: an integer literal that fits is an integer.
+            Ok(i) if !text.contains(['.', 'e', 'E']) => (Expr::Literal(Datum::Int(i)), Kind::Int),
+            _ => (
+                Expr::Literal(Datum::Numeric(
+                    text.parse()
+                        .map_err(|_| PlanError::new(format!("invalid number \"{text}\"")))?,
+                )),
+                Kind::Numeric,
+            ),
+        },
+        _ => return Err(PlanError::unsupported("this literal", e.span())),
+    })
+}
+
+/// A short name for an expression form, for refusals.
+fn construct(e: &ast::Expr) -> String {
+    match e {
+        ast::Expr::Function(f) => format!("function {} (not yet)", f.name),
+        ast::Expr::Case { .. } => "CASE (not yet)".into(),
+        ast::Expr::Cast { .. } => "CAST (not yet)".into(),
+        ast::Expr::Subquery(_) | ast::Expr::InSubquery { .. } | ast::Expr::Exists { .. } => {
+            "a subquery in an expression".into()
+        }
+        ast::Expr::InList { .. } => "IN (…) (not yet)".into(),
+        ast::Expr::Between { .. } => "BETWEEN (not yet)".into(),
+        ast::Expr::Like { .. } | ast::Expr::ILike { .. } => "LIKE (not yet)".into(),
+        _ => "this expression".into(),
+    }
+}

@@ -1,0 +1,216 @@
+//! A view's SQL, parsed with `sqlparser` (PostgreSQL dialect) and planned
+//! into [`Plan`] operators over the input relations of a [`Catalog`].
+//!
+//! Whatever this planner does not evaluate exactly as PostgreSQL does is
+//! refused when the view is declared, naming the construct and where it
+//! is ([`PlanError`]); nothing is approximated.
+
+mod expr;
+mod select;
+
+use sqlparser::ast::{SetExpr, SetOperator, SetQuantifier, Statement};
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::parser::Parser;
+
+use crate::dataflow::Plan;
+
+/// What a column holds, as far as planning needs to know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Bool,
+    Int,
+    Numeric,
+    Float,
+    Text,
+    Date,
+    Time,
+    Timestamp,
+    TimestampTz,
+    Uuid,
+    Bytes,
+    /// NULL literals: any kind.
+    Unknown,
+}
+
+impl Kind {
+    /// The kind of a PostgreSQL type as `format_type` spells it; `None`
+    /// for types views cannot compute with yet.
+    pub fn of_sql_type(sql_type: &str) -> Option<Kind> {
+        let base = sql_type.split('(').next().unwrap_or(sql_type).trim();
+        Some(match base {
+            "boolean" => Kind::Bool,
+            "smallint" | "integer" | "bigint" => Kind::Int,
+            "numeric" => Kind::Numeric,
+            "real" | "double precision" => Kind::Float,
+            "text" | "character varying" | "character" | "varchar" | "char" | "name" => Kind::Text,
+            "date" => Kind::Date,
+            "time without time zone" | "time" => Kind::Time,
+            "timestamp without time zone" | "timestamp" => Kind::Timestamp,
+            "timestamp with time zone" | "timestamptz" => Kind::TimestampTz,
+            "uuid" => Kind::Uuid,
+            "bytea" => Kind::Bytes,
+            _ => return None,
+        })
+    }
+
+    fn is_numeric(self) -> bool {
+        matches!(
+            self,
+            Kind::Int | Kind::Numeric | Kind::Float | Kind::Unknown
+        )
+    }
+}
+
+/// One column of a relation or view: its name and kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColumnDesc {
+    pub name: String,
+    pub kind: Kind,
+}
+
+/// One input relation views may read: `source.schema.table`.
+#[derive(Debug, Clone)]
+pub struct Relation {
+    /// `[source, schema, table]`.
+    pub name: [String; 3],
+    pub columns: Vec<ColumnDesc>,
+}
+
+/// The relations views read, by input index.
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    relations: Vec<Relation>,
+}
+
+impl Catalog {
+    /// Adds a relation; returns its input index.
+    pub fn add(&mut self, relation: Relation) -> usize {
+        self.relations.push(relation);
+        self.relations.len() - 1
+    }
+
+    fn find(&self, parts: &[String]) -> Option<(usize, &Relation)> {
+        self.relations
+            .iter()
+            .enumerate()
+            .find(|(_, r)| r.name.as_slice() == parts)
+    }
+}
+
+/// A planned view: its plan and its output columns.
+#[derive(Debug, Clone)]
+pub struct PlannedView {
+    pub plan: Plan,
+    pub columns: Vec<ColumnDesc>,
+}
+
+/// Why a view's SQL is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct PlanError {
+    message: String,
+    detail: Option<String>,
+    hint: Option<String>,
+}
+
+impl PlanError {
+    pub(crate) fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            detail: None,
+            hint: None,
+        }
+    }
+
+    /// A construct the planner does not support, and where it starts.
+    pub(crate) fn unsupported(construct: &str, at: sqlparser::tokenizer::Span) -> Self {
+        let mut e = Self::new(format!("{construct} is not supported in views"));
+        if at.start.line > 0 {
+            e.detail = Some(format!(
+                "at line {}, column {}",
+                at.start.line, at.start.column
+            ));
+        }
+        e.hint = Some(
+            "views support SELECT with expressions, WHERE, JOIN … ON equalities, GROUP BY with \
+             COUNT/SUM/MIN/MAX, HAVING, DISTINCT and UNION [ALL]"
+                .into(),
+        );
+        e
+    }
+
+    pub(crate) fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    pub fn detail(&self) -> Option<&str> {
+        self.detail.as_deref()
+    }
+
+    pub fn hint(&self) -> Option<&str> {
+        self.hint.as_deref()
+    }
+}
+
+/// Plans one view's `SELECT` over `catalog`.
+pub fn plan(sql: &str, catalog: &Catalog) -> Result<PlannedView, PlanError> {
+    let mut statements = Parser::parse_sql(&PostgreSqlDialect {}, sql)
+        .map_err(|e| PlanError::new("syntax error in view SQL").with_hint(e.to_string()))?;
+    let statement = match statements.len() {
+        1 => statements.remove(0),
+        n => {
+            return Err(PlanError::new(format!(
+                "a view is one SELECT, not {n} statements"
+            )))
+        }
+    };
+    let Statement::Query(query) = statement else {
+        return Err(PlanError::new("a view is a SELECT statement"));
+    };
+    select::query(&query, catalog)
+}
+
+/// Plans a set expression: a SELECT, a parenthesised query, or a UNION.
+fn set_expr(body: &SetExpr, catalog: &Catalog) -> Result<PlannedView, PlanError> {
+    use sqlparser::ast::Spanned;
+    match body {
+        SetExpr::Select(select) => select::select(select, catalog),
+        SetExpr::Query(query) => select::query(query, catalog),
+        SetExpr::SetOperation {
+            op: SetOperator::Union,
+            set_quantifier,
+            left,
+            right,
+        } => {
+            let (l, r) = (set_expr(left, catalog)?, set_expr(right, catalog)?);
+            if l.columns.len() != r.columns.len() {
+                return Err(PlanError::new(
+                    "each UNION query must have the same number of columns",
+                ));
+            }
+            let plan = Plan::Union(vec![l.plan, r.plan]);
+            let plan = match set_quantifier {
+                SetQuantifier::All => plan,
+                SetQuantifier::None | SetQuantifier::Distinct => Plan::Distinct(Box::new(plan)),
+                _ => return Err(PlanError::unsupported("this UNION quantifier", body.span())),
+            };
+            Ok(PlannedView {
+                plan,
+                columns: l.columns,
+            })
+        }
+        other => Err(PlanError::unsupported(
+            match other {
+                SetExpr::SetOperation { op, .. } => match op {
+                    SetOperator::Intersect => "INTERSECT",
+                    SetOperator::Except => "EXCEPT",
+                    _ => "this set operation",
+                },
+                SetExpr::Values(_) => "VALUES",
+                _ => "this query form",
+            },
+            other.span(),
+        )),
+    }
+}
