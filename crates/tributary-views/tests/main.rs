@@ -2,3 +2,4 @@
 //! PostgreSQL computing the same SQL from scratch.
 
 mod oracle;
+mod refused;

@@ -244,12 +244,12 @@ fn aggregate_name(f: &ast::Function) -> Option<&'static str> {
         .find(|n| *n == name)
 }
 
+/// A planned expression and its kind.
+type Planned = Result<(Expr, Kind), PlanError>;
+
 /// Plans the scalar parts of `e`; `leaf` plans names and function calls
 /// (returning `None` for what it does not handle).
-fn scalar(
-    e: &ast::Expr,
-    leaf: &mut dyn FnMut(&ast::Expr) -> Option<Result<(Expr, Kind), PlanError>>,
-) -> Result<(Expr, Kind), PlanError> {
+fn scalar(e: &ast::Expr, leaf: &mut dyn FnMut(&ast::Expr) -> Option<Planned>) -> Planned {
     if let Some(planned) = leaf(e) {
         return planned;
     }
