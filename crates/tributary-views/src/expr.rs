@@ -19,6 +19,9 @@ pub enum Expr {
     Or(Box<Expr>, Box<Expr>),
     Not(Box<Expr>),
     IsNull(Box<Expr>),
+    /// An integer of this many bits: PostgreSQL's `smallint`/`integer`
+    /// arithmetic fails past its width rather than widening.
+    InRange(u8, Box<Expr>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,6 +42,8 @@ pub enum BinaryOp {
 pub enum EvalError {
     #[error("bigint out of range")]
     IntegerOverflow,
+    #[error("{0} out of range")]
+    OutOfRange(&'static str),
     #[error("operator does not exist: {0}")]
     TypeMismatch(String),
 }
@@ -72,6 +77,18 @@ impl Expr {
                 None => Datum::Null,
             },
             Expr::IsNull(e) => Datum::Bool(e.eval(row)?.is_null()),
+            Expr::InRange(bits, e) => match e.eval(row)? {
+                Datum::Int(i)
+                    if *bits < 64 && !(-(1i64 << (bits - 1))..1i64 << (bits - 1)).contains(&i) =>
+                {
+                    return Err(EvalError::OutOfRange(if *bits == 16 {
+                        "smallint"
+                    } else {
+                        "integer"
+                    }))
+                }
+                other => other,
+            },
         })
     }
 

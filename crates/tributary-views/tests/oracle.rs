@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 
 use tributary_testkit::PgCluster;
-use tributary_views::sql::{self, Catalog, ColumnDesc, Kind, Relation};
+use tributary_views::sql::{self, Catalog, ColumnDesc, Kind, Relation, Width};
 use tributary_views::{Datum, Engine, Row};
 
 /// Input 0: `a(id int primary key, grp int, amt numeric(10,2))`.
@@ -51,8 +51,8 @@ fn catalog() -> Catalog {
         catalog.add(Relation {
             name: name("a"),
             columns: vec![
-                column("id", Kind::Int),
-                column("grp", Kind::Int),
+                column("id", Kind::Int(Width::I32)),
+                column("grp", Kind::Int(Width::I32)),
                 column("amt", Kind::Numeric)
             ],
         }),
@@ -61,7 +61,10 @@ fn catalog() -> Catalog {
     assert_eq!(
         catalog.add(Relation {
             name: name("b"),
-            columns: vec![column("grp", Kind::Int), column("name", Kind::Text)],
+            columns: vec![
+                column("grp", Kind::Int(Width::I32)),
+                column("name", Kind::Text)
+            ],
         }),
         B
     );

@@ -1,7 +1,7 @@
 //! SQL a view cannot evaluate exactly is refused when it is declared,
 //! naming the construct and where it starts; never approximated.
 
-use tributary_views::sql::{self, Catalog, ColumnDesc, Kind, Relation};
+use tributary_views::sql::{self, Catalog, ColumnDesc, Kind, Relation, Width};
 
 fn catalog() -> Catalog {
     let mut catalog = Catalog::default();
@@ -10,7 +10,7 @@ fn catalog() -> Catalog {
         columns: vec![
             ColumnDesc {
                 name: "id".into(),
-                kind: Kind::Int,
+                kind: Kind::Int(Width::I32),
             },
             ColumnDesc {
                 name: "owner".into(),

@@ -5,7 +5,7 @@ use sqlparser::ast::{
     self, BinaryOperator, FunctionArg, FunctionArgExpr, FunctionArguments, Spanned, UnaryOperator,
 };
 
-use super::{ColumnDesc, Kind, PlanError};
+use super::{ColumnDesc, Kind, PlanError, Width};
 use crate::dataflow::Aggregate;
 use crate::datum::Datum;
 use crate::expr::{BinaryOp, Expr};
@@ -213,7 +213,7 @@ impl<'a> Aggregates<'a> {
         }
         let arg = match list.args.as_slice() {
             [FunctionArg::Unnamed(FunctionArgExpr::Wildcard)] if name == "count" => {
-                return Ok((Aggregate::CountRows, Kind::Int))
+                return Ok((Aggregate::CountRows, Kind::Int(Width::I64)))
             }
             [FunctionArg::Unnamed(FunctionArgExpr::Expr(e))] => e,
             _ => return refuse("this aggregate's arguments"),
@@ -223,13 +223,18 @@ impl<'a> Aggregates<'a> {
             _ => return refuse("an aggregate of an expression (aggregate a column)"),
         };
         Ok(match name {
-            "count" => (Aggregate::Count(column), Kind::Int),
-            "sum" if kind.is_numeric() => (Aggregate::Sum(column), kind),
-            "sum" => {
-                return Err(PlanError::new(format!(
-                    "function sum({kind:?}) does not exist"
-                )))
-            }
+            "count" => (Aggregate::Count(column), Kind::Int(Width::I64)),
+            // sum(smallint/integer) is bigint; sum(bigint) is numeric.
+            "sum" => match kind {
+                Kind::Int(Width::I64) => (Aggregate::Sum(column), Kind::Numeric),
+                Kind::Int(_) => (Aggregate::Sum(column), Kind::Int(Width::I64)),
+                k if k.is_numeric() => (Aggregate::Sum(column), k),
+                _ => {
+                    return Err(PlanError::new(format!(
+                        "function sum({kind:?}) does not exist"
+                    )))
+                }
+            },
             "min" => (Aggregate::Min(column), kind),
             "max" => (Aggregate::Max(column), kind),
             _ => return refuse("avg (not yet)"),
@@ -275,12 +280,15 @@ fn scalar(e: &ast::Expr, leaf: &mut dyn FnMut(&ast::Expr) -> Option<Planned>) ->
         } => {
             let (x, kind) = scalar(expr, leaf)?;
             match (x, kind) {
-                (Expr::Literal(Datum::Int(i)), _) => (Expr::Literal(Datum::Int(-i)), Kind::Int),
+                (Expr::Literal(Datum::Int(i)), kind) => (Expr::Literal(Datum::Int(-i)), kind),
                 (Expr::Literal(Datum::Numeric(n)), _) => {
                     (Expr::Literal(Datum::Numeric(-n)), Kind::Numeric)
                 }
-                (x, kind @ (Kind::Int | Kind::Numeric)) => (
-                    Expr::binary(BinaryOp::Sub, Expr::Literal(Datum::Int(0)), x),
+                (x, kind @ (Kind::Int(_) | Kind::Numeric)) => (
+                    narrow(
+                        Expr::binary(BinaryOp::Sub, Expr::Literal(Datum::Int(0)), x),
+                        kind,
+                    ),
                     kind,
                 ),
                 _ => return Err(PlanError::unsupported("unary minus of this type", e.span())),
@@ -322,9 +330,9 @@ fn binary(
         }
         B::Plus | B::Minus | B::Multiply => {
             let kind = match (lk, rk) {
-                (Kind::Int, Kind::Int) => Kind::Int,
+                (Kind::Int(a), Kind::Int(b)) => Kind::Int(a.max(b)),
                 (Kind::Float, Kind::Float) => Kind::Float,
-                (Kind::Int | Kind::Numeric, Kind::Int | Kind::Numeric) => Kind::Numeric,
+                (Kind::Int(_) | Kind::Numeric, Kind::Int(_) | Kind::Numeric) => Kind::Numeric,
                 (Kind::Unknown, k) | (k, Kind::Unknown) if k.is_numeric() => k,
                 _ => return Err(mismatch()),
             };
@@ -333,7 +341,7 @@ fn binary(
                 B::Minus => BinaryOp::Sub,
                 _ => BinaryOp::Mul,
             };
-            (Expr::binary(op, l, r), kind)
+            (narrow(Expr::binary(op, l, r), kind), kind)
         }
         B::Eq | B::NotEq | B::Lt | B::LtEq | B::Gt | B::GtEq => {
             let comparable = lk == rk
@@ -341,11 +349,11 @@ fn binary(
                 || rk == Kind::Unknown
                 || matches!(
                     (lk, rk),
-                    (Kind::Int | Kind::Numeric, Kind::Int | Kind::Numeric)
+                    (Kind::Int(_) | Kind::Numeric, Kind::Int(_) | Kind::Numeric)
                 )
                 || matches!(
                     (lk, rk),
-                    (Kind::Int, Kind::Float) | (Kind::Float, Kind::Int)
+                    (Kind::Int(_), Kind::Float) | (Kind::Float, Kind::Int(_))
                 );
             if !comparable {
                 return Err(mismatch());
@@ -369,6 +377,15 @@ fn binary(
     })
 }
 
+/// Integer arithmetic of a narrower kind fails past its width.
+fn narrow(e: Expr, kind: Kind) -> Expr {
+    match kind {
+        Kind::Int(Width::I16) => Expr::InRange(16, Box::new(e)),
+        Kind::Int(Width::I32) => Expr::InRange(32, Box::new(e)),
+        _ => e,
+    }
+}
+
 fn literal(v: &ast::Value, e: &ast::Expr) -> Result<(Expr, Kind), PlanError> {
     Ok(match v {
         ast::Value::Null => (Expr::Literal(Datum::Null), Kind::Unknown),
@@ -376,7 +393,15 @@ fn literal(v: &ast::Value, e: &ast::Expr) -> Result<(Expr, Kind), PlanError> {
         ast::Value::SingleQuotedString(s) => (Expr::Literal(Datum::Text(s.clone())), Kind::Text),
         ast::Value::Number(text, _) => match text.parse::<i64>() {
             // PostgreSQL: an integer literal that fits is an integer.
-            Ok(i) if !text.contains(['.', 'e', 'E']) => (Expr::Literal(Datum::Int(i)), Kind::Int),
+            Ok(i) if !text.contains(['.', 'e', 'E']) => {
+                // `integer` if it fits, else `bigint`, as PostgreSQL types it.
+                let width = if i32::try_from(i).is_ok() {
+                    Width::I32
+                } else {
+                    Width::I64
+                };
+                (Expr::Literal(Datum::Int(i)), Kind::Int(width))
+            }
             _ => (
                 Expr::Literal(Datum::Numeric(
                     text.parse()

@@ -18,7 +18,9 @@ use crate::dataflow::Plan;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Bool,
-    Int,
+    /// `smallint`, `integer`, `bigint`: arithmetic stays in the wider
+    /// operand's width and fails past it, as in PostgreSQL.
+    Int(Width),
     Numeric,
     Float,
     Text,
@@ -39,7 +41,9 @@ impl Kind {
         let base = sql_type.split('(').next().unwrap_or(sql_type).trim();
         Some(match base {
             "boolean" => Kind::Bool,
-            "smallint" | "integer" | "bigint" => Kind::Int,
+            "smallint" => Kind::Int(Width::I16),
+            "integer" => Kind::Int(Width::I32),
+            "bigint" => Kind::Int(Width::I64),
             "numeric" => Kind::Numeric,
             "real" | "double precision" => Kind::Float,
             "text" | "character varying" | "character" | "varchar" | "char" | "name" => Kind::Text,
@@ -56,9 +60,17 @@ impl Kind {
     fn is_numeric(self) -> bool {
         matches!(
             self,
-            Kind::Int | Kind::Numeric | Kind::Float | Kind::Unknown
+            Kind::Int(_) | Kind::Numeric | Kind::Float | Kind::Unknown
         )
     }
+}
+
+/// The width of an integer kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Width {
+    I16,
+    I32,
+    I64,
 }
 
 /// One column of a relation or view: its name and kind.
