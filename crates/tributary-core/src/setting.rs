@@ -5,7 +5,6 @@
 //! The error texts start with `invalid duration` / `invalid size`; the
 //! config loader adds the hint that shows the accepted forms.
 
-use std::fmt;
 use std::time::Duration as StdDuration;
 
 use serde::de::{Deserialize, Deserializer, Error as _};
@@ -19,18 +18,8 @@ impl Duration {
         Self(StdDuration::from_secs(secs))
     }
 
-    pub const fn from_millis(millis: u64) -> Self {
-        Self(StdDuration::from_millis(millis))
-    }
-
     pub fn get(self) -> StdDuration {
         self.0
-    }
-}
-
-impl From<Duration> for StdDuration {
-    fn from(d: Duration) -> Self {
-        d.0
     }
 }
 
@@ -58,9 +47,8 @@ impl std::str::FromStr for Duration {
 
     fn from_str(text: &str) -> Result<Self, SettingError> {
         let bad = || SettingError::Duration(text.to_owned());
-        let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
-        let n: u64 = text[..split].parse().map_err(|_| bad())?;
-        let unit: u64 = match &text[split..] {
+        let (n, unit) = number_and_unit(text).ok_or_else(bad)?;
+        let unit: u64 = match unit {
             "ms" => 1,
             "s" => 1_000,
             "m" => 60_000,
@@ -73,10 +61,10 @@ impl std::str::FromStr for Duration {
     }
 }
 
-impl fmt::Display for Duration {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}ms", self.0.as_millis())
-    }
+/// `64MB` → `(64, "MB")`: leading digits, then the rest.
+fn number_and_unit(text: &str) -> Option<(u64, &str)> {
+    let split = text.find(|c: char| !c.is_ascii_digit())?;
+    Some((text[..split].parse().ok()?, &text[split..]))
 }
 
 impl<'de> Deserialize<'de> for Duration {
@@ -92,10 +80,6 @@ impl<'de> Deserialize<'de> for Duration {
 pub struct Size(u64);
 
 impl Size {
-    pub const fn bytes(n: u64) -> Self {
-        Self(n)
-    }
-
     pub fn get(self) -> u64 {
         self.0
     }
@@ -106,9 +90,8 @@ impl std::str::FromStr for Size {
 
     fn from_str(text: &str) -> Result<Self, SettingError> {
         let bad = || SettingError::Size(text.to_owned());
-        let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
-        let n: u64 = text[..split].parse().map_err(|_| bad())?;
-        let unit: u64 = match text[split..].to_ascii_uppercase().as_str() {
+        let (n, unit) = number_and_unit(text).ok_or_else(bad)?;
+        let unit: u64 = match unit.to_ascii_uppercase().as_str() {
             "B" => 1,
             "KB" => 1 << 10,
             "MB" => 1 << 20,
