@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 
 use crate::check::Finding;
-use crate::{ChangeEvent, Position};
+use crate::{ChangeEvent, Op, Position, TableRef, TableSchema};
 
 /// A boxed future, so that [`Source`] is usable as a trait object.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -37,6 +37,14 @@ pub trait Source: Send + Sync {
     /// start on a failure). An error means the checks could not even be
     /// made (an unreachable server); everything else is a finding.
     fn preflight(&self) -> BoxFuture<'_, Result<Vec<Finding>, SourceError>>;
+
+    /// The shape of every table this source captures, as its events will
+    /// carry it: what views are planned against before any event flows.
+    /// Sources that cannot tell before they run describe nothing (views
+    /// cannot read them).
+    fn describe(&self) -> BoxFuture<'_, Result<Vec<(TableRef, Arc<TableSchema>)>, SourceError>> {
+        Box::pin(std::future::ready(Ok(Vec::new())))
+    }
 
     /// Captures changes until `links.shutdown` becomes true or a fatal
     /// error, resuming after `resume` (`None`: from the very start, with the
@@ -112,6 +120,17 @@ pub struct Checkpoint {
 }
 
 impl Checkpoint {
+    /// Whether every event of the transaction that committed at `commit`
+    /// (an event's `id.commit`, with its `op`) has been sent once this
+    /// checkpoint has: a consumer that applies whole transactions (the view
+    /// engine) may apply it. A streamed transaction commits before the
+    /// checkpoint's position; the snapshot's reads are at its point and
+    /// are whole only once a checkpoint says the snapshot is complete.
+    pub fn completes(&self, commit: Position, op: Op) -> bool {
+        commit < self.position
+            || (op == Op::Read && self.snapshot_complete && commit == self.position)
+    }
+
     /// The predecessor the next transaction after this checkpoint names.
     pub fn last_commit(&self) -> Position {
         self.last_commit.unwrap_or(self.position)

@@ -25,6 +25,7 @@ use pgwire_replication::{Lsn, ReplicationClient};
 use tributary_core::check::Finding;
 use tributary_core::source::{BoxFuture, Source, SourceError};
 pub use tributary_core::source::{SourceItem, SourceLinks};
+use tributary_core::{TableRef, TableSchema};
 use tributary_state::{Checkpoint, StateStore};
 
 use crate::catalog::{self, TableShape, TypeCache};
@@ -54,6 +55,12 @@ impl Source for PostgresSource {
         })
     }
 
+    fn describe(
+        &self,
+    ) -> BoxFuture<'_, Result<Vec<(TableRef, Arc<TableSchema>)>, SourceError>> {
+        Box::pin(async move { self.describe().await.map_err(SourceError::new) })
+    }
+
     fn run(
         self: Arc<Self>,
         resume: Option<Checkpoint>,
@@ -70,6 +77,19 @@ impl Source for PostgresSource {
 impl PostgresSource {
     pub fn new(cfg: PostgresSourceConfig, store: StateStore) -> Self {
         Self { cfg, store }
+    }
+
+    /// Each configured table's shape, read from the catalog as the
+    /// snapshot reads it.
+    async fn describe(&self) -> Result<Vec<(TableRef, Arc<TableSchema>)>, Error> {
+        let query = QuerySession::open(&self.cfg.connection).await?;
+        let mut types = TypeCache::default();
+        let mut shapes = Vec::with_capacity(self.cfg.tables.len());
+        for table in &self.cfg.tables {
+            let shape = catalog::table_shape(query.client(), &mut types, table).await?;
+            shapes.push((table.clone(), shape.schema));
+        }
+        Ok(shapes)
     }
 
     /// Runs until shutdown or a fatal error.

@@ -66,6 +66,7 @@ impl StateStore {
             let mut positions = tx.open_table(SINK_POSITIONS)?;
             positions.retain(|(src, _), _| src != source)?;
             crate::row_images::forget_source(&tx, source)?;
+            crate::view_inputs::forget_source(&tx, source)?;
         }
         tx.commit()?;
         Ok(())

@@ -9,18 +9,23 @@
 //!   sink (the source's checkpoint is the minimum of them); a sink ahead of
 //!   the checkpoint skips on restart what it already has (`checkpoint`);
 //! - remembered row images of large values, so an unchanged TOASTed value is
-//!   filled instead of reaching a sink as a placeholder (see `row_images`).
+//!   filled instead of reaching a sink as a placeholder (see `row_images`);
+//! - per source, the current rows of the tables views read and the
+//!   checkpoint they reflect, so views restart without a re-snapshot
+//!   (see `view_inputs`).
 //!
 //! redb takes an exclusive lock on the file, so two processes can never share
 //! one `state_dir`.
 
 mod checkpoint;
 mod row_images;
+mod view_inputs;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use checkpoint::Checkpoint;
+pub use view_inputs::{RowWrite, StoredRow};
 
 /// Errors of the state store.
 #[derive(Debug, thiserror::Error)]
@@ -109,6 +114,8 @@ impl StateStore {
         tx.open_table(checkpoint::CHECKPOINTS)?;
         tx.open_table(checkpoint::SINK_POSITIONS)?;
         tx.open_table(row_images::ROW_IMAGES)?;
+        tx.open_table(view_inputs::VIEW_ROWS)?;
+        tx.open_table(view_inputs::VIEW_POSITIONS)?;
         tx.commit()?;
         Ok(())
     }

@@ -13,7 +13,7 @@ use std::fmt;
 
 use bigdecimal::BigDecimal;
 use serde::{Deserialize, Serialize};
-use tributary_core::value::{Date, Timestamp};
+use tributary_core::value::{calendar, Date, Timestamp};
 use tributary_core::Value;
 
 /// One row of a relation or view: its columns' values, in order.
@@ -185,7 +185,8 @@ pub fn numeric_text(value: &BigDecimal) -> String {
 }
 
 impl fmt::Display for Datum {
-    /// PostgreSQL's text output for the types views compute.
+    /// PostgreSQL's text output (the session's time zone is UTC), as the
+    /// query endpoint sends values in text format.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Datum::Null => f.write_str("NULL"),
@@ -203,9 +204,59 @@ impl fmt::Display for Datum {
             }
             Datum::Numeric(n) => f.write_str(&numeric_text(n)),
             Datum::Text(t) => f.write_str(t),
-            other => write!(f, "{other:?}"),
+            Datum::Date(days) => f.write_str(&date_text(*days)),
+            Datum::Time(micros) => {
+                let mut out = Vec::new();
+                calendar::push_clock(&mut out, *micros);
+                f.write_str(&String::from_utf8_lossy(&out))
+            }
+            Datum::Timestamp(micros) => f.write_str(&timestamp_text(*micros, "")),
+            Datum::TimestampTz(micros) => f.write_str(&timestamp_text(*micros, "+00")),
+            Datum::Uuid(bytes) => {
+                let mut out = Vec::new();
+                tributary_core::value::Uuid::from_bytes(*bytes).push_to(&mut out);
+                f.write_str(&String::from_utf8_lossy(&out))
+            }
+            Datum::Bytes(bytes) => {
+                f.write_str("\\x")?;
+                bytes.iter().try_for_each(|b| write!(f, "{b:02x}"))
+            }
         }
     }
+}
+
+/// `2024-05-01`, `0044-03-15 BC`, `infinity`, as PostgreSQL prints a date.
+fn date_text(days: i32) -> String {
+    match days {
+        i32::MAX => return "infinity".into(),
+        i32::MIN => return "-infinity".into(),
+        _ => {}
+    }
+    let (y, m, d) = calendar::civil_from_days(i64::from(days));
+    // PostgreSQL has no year 0: 1 BC is year 0 of the proleptic calendar.
+    if y <= 0 {
+        format!("{:04}-{m:02}-{d:02} BC", 1 - y)
+    } else {
+        format!("{y:04}-{m:02}-{d:02}")
+    }
+}
+
+/// `2024-05-01 08:00:00.5` (plus `zone`), as PostgreSQL prints a timestamp.
+fn timestamp_text(micros: i64, zone: &str) -> String {
+    match micros {
+        i64::MAX => return "infinity".into(),
+        i64::MIN => return "-infinity".into(),
+        _ => {}
+    }
+    const DAY: i64 = 86_400_000_000;
+    let date = date_text(micros.div_euclid(DAY) as i32);
+    let (date, era) = match date.strip_suffix(" BC") {
+        Some(d) => (d.to_owned(), " BC"),
+        None => (date, ""),
+    };
+    let mut clock = Vec::new();
+    calendar::push_clock(&mut clock, micros.rem_euclid(DAY));
+    format!("{date} {}{zone}{era}", String::from_utf8_lossy(&clock))
 }
 
 #[cfg(test)]
@@ -250,5 +301,22 @@ mod tests {
         // Numerically, not by text.
         assert!(Datum::Numeric(num("2")) < Datum::Numeric(num("10.5")));
         assert_eq!(Datum::Numeric(num("1.0")), Datum::Numeric(num("1.00")));
+    }
+
+    #[test]
+    fn dates_and_times_print_as_postgresql_prints_them() {
+        let day = 86_400_000_000_i64;
+        let cases = [
+            (Datum::Date(0), "1970-01-01"),
+            (Datum::Date(-719_163), "0001-12-31 BC"),
+            (Datum::Date(i32::MAX), "infinity"),
+            (Datum::Time(3_723_500_000), "01:02:03.5"),
+            (Datum::Timestamp(day + 1), "1970-01-02 00:00:00.000001"),
+            (Datum::TimestampTz(-1_000_000), "1969-12-31 23:59:59+00"),
+            (Datum::Bytes(vec![0xde, 0xad]), "\\xdead"),
+        ];
+        for (datum, text) in cases {
+            assert_eq!(datum.to_string(), text);
+        }
     }
 }

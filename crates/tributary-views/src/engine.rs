@@ -36,8 +36,9 @@ pub struct Snapshot {
 pub type Change = (usize, Row, isize);
 
 enum Command {
-    /// One transaction; answered with the time after it once visible.
-    Apply(Vec<Change>, mpsc::Sender<Time>),
+    /// Transactions in order, each at its own time; answered with the time
+    /// after the last once every view reflects it.
+    Apply(Vec<Vec<Change>>, mpsc::Sender<Time>),
 }
 
 /// The running engine: the worker thread and the views' read state.
@@ -67,13 +68,25 @@ impl Engine {
     /// Applies one transaction at the next logical time; returns that
     /// time's successor once every view reflects it.
     pub fn apply(&self, changes: Vec<Change>) -> Time {
+        self.apply_all(vec![changes])
+    }
+
+    /// Applies transactions in order, each at its own logical time; returns
+    /// the successor of the last once every view reflects them all (reads
+    /// in between see the state before them).
+    pub fn apply_all(&self, transactions: Vec<Vec<Change>>) -> Time {
         let (done, wait) = mpsc::channel();
         self.commands
             .as_ref()
             .expect("engine running")
-            .send(Command::Apply(changes, done))
+            .send(Command::Apply(transactions, done))
             .expect("view worker alive");
         wait.recv().expect("view worker alive")
+    }
+
+    /// Number of views.
+    pub fn views(&self) -> usize {
+        self.views.len()
     }
 
     /// The current state of view `index` (its position in `start`).
@@ -132,13 +145,17 @@ fn run_worker(
             handles
         });
         let mut time: Time = 0;
-        while let Ok(Command::Apply(changes, done)) = commands.recv() {
-            for (input, row, diff) in changes {
-                handles[input].update(row, diff);
+        while let Ok(Command::Apply(transactions, done)) = commands.recv() {
+            for changes in transactions {
+                for (input, row, diff) in changes {
+                    handles[input].update(row, diff);
+                }
+                time += 1;
+                for handle in &mut handles {
+                    handle.advance_to(time);
+                }
             }
-            time += 1;
             for handle in &mut handles {
-                handle.advance_to(time);
                 handle.flush();
             }
             worker.step_while(|| probe.less_than(&time));

@@ -12,11 +12,17 @@
 //! - [`expr`]: scalar expressions with PostgreSQL's NULL semantics.
 //! - [`dataflow`]: the plan operators and their rendering.
 //! - [`engine`]: the timely worker, its inputs, and the views' read state.
+//! - [`ViewSet`]: the declared views, planned over the sources' tables.
+//! - [`SourceFeed`]: one source's changes into the views, kept durably
+//!   with the checkpoint they reflect, restored after a restart.
 
 pub mod dataflow;
 pub mod datum;
 pub mod engine;
+mod error;
 pub mod expr;
+mod feed;
+mod set;
 pub mod sql;
 
 /// A logical time: the position of one source transaction on the one
@@ -26,4 +32,7 @@ pub type Time = u64;
 pub use dataflow::{Aggregate, Plan};
 pub use datum::{Datum, Row};
 pub use engine::{Engine, Snapshot};
+pub use error::ViewError;
+pub use feed::{Restored, SourceFeed};
+pub use set::{DeclaredView, SourceTable, ViewDecl, ViewSet};
 pub use expr::{BinaryOp, Expr};

@@ -1,8 +1,8 @@
 //! The TOML configuration of `interface.md`, validated before anything runs.
 //!
 //! Unknown keys are errors with the nearest valid key as a hint; sections
-//! reserved for later (`[server]`, `[[view]]`, broker sinks) are recognised and
-//! refused with a clear message instead of being ignored.
+//! reserved for later (a sink following a view) are recognised and refused
+//! with a clear message instead of being ignored.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -41,6 +41,37 @@ pub struct Config {
     pub admin: Option<AdminConfig>,
     pub sources: Vec<SourceConfig>,
     pub sinks: Vec<SinkConfig>,
+    /// `[[view]]`s, in declaration order (a view reads those before it).
+    pub views: Vec<ViewConfig>,
+    /// `[server]`: the query endpoint for views.
+    pub server: Option<ServerConfig>,
+}
+
+/// `[[view]]`: an incremental SQL view.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ViewConfig {
+    pub name: String,
+    pub sql: String,
+}
+
+/// `[server]`: views read over the PostgreSQL wire protocol.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Loopback unless configured otherwise.
+    #[serde(default = "default_server_listen")]
+    pub listen: String,
+    /// With `password_env`: the one user that may log in (SCRAM-SHA-256).
+    pub user: Option<String>,
+    pub password_env: Option<String>,
+    /// PEM certificate chain and key: TLS for clients that ask for it.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+}
+
+fn default_server_listen() -> String {
+    "127.0.0.1:6875".into()
 }
 
 /// The file as serde reads it; `[[sink]]` tables are split by
@@ -53,13 +84,13 @@ struct RawConfig {
     #[serde(default)]
     admin: Option<AdminConfig>,
     #[serde(default)]
-    server: Option<toml::Table>,
+    server: Option<ServerConfig>,
     #[serde(rename = "source", default)]
     sources: Vec<SourceConfig>,
     #[serde(rename = "sink", default)]
     sinks: Vec<toml::Spanned<toml::Table>>,
     #[serde(rename = "view", default)]
-    views: Vec<toml::Table>,
+    views: Vec<ViewConfig>,
 }
 
 /// `[admin]`: the HTTP endpoint for `/metrics` and `/status`.
@@ -180,12 +211,6 @@ impl Config {
                 .unwrap_or_default();
             ConfigError::new(format!("invalid config{at}: {}", msg.trim()), hint)
         })?;
-        if raw.server.is_some() || !raw.views.is_empty() {
-            return Err(ConfigError::new(
-                "[server] and [[view]] are not available in this version",
-                Some("remove them; views arrive with the view engine".into()),
-            ));
-        }
         let sinks = raw
             .sinks
             .into_iter()
@@ -199,9 +224,58 @@ impl Config {
             admin: raw.admin,
             sources: raw.sources,
             sinks,
+            views: raw.views,
+            server: raw.server,
         };
         config.validate()?;
         Ok(config)
+    }
+
+    /// What can be told of views without the sources: names, the server.
+    fn validate_views(&self) -> Result<(), ConfigError> {
+        let mut names = HashSet::new();
+        for v in &self.views {
+            if v.name.is_empty() || !v.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(ConfigError::new(
+                    format!("view name \"{}\" is not a plain identifier", v.name),
+                    Some("use letters, digits and _ (clients query it by this name)".into()),
+                ));
+            }
+            if !names.insert(v.name.as_str()) {
+                return Err(ConfigError::new(
+                    format!("duplicate view name \"{}\"", v.name),
+                    None,
+                ));
+            }
+        }
+        let Some(server) = &self.server else {
+            return Ok(());
+        };
+        if self.views.is_empty() {
+            return Err(ConfigError::new(
+                "[server] is configured but no [[view]] is",
+                Some("the server reads views: add a [[view]], or remove [server]".into()),
+            ));
+        }
+        if server.listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(ConfigError::new(
+                format!("[server] listen \"{}\" is not an address", server.listen),
+                Some("write it as IP:PORT, e.g. \"127.0.0.1:6875\"".into()),
+            ));
+        }
+        if server.user.is_some() != server.password_env.is_some() {
+            return Err(ConfigError::new(
+                "[server] needs both user and password_env, or neither",
+                Some("set user = \"...\" and password_env = \"VAR\" to require a password".into()),
+            ));
+        }
+        if server.tls_cert.is_some() != server.tls_key.is_some() {
+            return Err(ConfigError::new(
+                "[server] needs both tls_cert and tls_key, or neither",
+                Some("point tls_cert at the PEM certificate chain and tls_key at its key".into()),
+            ));
+        }
+        Ok(())
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -219,12 +293,13 @@ impl Config {
                 Some("add a [[source]] with type = \"postgres\"".into()),
             ));
         }
-        if self.sinks.is_empty() {
+        if self.sinks.is_empty() && self.views.is_empty() {
             return Err(ConfigError::new(
-                "no [[sink]] configured",
-                Some("add a [[sink]], e.g. type = \"file\" with a path".into()),
+                "no [[sink]] or [[view]] configured",
+                Some("add a [[sink]], e.g. type = \"file\" with a path, or a [[view]]".into()),
             ));
         }
+        self.validate_views()?;
         let mut names = HashSet::new();
         for s in &self.sources {
             if !names.insert(s.name.as_str()) {

@@ -78,6 +78,10 @@ impl Scope {
             .enumerate()
             .filter(|(_, c)| c.name == name && qualifier.is_none_or(|q| c.qualifier == q));
         match (found.next(), found.next()) {
+            (Some((_, c)), None) if c.kind == Kind::Unsupported => Err(PlanError::new(format!(
+                "column \"{name}\" has a type views cannot compute with yet"
+            ))
+            .with_hint("leave the column out of the view (name the columns rather than *)")),
             (Some((i, c)), None) => Ok((i, c.kind)),
             (Some(_), Some(_)) => Err(PlanError::new(format!(
                 "column reference \"{name}\" is ambiguous"

@@ -12,6 +12,8 @@ use sqlparser::ast::{SetExpr, SetOperator, SetQuantifier, Statement};
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 
+use tributary_core::TableSchema;
+
 use crate::dataflow::Plan;
 
 /// What a column holds, as far as planning needs to know.
@@ -32,6 +34,9 @@ pub enum Kind {
     Bytes,
     /// NULL literals: any kind.
     Unknown,
+    /// A source column of a type views cannot compute with yet: it may
+    /// not be named (nor reached by `*`); its values never enter a view.
+    Unsupported,
 }
 
 impl Kind {
@@ -88,10 +93,27 @@ pub struct Relation {
     pub columns: Vec<ColumnDesc>,
 }
 
-/// The relations views read, by input index.
+impl Relation {
+    /// The relation of a source table as its events describe it.
+    pub fn of_schema(name: [String; 3], schema: &TableSchema) -> Self {
+        let columns = schema
+            .columns()
+            .iter()
+            .map(|c| ColumnDesc {
+                name: c.name.clone(),
+                kind: Kind::of_sql_type(&c.sql_type).unwrap_or(Kind::Unsupported),
+            })
+            .collect();
+        Self { name, columns }
+    }
+}
+
+/// The relations views read, by input index, and the views declared so
+/// far (a view may read the views declared before it).
 #[derive(Debug, Clone, Default)]
 pub struct Catalog {
     relations: Vec<Relation>,
+    views: Vec<(String, PlannedView)>,
 }
 
 impl Catalog {
@@ -101,11 +123,25 @@ impl Catalog {
         self.relations.len() - 1
     }
 
-    fn find(&self, parts: &[String]) -> Option<(usize, &Relation)> {
+    /// Adds a view later views may read by `name`: its plan is read in
+    /// place of the name, so the engine keeps one dataflow per view.
+    pub fn add_view(&mut self, name: &str, view: &PlannedView) {
+        self.views.push((name.to_owned(), view.clone()));
+    }
+
+    /// A relation or view by its dotted name: its plan, its columns and
+    /// the name its columns are qualified by.
+    fn find(&self, parts: &[String]) -> Option<(Plan, &[ColumnDesc], &str)> {
+        if let [name] = parts {
+            if let Some((name, view)) = self.views.iter().find(|(n, _)| n == name) {
+                return Some((view.plan.clone(), &view.columns, name));
+            }
+        }
         self.relations
             .iter()
             .enumerate()
             .find(|(_, r)| r.name.as_slice() == parts)
+            .map(|(i, r)| (Plan::Get(i), r.columns.as_slice(), r.name[2].as_str()))
     }
 }
 
@@ -181,6 +217,12 @@ pub fn plan(sql: &str, catalog: &Catalog) -> Result<PlannedView, PlanError> {
         return Err(PlanError::new("a view is a SELECT statement"));
     };
     select::query(&query, catalog)
+}
+
+/// Plans a parsed query (its ORDER BY and LIMIT already taken off by the
+/// reader that evaluates them) over `catalog`.
+pub fn plan_query(query: &sqlparser::ast::Query, catalog: &Catalog) -> Result<PlannedView, PlanError> {
+    select::query(query, catalog)
 }
 
 /// Plans a set expression: a SELECT, a parenthesised query, or a UNION.

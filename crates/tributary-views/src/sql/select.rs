@@ -285,10 +285,10 @@ fn relation(factor: &TableFactor, catalog: &Catalog) -> Result<(Plan, Scope), Pl
             _ => Err(PlanError::unsupported("this relation name", factor.span())),
         })
         .collect::<Result<_, _>>()?;
-    let (input, relation) = catalog.find(&parts).ok_or_else(|| {
+    let (plan, columns, table) = catalog.find(&parts).ok_or_else(|| {
         PlanError::new(format!("relation \"{name}\" does not exist")).with_hint(
             "name a source's table as source.schema.table, with the source's `name` and a \
-             table it lists",
+             table it lists, or a view declared before this one by its name",
         )
     })?;
     if let Some(alias) = alias.as_ref().filter(|a| !a.columns.is_empty()) {
@@ -299,11 +299,8 @@ fn relation(factor: &TableFactor, catalog: &Catalog) -> Result<(Plan, Scope), Pl
     }
     let qualifier = alias
         .as_ref()
-        .map_or_else(|| relation.name[2].clone(), |a| a.name.value.clone());
-    Ok((
-        Plan::Get(input),
-        Scope::of_relation(&qualifier, &relation.columns),
-    ))
+        .map_or_else(|| table.to_owned(), |a| a.name.value.clone());
+    Ok((plan, Scope::of_relation(&qualifier, columns)))
 }
 
 /// SELECT clauses this planner does not know: refused, never ignored.

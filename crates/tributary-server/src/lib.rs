@@ -1,0 +1,1 @@
+//! The query endpoint (being built).
