@@ -46,6 +46,13 @@ pub enum PipelineError {
         #[source]
         error: std::io::Error,
     },
+    #[error(transparent)]
+    View(#[from] tributary_views::ViewError),
+    #[error(transparent)]
+    Server(tributary_server::ServerError),
+    /// A fed source's checkpoint is past what its views kept.
+    #[error("the views of source \"{source_name}\" are behind its checkpoint")]
+    ViewsBehind { source_name: String },
     #[error("{subject}: {}", .failures[0].message)]
     Preflight {
         subject: String,
@@ -61,6 +68,13 @@ impl PipelineError {
             PipelineError::Sink { error, .. } => error.detail(),
             PipelineError::State(e) => std::error::Error::source(e).map(ToString::to_string),
             PipelineError::Thread { error, .. } => Some(error.to_string()),
+            PipelineError::View(e) => e.detail(),
+            PipelineError::Server(e) => e.detail(),
+            PipelineError::ViewsBehind { .. } => Some(
+                "the source ran without these views (or they were added later), so the rows \
+                 they keep miss changes the source will not send again"
+                    .into(),
+            ),
             PipelineError::Preflight { failures, .. } if failures.len() > 1 => Some(format!(
                 "also: {}",
                 failures[1..]
@@ -85,6 +99,13 @@ impl PipelineError {
                 }
                 Some(hint)
             }
+            PipelineError::View(e) => e.hint(),
+            PipelineError::Server(e) => e.hint(),
+            PipelineError::ViewsBehind { .. } => Some(
+                "start with a new state_dir (each source then takes a new snapshot that feeds \
+                 the views), or remove the [[view]]s that read this source"
+                    .into(),
+            ),
             PipelineError::Rejected { .. } => Some(
                 "set on_error = \"dead_letter\" on this sink to keep such events in a file \
                  with the reason and go on"
@@ -104,6 +125,13 @@ impl PipelineError {
 
     /// Whether it is a config problem (exit 2) rather than a runtime one (exit 1).
     pub fn is_config(&self) -> bool {
-        matches!(self, PipelineError::Config(_))
+        use tributary_views::ViewError;
+        matches!(
+            self,
+            PipelineError::Config(_)
+                | PipelineError::View(
+                    ViewError::Plan { .. } | ViewError::Duplicate(_) | ViewError::NoKey { .. }
+                )
+        )
     }
 }

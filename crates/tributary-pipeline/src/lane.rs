@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, watch, Mutex};
 #[cfg(doc)]
 use tributary_core::sink::Capabilities;
 use tributary_core::sink::{Pending, Rejection, Sink, SinkError};
+use tributary_core::source::Checkpoint;
 use tributary_core::{fault, ChangeEvent, Position};
 
 use crate::dead_letter::DeadLetters;
@@ -51,6 +52,8 @@ pub(crate) struct Batch {
     pub(crate) events: Arc<Vec<Vec<ChangeEvent>>>,
     /// The checkpoint after these events, numbered in the order sent.
     pub(crate) checkpoint: Option<u64>,
+    /// That checkpoint itself (the views keep it with their rows).
+    pub(crate) boundary: Option<Checkpoint>,
 }
 
 /// What a lane reports to and shares with the delivery loop.

@@ -17,6 +17,7 @@ pub mod retry;
 mod run;
 pub mod status;
 pub mod transform;
+mod views;
 
 pub use config::{Config, ConfigError};
 pub use connect::SourceKinds;

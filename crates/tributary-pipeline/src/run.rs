@@ -16,7 +16,8 @@ use crate::dead_letter::DeadLetters;
 pub use crate::error::PipelineError;
 use crate::lane::{lane, Batch, Dropper, LaneLinks, NamedSink, SINK_QUEUE};
 use crate::status::{self, StatusBoard};
-use crate::SourceKinds;
+use crate::{views, SourceKinds};
+use tributary_views::{SourceFeed, ViewSet};
 
 /// Items buffered between a source and its pipeline loop: bounds memory and
 /// slows capture down when sinks are slow (back-pressure).
@@ -25,7 +26,7 @@ const CHANNEL_ITEMS: usize = 8;
 const MAX_BATCH_EVENTS: usize = 4_096;
 
 /// Every source, by name.
-type Sources = std::collections::HashMap<String, Arc<dyn Source>>;
+pub(crate) type Sources = std::collections::HashMap<String, Arc<dyn Source>>;
 
 async fn open_sink(cfg: &SinkConfig, config: &Config) -> Result<Box<dyn Sink>, PipelineError> {
     let sources: Vec<String> = config.sources.iter().map(|s| s.name.clone()).collect();
@@ -81,15 +82,32 @@ pub async fn run(
     for sink in &sinks {
         board.add_sink(&sink.name);
     }
+    for src in &config.sources {
+        preflight(&src.name, sources[&src.name].as_ref()).await?;
+    }
+    let mut views = views::open(&config, &sources, &store, &board).await?;
 
     let mut tasks = tokio::task::JoinSet::new();
+    if let (Some(server), Some(views)) = (&config.server, &views) {
+        let listener = tributary_server::Server::bind(server.settings()?, Arc::clone(&views.set))
+            .await
+            .map_err(PipelineError::Server)?;
+        let stop = shutdown.clone();
+        tasks.spawn(async move { listener.run(stop).await.map_err(PipelineError::Server) });
+    }
     for src in &config.sources {
         let source = Arc::clone(&sources[&src.name]);
-        preflight(&src.name, source.as_ref()).await?;
+        let feed = views.as_mut().and_then(|v| {
+            let feed = v.feeds.remove(&src.name)?;
+            Some((feed, Arc::clone(&v.set)))
+        });
         tasks.spawn(run_source(
             src.name.clone(),
             source,
-            sinks.clone(),
+            SourceConsumers {
+                sinks: sinks.clone(),
+                views: feed,
+            },
             store.clone(),
             Arc::clone(&board),
             shutdown.clone(),
@@ -112,12 +130,19 @@ pub async fn run(
     }
 }
 
+/// What one source's changes go to: every sink and, when views read it,
+/// its feed into the views.
+pub(crate) struct SourceConsumers {
+    pub(crate) sinks: Vec<Arc<NamedSink>>,
+    pub(crate) views: Option<(SourceFeed, Arc<ViewSet>)>,
+}
+
 /// One source into every sink until it ends: the source and its delivery
 /// loop side by side, from the source's checkpoint in `store`.
 pub(crate) async fn run_source(
     name: String,
     source: Arc<dyn Source>,
-    sinks: Vec<Arc<NamedSink>>,
+    consumers: SourceConsumers,
     store: StateStore,
     board: Arc<StatusBoard>,
     shutdown: watch::Receiver<bool>,
@@ -141,8 +166,8 @@ pub(crate) async fn run_source(
     };
     // A sink's own position counts only within the lineage of the source's
     // checkpoint (without one, the source starts afresh).
-    let mut lanes = Vec::with_capacity(sinks.len());
-    for sink in sinks {
+    let mut lanes = Vec::with_capacity(consumers.sinks.len());
+    for sink in consumers.sinks {
         let ahead = match resume {
             Some(cp) => store
                 .sink_position(&name, &sink.name)?
@@ -155,6 +180,7 @@ pub(crate) async fn run_source(
         name.clone(),
         items,
         lanes,
+        consumers.views,
         store,
         durable_tx,
         board,
@@ -211,6 +237,7 @@ async fn deliver(
     source: String,
     mut items: mpsc::Receiver<SourceItem>,
     sinks: Vec<(Arc<NamedSink>, Option<Position>)>,
+    views: Option<(SourceFeed, Arc<ViewSet>)>,
     store: StateStore,
     durable: watch::Sender<Position>,
     board: Arc<StatusBoard>,
@@ -240,7 +267,19 @@ async fn deliver(
         lanes.push(tx);
         done_per_sink.push(done);
     }
-    let sink_names = sinks.iter().map(|(s, _)| s.name.clone()).collect();
+    let mut sink_names: Vec<String> = sinks.iter().map(|(s, _)| s.name.clone()).collect();
+    if let Some((feed, set)) = views {
+        let (tx, rx) = mpsc::channel::<Batch>(SINK_QUEUE);
+        let done = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let links = views::ViewLaneLinks {
+            done: Arc::clone(&done),
+            progress: Arc::clone(&progress),
+        };
+        tasks.spawn(views::lane(feed, set, rx, links));
+        lanes.push(tx);
+        done_per_sink.push(done);
+        sink_names.push(views::VIEWS_CONSUMER.to_owned());
+    }
     let mut confirm = Confirmer::new(&source, sink_names, store, durable, done_per_sink);
     let mut events: Vec<Vec<ChangeEvent>> = Vec::new();
     let mut delivered: u64 = 0;
@@ -305,6 +344,7 @@ async fn deliver(
             permit.send(Batch {
                 events: Arc::clone(&batch_events),
                 checkpoint: seq,
+                boundary: checkpoint,
             });
         }
         confirm.advance()?;

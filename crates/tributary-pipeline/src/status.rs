@@ -6,13 +6,22 @@
 //! exporter).
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{json, Value};
 use tokio::sync::watch;
 use tributary_core::source::SourceHealth;
 use tributary_core::{ChangeEvent, Op, TableRef};
+use tributary_views::ViewSet;
+
+/// The process's resident set size (Linux `/proc/self/status`), if known.
+fn resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
 
 /// Counters of one sink.
 #[derive(Debug, Clone, Default)]
@@ -28,6 +37,8 @@ struct SinkStats {
 pub struct StatusBoard {
     sources: Mutex<BTreeMap<String, watch::Receiver<SourceHealth>>>,
     sinks: Mutex<BTreeMap<String, SinkStats>>,
+    /// The views and how long their rehydration took.
+    views: Mutex<Option<(Arc<ViewSet>, Duration)>>,
 }
 
 impl StatusBoard {
@@ -36,6 +47,42 @@ impl StatusBoard {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(name.to_owned(), health);
+    }
+
+    pub(crate) fn set_views(&self, views: Arc<ViewSet>, rehydration: Duration) {
+        *self.views.lock().unwrap_or_else(|e| e.into_inner()) = Some((views, rehydration));
+    }
+
+    /// Per view: its rows, the transactions it reflects, the sources it
+    /// reads; with the rehydration time and the process's resident memory
+    /// (the view state is most of it).
+    fn views_json(&self) -> Value {
+        let views = self.views.lock().unwrap_or_else(|e| e.into_inner());
+        let Some((set, rehydration)) = views.as_ref() else {
+            return Value::Null;
+        };
+        let each: serde_json::Map<String, Value> = set
+            .views()
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let state = set.read(i);
+                (
+                    v.name.clone(),
+                    json!({
+                        "rows": state.count,
+                        "time": state.time,
+                        "errors": state.errors.len(),
+                        "sources": v.sources,
+                    }),
+                )
+            })
+            .collect();
+        json!({
+            "views": each,
+            "rehydration_ms": rehydration.as_millis() as u64,
+            "resident_bytes": resident_bytes(),
+        })
     }
 
     pub(crate) fn add_sink(&self, name: &str) {
@@ -114,7 +161,7 @@ impl StatusBoard {
                 )
             })
             .collect();
-        json!({"sources": sources, "sinks": sinks})
+        json!({"sources": sources, "sinks": sinks, "views": self.views_json()})
     }
 }
 

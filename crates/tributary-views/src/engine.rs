@@ -28,6 +28,8 @@ pub struct Snapshot {
     /// The transactions it reflects: every time below this one.
     pub time: Time,
     pub rows: BTreeMap<Row, isize>,
+    /// The number of rows (the sum of multiplicities).
+    pub count: i64,
     /// Rows whose expressions cannot be evaluated, by message.
     pub errors: BTreeMap<String, isize>,
 }
@@ -161,7 +163,7 @@ fn run_worker(
             worker.step_while(|| probe.less_than(&time));
             for ((rows, errors), state) in outputs.iter().zip(&states) {
                 let mut state = state.write().unwrap_or_else(|p| p.into_inner());
-                settle(&mut state.rows, &mut rows.borrow_mut());
+                state.count += settle(&mut state.rows, &mut rows.borrow_mut());
                 settle(&mut state.errors, &mut errors.borrow_mut());
                 state.time = time;
             }
@@ -170,9 +172,12 @@ fn run_worker(
     });
 }
 
-/// Applies gathered changes (all at complete times) to a view's state.
-fn settle<T: Ord>(state: &mut BTreeMap<T, isize>, changes: &mut Vec<(T, Time, isize)>) {
+/// Applies gathered changes (all at complete times) to a view's state;
+/// returns by how much its number of rows changed.
+fn settle<T: Ord>(state: &mut BTreeMap<T, isize>, changes: &mut Vec<(T, Time, isize)>) -> i64 {
+    let mut moved = 0;
     for (row, _, diff) in changes.drain(..) {
+        moved += diff as i64;
         match state.entry(row) {
             Entry::Occupied(mut entry) => {
                 *entry.get_mut() += diff;
@@ -185,4 +190,5 @@ fn settle<T: Ord>(state: &mut BTreeMap<T, isize>, changes: &mut Vec<(T, Time, is
             }
         }
     }
+    moved
 }

@@ -29,6 +29,8 @@ use crate::ViewError;
 struct Staged {
     commit: Position,
     op: Op,
+    /// The source's commit time, in microseconds since the Unix epoch.
+    committed_us: i64,
     changes: Vec<Change>,
     /// (input, key, row): the kept row after the change (`None`: gone).
     writes: Vec<(usize, Vec<u8>, Option<Vec<u8>>)>,
@@ -46,6 +48,16 @@ pub struct SourceFeed {
     staged: Vec<Staged>,
     /// What the kept rows reflect (`None`: nothing yet).
     position: Option<Checkpoint>,
+}
+
+/// What one [`SourceFeed::reached`] made visible.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Applied {
+    /// Source transactions applied, one logical time each.
+    pub transactions: usize,
+    /// The commit time of the newest streamed (not snapshot) change, in
+    /// microseconds since the Unix epoch: the views' freshness.
+    pub newest_commit_us: Option<i64>,
 }
 
 /// What restoring found: the feeds and how long it took.
@@ -147,7 +159,7 @@ impl SourceFeed {
     /// The source has sent everything up to `checkpoint`: the whole
     /// transactions staged are kept durably with it, then applied to the
     /// engine, one logical time each.
-    pub fn reached(&mut self, checkpoint: Checkpoint) -> Result<(), ViewError> {
+    pub fn reached(&mut self, checkpoint: Checkpoint) -> Result<Applied, ViewError> {
         let whole = self
             .staged
             .iter()
@@ -177,7 +189,11 @@ impl SourceFeed {
         self.position = Some(checkpoint);
         let mut transactions: Vec<Vec<Change>> = Vec::new();
         let mut commit = None;
+        let mut applied = Applied::default();
         for s in staged {
+            if s.op != Op::Read {
+                applied.newest_commit_us = Some(s.committed_us);
+            }
             if commit != Some(s.commit) || transactions.is_empty() {
                 transactions.push(Vec::new());
                 commit = Some(s.commit);
@@ -187,10 +203,11 @@ impl SourceFeed {
                 .expect("pushed above")
                 .extend(s.changes);
         }
+        applied.transactions = transactions.len();
         if !transactions.is_empty() {
             self.set.engine().apply_all(transactions);
         }
-        Ok(())
+        Ok(applied)
     }
 
     /// One event as the rows it retracts and inserts.
@@ -200,6 +217,7 @@ impl SourceFeed {
         let mut staged = Staged {
             commit: event.id.commit,
             op: event.op,
+            committed_us: event.source.ts_us,
             changes: Vec::new(),
             writes: Vec::new(),
         };

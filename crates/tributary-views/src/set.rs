@@ -39,6 +39,8 @@ pub struct DeclaredView {
     pub name: String,
     pub sql: String,
     pub columns: Vec<ColumnDesc>,
+    /// The sources whose tables it reads, in name order.
+    pub sources: Vec<String>,
 }
 
 /// One input relation of the engine: a source table's current rows.
@@ -101,8 +103,10 @@ impl ViewSet {
                 view: decl.name.clone(),
                 source,
             })?;
+            let mut sources = BTreeSet::new();
             for i in planned.plan.inputs() {
                 let input: &Input = &inputs[i];
+                sources.insert(input.source.clone());
                 if input.key.is_empty() {
                     return Err(ViewError::NoKey {
                         view: decl.name.clone(),
@@ -116,6 +120,7 @@ impl ViewSet {
                 name: decl.name.clone(),
                 sql: decl.sql.clone(),
                 columns: planned.columns,
+                sources: sources.into_iter().collect(),
             });
             plans.push(planned.plan);
         }

@@ -70,6 +70,33 @@ pub struct ServerConfig {
     pub tls_key: Option<PathBuf>,
 }
 
+impl ServerConfig {
+    /// What the endpoint needs: the address, the login (with the password
+    /// read from `password_env`) and the TLS files.
+    pub fn settings(&self) -> Result<tributary_server::Settings, ConfigError> {
+        let listen = self.listen.parse().map_err(|_| {
+            ConfigError::new(
+                format!("[server] listen \"{}\" is not an address", self.listen),
+                Some("write it as IP:PORT, e.g. \"127.0.0.1:6875\"".into()),
+            )
+        })?;
+        let login = match (&self.user, &self.password_env) {
+            (Some(user), Some(var)) => {
+                let password = std::env::var(var).map_err(|_| {
+                    ConfigError::new(
+                        format!("[server]: environment variable {var} is not set"),
+                        Some(format!("export {var}=... before starting, or remove password_env")),
+                    )
+                })?;
+                Some((user.clone(), password))
+            }
+            _ => None,
+        };
+        let tls = self.tls_cert.clone().zip(self.tls_key.clone());
+        Ok(tributary_server::Settings { listen, login, tls })
+    }
+}
+
 fn default_server_listen() -> String {
     "127.0.0.1:6875".into()
 }

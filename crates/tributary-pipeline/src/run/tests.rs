@@ -13,7 +13,7 @@ use tributary_testkit::memory::{
     checkpoint, event, Fault, FaultySink, MemorySink, MemorySource, Received, Step,
 };
 
-use super::run_source;
+use super::{run_source, SourceConsumers};
 use crate::dead_letter::DeadLetters;
 use crate::lane::NamedSink;
 use crate::retry::RetryPolicy;
@@ -74,7 +74,7 @@ async fn deliver_to(
     let run = run_source(
         "src".into(),
         Arc::clone(source) as _,
-        sinks,
+        SourceConsumers { sinks, views: None },
         store.clone(),
         Arc::new(StatusBoard::default()),
         shutdown,
