@@ -45,13 +45,14 @@ pub(crate) async fn open(
     }
     let mut tables = Vec::new();
     for src in &config.sources {
-        let described = sources[&src.name]
-            .describe()
-            .await
-            .map_err(|error| PipelineError::Source {
-                source_name: src.name.clone(),
-                error,
-            })?;
+        let described =
+            sources[&src.name]
+                .describe()
+                .await
+                .map_err(|error| PipelineError::Source {
+                    source_name: src.name.clone(),
+                    error,
+                })?;
         tables.extend(described.into_iter().map(|(table, schema)| SourceTable {
             source: src.name.clone(),
             table,

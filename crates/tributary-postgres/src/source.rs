@@ -55,9 +55,7 @@ impl Source for PostgresSource {
         })
     }
 
-    fn describe(
-        &self,
-    ) -> BoxFuture<'_, Result<Vec<(TableRef, Arc<TableSchema>)>, SourceError>> {
+    fn describe(&self) -> BoxFuture<'_, Result<Vec<(TableRef, Arc<TableSchema>)>, SourceError>> {
         Box::pin(async move { self.describe().await.map_err(SourceError::new) })
     }
 

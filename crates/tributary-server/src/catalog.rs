@@ -48,9 +48,18 @@ fn answer_catalog(sql: &str, lower: &str, ctx: &Context) -> Result<Answer, Query
     let items = select_list(sql).ok_or_else(refuse)?;
     let views = ctx.views.views();
     let oid_of = |i: usize| (FIRST_OID + i).to_string();
-    let by_oid = || quoted_after(lower, "oid = '").and_then(|o| o.parse::<usize>().ok()).and_then(|o| o.checked_sub(FIRST_OID)).filter(|&i| i < views.len());
+    let by_oid = || {
+        quoted_after(lower, "oid = '")
+            .and_then(|o| o.parse::<usize>().ok())
+            .and_then(|o| o.checked_sub(FIRST_OID))
+            .filter(|&i| i < views.len())
+    };
     let name_filter = regex_after(lower, "relname operator(pg_catalog.~) '");
-    let matching = |v: &DeclaredView| name_filter.as_ref().is_none_or(|re| matches_pattern(re, &v.name));
+    let matching = |v: &DeclaredView| {
+        name_filter
+            .as_ref()
+            .is_none_or(|re| matches_pattern(re, &v.name))
+    };
 
     let rows: Vec<Vec<Option<String>>> = if lower.contains("pg_get_viewdef(") {
         let i = by_oid().ok_or_else(refuse)?;
@@ -76,7 +85,10 @@ fn answer_catalog(sql: &str, lower: &str, ctx: &Context) -> Result<Answer, Query
         };
         vec![items.iter().map(|item| relation_info(&item.expr)).collect()]
     } else if lower.contains("from pg_catalog.pg_class c") {
-        let kinds = lower.split("c.relkind in (").nth(1).map(|s| s.split(')').next().unwrap_or(""));
+        let kinds = lower
+            .split("c.relkind in (")
+            .nth(1)
+            .map(|s| s.split(')').next().unwrap_or(""));
         if kinds.is_some_and(|k| !k.contains("'v'")) {
             return Ok(empty(&items));
         }
@@ -86,7 +98,12 @@ fn answer_catalog(sql: &str, lower: &str, ctx: &Context) -> Result<Answer, Query
             .iter()
             .enumerate()
             .filter(|(_, v)| schema_ok && matching(v))
-            .map(|(i, v)| items.iter().map(|item| relation_row(&item.expr, &item.name, &oid_of(i), &v.name)).collect())
+            .map(|(i, v)| {
+                items
+                    .iter()
+                    .map(|item| relation_row(&item.expr, &item.name, &oid_of(i), &v.name))
+                    .collect()
+            })
             .collect()
     } else if lower.contains("information_schema.columns") {
         let wanted = quoted_after(lower, "table_name = '");
@@ -97,7 +114,9 @@ fn answer_catalog(sql: &str, lower: &str, ctx: &Context) -> Result<Answer, Query
                 v.columns.iter().enumerate().map(|(n, c)| {
                     items
                         .iter()
-                        .map(|item| schema_column(&item.name, &v.name, &c.name, type_name(c.kind), n + 1))
+                        .map(|item| {
+                            schema_column(&item.name, &v.name, &c.name, type_name(c.kind), n + 1)
+                        })
                         .collect()
                 })
             })
@@ -107,7 +126,12 @@ fn answer_catalog(sql: &str, lower: &str, ctx: &Context) -> Result<Answer, Query
         views
             .iter()
             .filter(|v| wanted.as_ref().is_none_or(|w| *w == v.name.to_lowercase()))
-            .map(|v| items.iter().map(|item| schema_table(&item.name, &v.name)).collect())
+            .map(|v| {
+                items
+                    .iter()
+                    .map(|item| schema_table(&item.name, &v.name))
+                    .collect()
+            })
             .collect()
     } else {
         return Err(refuse());
@@ -166,7 +190,9 @@ fn select_list(sql: &str) -> Option<Vec<Item>> {
 fn column_name(e: &ast::Expr) -> String {
     match e {
         ast::Expr::Identifier(id) => id.value.clone(),
-        ast::Expr::CompoundIdentifier(ids) => ids.last().map_or("?column?".into(), |i| i.value.clone()),
+        ast::Expr::CompoundIdentifier(ids) => {
+            ids.last().map_or("?column?".into(), |i| i.value.clone())
+        }
         ast::Expr::Function(f) => f
             .name
             .0

@@ -42,7 +42,9 @@ impl Handlers {
                 let mut scram = ScramAuth::new(Arc::new(OneUser::new(user, &password)));
                 scram.set_iterations(SCRAM_ITERATIONS);
                 let params = Arc::new(DefaultServerParameterProvider::default());
-                Startup::Password(Box::new(SASLAuthStartupHandler::new(params).with_scram(scram)))
+                Startup::Password(Box::new(
+                    SASLAuthStartupHandler::new(params).with_scram(scram),
+                ))
             }
         };
         Self {
@@ -76,7 +78,11 @@ enum Startup {
 
 #[async_trait]
 impl StartupHandler for Startup {
-    async fn on_startup<C>(&self, client: &mut C, message: PgWireFrontendMessage) -> PgWireResult<()>
+    async fn on_startup<C>(
+        &self,
+        client: &mut C,
+        message: PgWireFrontendMessage,
+    ) -> PgWireResult<()>
     where
         C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::Error: Debug,
@@ -135,7 +141,12 @@ fn user_error(e: QueryError) -> PgWireError {
 
 impl Queries {
     /// Runs a prepared statement with its parameters.
-    fn respond(&self, prepared: &Prepared, values: &[Datum], format: &Format) -> PgWireResult<Response> {
+    fn respond(
+        &self,
+        prepared: &Prepared,
+        values: &[Datum],
+        format: &Format,
+    ) -> PgWireResult<Response> {
         Ok(match prepared {
             Prepared::Command(c) => match c {
                 Command::Set => Response::Execution(Tag::new("SET")),
@@ -181,7 +192,9 @@ fn fields(columns: &[(String, Type)], format: &Format) -> Vec<FieldInfo> {
     columns
         .iter()
         .enumerate()
-        .map(|(i, (name, ty))| FieldInfo::new(name.clone(), None, None, ty.clone(), format.format_for(i)))
+        .map(|(i, (name, ty))| {
+            FieldInfo::new(name.clone(), None, None, ty.clone(), format.format_for(i))
+        })
         .collect()
 }
 
@@ -210,7 +223,12 @@ pub(crate) struct Parse {
 impl QueryParser for Parse {
     type Statement = Prepared;
 
-    async fn parse_sql<C>(&self, _client: &C, sql: &str, types: &[Option<Type>]) -> PgWireResult<Option<Prepared>>
+    async fn parse_sql<C>(
+        &self,
+        _client: &C,
+        sql: &str,
+        types: &[Option<Type>],
+    ) -> PgWireResult<Option<Prepared>>
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
@@ -221,8 +239,15 @@ impl QueryParser for Parse {
         Ok(stmt.parameter_types())
     }
 
-    fn get_result_schema(&self, stmt: &Prepared, format: Option<&Format>) -> PgWireResult<Vec<FieldInfo>> {
-        Ok(fields(&stmt.columns(), format.unwrap_or(&Format::UnifiedText)))
+    fn get_result_schema(
+        &self,
+        stmt: &Prepared,
+        format: Option<&Format>,
+    ) -> PgWireResult<Vec<FieldInfo>> {
+        Ok(fields(
+            &stmt.columns(),
+            format.unwrap_or(&Format::UnifiedText),
+        ))
     }
 }
 
@@ -237,7 +262,12 @@ impl ExtendedQueryHandler for Queries {
         })
     }
 
-    async fn do_query<C>(&self, _client: &mut C, portal: &Portal<Prepared>, _max_rows: usize) -> PgWireResult<Response>
+    async fn do_query<C>(
+        &self,
+        _client: &mut C,
+        portal: &Portal<Prepared>,
+        _max_rows: usize,
+    ) -> PgWireResult<Response>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::Error: Debug,
@@ -258,8 +288,14 @@ impl ExtendedQueryHandler for Queries {
                     .flatten()
                     .or_else(|| types.get(i).cloned())
                     .unwrap_or(Type::TEXT);
-                decode_parameter(raw.as_deref(), &ty, portal.parameter_format.is_binary(i))
-                    .map_err(|message| user_error(QueryError::new("22P02", format!("parameter ${}: {message}", i + 1))))
+                decode_parameter(raw.as_deref(), &ty, portal.parameter_format.is_binary(i)).map_err(
+                    |message| {
+                        user_error(QueryError::new(
+                            "22P02",
+                            format!("parameter ${}: {message}", i + 1),
+                        ))
+                    },
+                )
             })
             .collect::<PgWireResult<Vec<Datum>>>()?;
         self.respond(prepared, &values, &portal.result_column_format)
@@ -272,21 +308,33 @@ fn decode_parameter(raw: Option<&[u8]>, ty: &Type, binary: bool) -> Result<Datum
         return Ok(Datum::Null);
     };
     let fixed = |n: usize| -> Result<&[u8], String> {
-        (raw.len() == n).then_some(raw).ok_or_else(|| format!("expected {n} bytes for {ty}, got {}", raw.len()))
+        (raw.len() == n)
+            .then_some(raw)
+            .ok_or_else(|| format!("expected {n} bytes for {ty}, got {}", raw.len()))
     };
     if binary {
         return Ok(match *ty {
             Type::BOOL => Datum::Bool(fixed(1)?[0] != 0),
-            Type::INT2 => Datum::Int(i16::from_be_bytes(fixed(2)?.try_into().expect("2 bytes")).into()),
-            Type::INT4 => Datum::Int(i32::from_be_bytes(fixed(4)?.try_into().expect("4 bytes")).into()),
+            Type::INT2 => {
+                Datum::Int(i16::from_be_bytes(fixed(2)?.try_into().expect("2 bytes")).into())
+            }
+            Type::INT4 => {
+                Datum::Int(i32::from_be_bytes(fixed(4)?.try_into().expect("4 bytes")).into())
+            }
             Type::INT8 => Datum::Int(i64::from_be_bytes(fixed(8)?.try_into().expect("8 bytes"))),
-            Type::FLOAT4 => float(f32::from_be_bytes(fixed(4)?.try_into().expect("4 bytes")).into())?,
+            Type::FLOAT4 => {
+                float(f32::from_be_bytes(fixed(4)?.try_into().expect("4 bytes")).into())?
+            }
             Type::FLOAT8 => float(f64::from_be_bytes(fixed(8)?.try_into().expect("8 bytes")))?,
             Type::NUMERIC => Datum::Numeric(binary_numeric(raw)?),
             Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN => {
                 Datum::Text(String::from_utf8(raw.to_vec()).map_err(|_| "not UTF-8".to_owned())?)
             }
-            _ => return Err(format!("binary parameters of type {ty} are not supported yet")),
+            _ => {
+                return Err(format!(
+                    "binary parameters of type {ty} are not supported yet"
+                ))
+            }
         });
     }
     let text = std::str::from_utf8(raw).map_err(|_| "not UTF-8".to_owned())?;
@@ -344,7 +392,12 @@ mod tests {
 
     #[test]
     fn binary_numeric_parameters() {
-        let encode = |words: &[u16]| words.iter().flat_map(|w| w.to_be_bytes()).collect::<Vec<u8>>();
+        let encode = |words: &[u16]| {
+            words
+                .iter()
+                .flat_map(|w| w.to_be_bytes())
+                .collect::<Vec<u8>>()
+        };
         let n = binary_numeric(&encode(&[3, 1, 0, 2, 1, 2345, 6700])).unwrap();
         assert_eq!(n.to_string(), "12345.67");
         let n = binary_numeric(&encode(&[1, 0xFFFF, 0x4000, 4, 1])).unwrap();

@@ -169,7 +169,11 @@ pub(crate) fn prepare(
     Ok(Some(Prepared::Command(command)))
 }
 
-fn select(mut query: ast::Query, types: &[Option<Type>], ctx: &Context) -> Result<Prepared, QueryError> {
+fn select(
+    mut query: ast::Query,
+    types: &[Option<Type>],
+    ctx: &Context,
+) -> Result<Prepared, QueryError> {
     let order = match query.order_by.take().map(|o| o.kind) {
         None => Vec::new(),
         Some(ast::OrderByKind::Expressions(items)) => items,
@@ -185,7 +189,9 @@ fn select(mut query: ast::Query, types: &[Option<Type>], ctx: &Context) -> Resul
         Some(_) => return Err(QueryError::unsupported("this LIMIT form")),
     };
     if query.fetch.is_some() || !query.locks.is_empty() {
-        return Err(QueryError::unsupported("FETCH and FOR UPDATE/SHARE in a read"));
+        return Err(QueryError::unsupported(
+            "FETCH and FOR UPDATE/SHARE in a read",
+        ));
     }
     unqualify_public(&mut query);
     let mut params = infer_parameters(&query, ctx, types);
@@ -210,21 +216,37 @@ fn select(mut query: ast::Query, types: &[Option<Type>], ctx: &Context) -> Resul
 
 impl Select {
     /// Runs the read with these parameter values: its columns and rows.
-    pub(crate) fn run(&self, ctx: &Context, values: &[Datum]) -> Result<(Vec<ColumnDesc>, Vec<Row>), QueryError> {
+    pub(crate) fn run(
+        &self,
+        ctx: &Context,
+        values: &[Datum],
+    ) -> Result<(Vec<ColumnDesc>, Vec<Row>), QueryError> {
         let planned = plan(&self.body, values, ctx)?;
         let (view, steps) = pipeline(&planned.plan).ok_or_else(|| {
-            QueryError::unsupported("joins, aggregates, DISTINCT and UNION in a read")
-                .with_hint("declare the query as a [[view]]: it is then kept incrementally, and read here")
+            QueryError::unsupported("joins, aggregates, DISTINCT and UNION in a read").with_hint(
+                "declare the query as a [[view]]: it is then kept incrementally, and read here",
+            )
         })?;
         let order = self.order_keys(&planned.columns)?;
         let limit = count(self.limit.as_ref(), values, "LIMIT")?;
         let offset = count(self.offset.as_ref(), values, "OFFSET")?.unwrap_or(0);
         let snapshot = ctx.views.read(view);
         if let Some(message) = snapshot.errors.keys().next() {
-            let code = if message.contains("out of range") { "22003" } else { "22000" };
-            return Err(QueryError::new(code, format!("view \"{}\": {message}", ctx.views.views()[view].name)));
+            let code = if message.contains("out of range") {
+                "22003"
+            } else {
+                "22000"
+            };
+            return Err(QueryError::new(
+                code,
+                format!("view \"{}\": {message}", ctx.views.views()[view].name),
+            ));
         }
-        let walk = Walk::plan(&steps, &order, ctx.views.views()[view].columns.first().map(|c| c.kind));
+        let walk = Walk::plan(
+            &steps,
+            &order,
+            ctx.views.views()[view].columns.first().map(|c| c.kind),
+        );
         let wanted = limit.map(|l| l.saturating_add(offset));
         let mut rows = Vec::new();
         let mut each = |row: &Row, times: isize| -> Result<bool, QueryError> {
@@ -237,7 +259,10 @@ impl Select {
         };
         match walk.direction {
             Direction::Forward => {
-                let start = walk.start.clone().map_or(Bound::Unbounded, |d| Bound::Included(vec![d]));
+                let start = walk
+                    .start
+                    .clone()
+                    .map_or(Bound::Unbounded, |d| Bound::Included(vec![d]));
                 for (row, &times) in snapshot.rows.range((start, Bound::Unbounded)) {
                     if walk.past(row) || each(row, times)? {
                         break;
@@ -245,7 +270,10 @@ impl Select {
                 }
             }
             Direction::Backward => {
-                let end = walk.start.clone().map_or(Bound::Unbounded, |d| Bound::Excluded(vec![d]));
+                let end = walk
+                    .start
+                    .clone()
+                    .map_or(Bound::Unbounded, |d| Bound::Excluded(vec![d]));
                 for (row, &times) in snapshot.rows.range((Bound::Unbounded, end)).rev() {
                     if walk.past(row) || each(row, times)? {
                         break;
@@ -392,7 +420,9 @@ fn literal(value: &Datum) -> Result<ast::Expr, QueryError> {
     let v = match value {
         Datum::Null => ast::Value::Null,
         Datum::Bool(b) => ast::Value::Boolean(*b),
-        Datum::Int(_) | Datum::Numeric(_) | Datum::Float(_) => ast::Value::Number(value.to_string(), false),
+        Datum::Int(_) | Datum::Numeric(_) | Datum::Float(_) => {
+            ast::Value::Number(value.to_string(), false)
+        }
         Datum::Text(s) => ast::Value::SingleQuotedString(s.clone()),
         other => {
             return Err(QueryError::unsupported(format!(
@@ -407,7 +437,9 @@ fn literal(value: &Datum) -> Result<ast::Expr, QueryError> {
 fn placeholder(e: &ast::Expr) -> Option<usize> {
     match e {
         ast::Expr::Value(v) => match &v.value {
-            ast::Value::Placeholder(p) => p.strip_prefix('$')?.parse::<usize>().ok()?.checked_sub(1),
+            ast::Value::Placeholder(p) => {
+                p.strip_prefix('$')?.parse::<usize>().ok()?.checked_sub(1)
+            }
             _ => None,
         },
         _ => None,
@@ -507,7 +539,10 @@ fn count(e: Option<&ast::Expr>, values: &[Datum], what: &str) -> Result<Option<u
             "2201W",
             format!("{what} must not be negative"),
         )),
-        _ => Err(QueryError::new("42804", format!("{what} must be an integer"))),
+        _ => Err(QueryError::new(
+            "42804",
+            format!("{what} must be an integer"),
+        )),
     }
 }
 
@@ -535,7 +570,14 @@ fn pipeline(plan: &Plan) -> Option<(usize, Vec<&Plan>)> {
 fn apply(steps: &[&Plan], row: &Row) -> Result<Option<Row>, QueryError> {
     let eval_error = |e: tributary_views::expr::EvalError| {
         let message = e.to_string();
-        QueryError::new(if message.contains("out of range") { "22003" } else { "22000" }, message)
+        QueryError::new(
+            if message.contains("out of range") {
+                "22003"
+            } else {
+                "22000"
+            },
+            message,
+        )
     };
     let mut current: Option<Row> = None;
     for step in steps {

@@ -22,6 +22,10 @@ pub enum Expr {
     /// An integer of this many bits: PostgreSQL's `smallint`/`integer`
     /// arithmetic fails past its width rather than widening.
     InRange(u8, Box<Expr>),
+    /// The value as exact `numeric` (an integer widened): a UNION column
+    /// of integers and numerics is numeric, as PostgreSQL resolves it, so
+    /// its values compare, group and add as one kind.
+    ToNumeric(Box<Expr>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -87,6 +91,10 @@ impl Expr {
                         "integer"
                     }))
                 }
+                other => other,
+            },
+            Expr::ToNumeric(e) => match e.eval(row)? {
+                Datum::Int(i) => Datum::Numeric(BigDecimal::from(i)),
                 other => other,
             },
         })

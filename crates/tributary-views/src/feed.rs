@@ -81,7 +81,11 @@ impl SourceFeed {
                     .iter()
                     .map(|&i| (set.input(i).table.clone(), i))
                     .collect(),
-                rows: set.kept(&source).iter().map(|&i| (i, BTreeMap::new())).collect(),
+                rows: set
+                    .kept(&source)
+                    .iter()
+                    .map(|&i| (i, BTreeMap::new()))
+                    .collect(),
                 position: store.view_position(&source)?,
                 source,
                 set: Arc::clone(set),
@@ -244,7 +248,9 @@ impl SourceFeed {
                 if let Some(old) = kept.remove(&key) {
                     staged.changes.push((input, old, -1));
                 }
-                staged.writes.push((input, encode(&key), Some(encode(&row))));
+                staged
+                    .writes
+                    .push((input, encode(&key), Some(encode(&row))));
                 staged.changes.push((input, row.clone(), 1));
                 kept.insert(key, row);
             }

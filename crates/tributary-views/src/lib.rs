@@ -33,6 +33,6 @@ pub use dataflow::{Aggregate, Plan};
 pub use datum::{Datum, Row};
 pub use engine::{Engine, Snapshot};
 pub use error::ViewError;
+pub use expr::{BinaryOp, Expr};
 pub use feed::{Applied, Restored, SourceFeed};
 pub use set::{DeclaredView, SourceTable, ViewDecl, ViewSet};
-pub use expr::{BinaryOp, Expr};

@@ -72,7 +72,11 @@ impl ViewSet {
         let mut catalog = Catalog::default();
         let mut inputs = Vec::with_capacity(tables.len());
         for t in tables {
-            let name = [t.source.clone(), t.table.schema.clone(), t.table.table.clone()];
+            let name = [
+                t.source.clone(),
+                t.table.schema.clone(),
+                t.table.table.clone(),
+            ];
             let relation = Relation::of_schema(name, &t.schema);
             let columns = relation
                 .columns

@@ -38,6 +38,11 @@ const VIEWS: &[&str] = &[
     "SELECT x.id, b.name, y.id FROM oracle.public.a x JOIN oracle.public.b ON x.grp = b.grp \
      JOIN oracle.public.a y ON y.grp = b.grp AND y.id < x.id",
     "SELECT * FROM oracle.public.b WHERE name IS NULL OR grp <= 2",
+    // A subquery in FROM, aggregated again (the asset overview's shape).
+    "SELECT g, sum(s), count(*) FROM (SELECT grp AS g, amt AS s FROM oracle.public.a \
+     UNION ALL SELECT grp, 1 FROM oracle.public.b) h GROUP BY g",
+    "SELECT t.grp, t.n FROM (SELECT grp, count(*) AS n FROM oracle.public.a GROUP BY grp) t \
+     JOIN oracle.public.b ON t.grp = b.grp WHERE t.n > 1",
 ];
 
 fn catalog() -> Catalog {

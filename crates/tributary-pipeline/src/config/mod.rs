@@ -85,7 +85,9 @@ impl ServerConfig {
                 let password = std::env::var(var).map_err(|_| {
                     ConfigError::new(
                         format!("[server]: environment variable {var} is not set"),
-                        Some(format!("export {var}=... before starting, or remove password_env")),
+                        Some(format!(
+                            "export {var}=... before starting, or remove password_env"
+                        )),
                     )
                 })?;
                 Some((user.clone(), password))
@@ -262,7 +264,12 @@ impl Config {
     fn validate_views(&self) -> Result<(), ConfigError> {
         let mut names = HashSet::new();
         for v in &self.views {
-            if v.name.is_empty() || !v.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            if v.name.is_empty()
+                || !v
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_')
+            {
                 return Err(ConfigError::new(
                     format!("view name \"{}\" is not a plain identifier", v.name),
                     Some("use letters, digits and _ (clients query it by this name)".into()),

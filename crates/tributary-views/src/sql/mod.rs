@@ -172,19 +172,24 @@ impl PlanError {
 
     /// A construct the planner does not support, and where it starts.
     pub(crate) fn unsupported(construct: &str, at: sqlparser::tokenizer::Span) -> Self {
-        let mut e = Self::new(format!("{construct} is not supported in views"));
+        let mut e = Self::new(format!("{construct} is not supported in views")).with_detail_at(at);
+        e.hint = Some(
+            "views support SELECT with expressions, WHERE, JOIN … ON equalities, GROUP BY with \
+             COUNT/SUM/MIN/MAX, HAVING, DISTINCT, UNION [ALL] and subqueries in FROM"
+                .into(),
+        );
+        e
+    }
+
+    /// Adds where in the SQL the refused part starts.
+    pub(crate) fn with_detail_at(mut self, at: sqlparser::tokenizer::Span) -> Self {
         if at.start.line > 0 {
-            e.detail = Some(format!(
+            self.detail = Some(format!(
                 "at line {}, column {}",
                 at.start.line, at.start.column
             ));
         }
-        e.hint = Some(
-            "views support SELECT with expressions, WHERE, JOIN … ON equalities, GROUP BY with \
-             COUNT/SUM/MIN/MAX, HAVING, DISTINCT and UNION [ALL]"
-                .into(),
-        );
-        e
+        self
     }
 
     pub(crate) fn with_hint(mut self, hint: impl Into<String>) -> Self {
@@ -221,8 +226,72 @@ pub fn plan(sql: &str, catalog: &Catalog) -> Result<PlannedView, PlanError> {
 
 /// Plans a parsed query (its ORDER BY and LIMIT already taken off by the
 /// reader that evaluates them) over `catalog`.
-pub fn plan_query(query: &sqlparser::ast::Query, catalog: &Catalog) -> Result<PlannedView, PlanError> {
+pub fn plan_query(
+    query: &sqlparser::ast::Query,
+    catalog: &Catalog,
+) -> Result<PlannedView, PlanError> {
     select::query(query, catalog)
+}
+
+/// A UNION's column kinds, resolved as PostgreSQL resolves them: the
+/// wider integer, numeric over integers, a NULL column takes the other's;
+/// each side converted where its kind differs. Other mixes are refused.
+fn union_kinds(
+    l: PlannedView,
+    r: PlannedView,
+    at: &SetExpr,
+) -> Result<(Vec<ColumnDesc>, Plan, Plan), PlanError> {
+    use crate::expr::Expr;
+    use sqlparser::ast::Spanned;
+    let mut columns = Vec::with_capacity(l.columns.len());
+    let (mut l_exprs, mut r_exprs) = (Vec::new(), Vec::new());
+    let (mut l_cast, mut r_cast) = (false, false);
+    for (i, (a, b)) in l.columns.iter().zip(&r.columns).enumerate() {
+        let (kind, widen_l, widen_r) = match (a.kind, b.kind) {
+            (x, y) if x == y => (x, false, false),
+            (Kind::Int(x), Kind::Int(y)) => (Kind::Int(x.max(y)), false, false),
+            (Kind::Int(_), Kind::Numeric) => (Kind::Numeric, true, false),
+            (Kind::Numeric, Kind::Int(_)) => (Kind::Numeric, false, true),
+            (Kind::Unknown, y) => (y, false, false),
+            (x, Kind::Unknown) => (x, false, false),
+            (x, y) => {
+                return Err(PlanError::new(format!(
+                    "UNION types {x:?} and {y:?} cannot be matched"
+                ))
+                .with_detail_at(at.span()))
+            }
+        };
+        let column = |widen: bool| {
+            if widen {
+                Expr::ToNumeric(Box::new(Expr::Column(i)))
+            } else {
+                Expr::Column(i)
+            }
+        };
+        l_exprs.push(column(widen_l));
+        r_exprs.push(column(widen_r));
+        l_cast |= widen_l;
+        r_cast |= widen_r;
+        columns.push(ColumnDesc {
+            name: a.name.clone(),
+            kind,
+        });
+    }
+    let wrap = |plan: Plan, exprs: Vec<Expr>, cast: bool| {
+        if cast {
+            Plan::Map {
+                input: Box::new(plan),
+                exprs,
+            }
+        } else {
+            plan
+        }
+    };
+    Ok((
+        columns,
+        wrap(l.plan, l_exprs, l_cast),
+        wrap(r.plan, r_exprs, r_cast),
+    ))
 }
 
 /// Plans a set expression: a SELECT, a parenthesised query, or a UNION.
@@ -243,16 +312,14 @@ fn set_expr(body: &SetExpr, catalog: &Catalog) -> Result<PlannedView, PlanError>
                     "each UNION query must have the same number of columns",
                 ));
             }
-            let plan = Plan::Union(vec![l.plan, r.plan]);
+            let (columns, l_plan, r_plan) = union_kinds(l, r, body)?;
+            let plan = Plan::Union(vec![l_plan, r_plan]);
             let plan = match set_quantifier {
                 SetQuantifier::All => plan,
                 SetQuantifier::None | SetQuantifier::Distinct => Plan::Distinct(Box::new(plan)),
                 _ => return Err(PlanError::unsupported("this UNION quantifier", body.span())),
             };
-            Ok(PlannedView {
-                plan,
-                columns: l.columns,
-            })
+            Ok(PlannedView { plan, columns })
         }
         other => Err(PlanError::unsupported(
             match other {

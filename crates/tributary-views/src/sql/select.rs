@@ -262,6 +262,31 @@ fn join_condition(on: &ast::Expr) -> PlanError {
 
 /// One named relation of the catalog, with its alias.
 fn relation(factor: &TableFactor, catalog: &Catalog) -> Result<(Plan, Scope), PlanError> {
+    if let TableFactor::Derived {
+        lateral,
+        subquery,
+        alias,
+        ..
+    } = factor
+    {
+        if *lateral {
+            return Err(PlanError::unsupported("LATERAL", factor.span()));
+        }
+        if let Some(alias) = alias.as_ref().filter(|a| !a.columns.is_empty()) {
+            return Err(PlanError::unsupported(
+                "column aliases in FROM",
+                alias.span(),
+            ));
+        }
+        // A subquery in FROM is planned in place: its plan feeds the outer
+        // query's operators, its output columns are the scope.
+        let planned = query(subquery, catalog)?;
+        let qualifier = alias.as_ref().map_or("subquery", |a| a.name.value.as_str());
+        return Ok((
+            planned.plan,
+            Scope::of_relation(qualifier, &planned.columns),
+        ));
+    }
     let TableFactor::Table {
         name,
         alias,
@@ -271,7 +296,6 @@ fn relation(factor: &TableFactor, catalog: &Catalog) -> Result<(Plan, Scope), Pl
     else {
         return Err(PlanError::unsupported(
             match factor {
-                TableFactor::Derived { .. } => "a subquery in FROM (not yet)",
                 _ => "this FROM item",
             },
             factor.span(),
