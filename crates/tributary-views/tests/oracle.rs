@@ -38,6 +38,8 @@ const VIEWS: &[&str] = &[
     "SELECT x.id, b.name, y.id FROM oracle.public.a x JOIN oracle.public.b ON x.grp = b.grp \
      JOIN oracle.public.a y ON y.grp = b.grp AND y.id < x.id",
     "SELECT * FROM oracle.public.b WHERE name IS NULL OR grp <= 2",
+    // Aggregates of expressions.
+    "SELECT grp, sum(amt * 2 + id), max(amt - 1), count(amt + 1) FROM oracle.public.a GROUP BY grp",
     // A subquery in FROM, aggregated again (the asset overview's shape).
     "SELECT g, sum(s), count(*) FROM (SELECT grp AS g, amt AS s FROM oracle.public.a \
      UNION ALL SELECT grp, 1 FROM oracle.public.b) h GROUP BY g",

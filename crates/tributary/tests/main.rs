@@ -16,5 +16,6 @@ mod setup;
 mod tls;
 mod transform;
 mod types;
+mod views;
 mod wal;
 mod webhook;

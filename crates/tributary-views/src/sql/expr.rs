@@ -135,6 +135,9 @@ fn expect_bool(kind: Kind, e: &ast::Expr) -> Result<(), PlanError> {
 pub(super) struct Aggregates<'a> {
     scope: &'a Scope,
     list: Vec<Aggregate>,
+    /// Expressions aggregated (`sum(qty * price)`): computed per input row
+    /// after the scope's columns, so each aggregate still reads a column.
+    computed: Vec<Expr>,
 }
 
 impl<'a> Aggregates<'a> {
@@ -142,11 +145,14 @@ impl<'a> Aggregates<'a> {
         Self {
             scope,
             list: Vec::new(),
+            computed: Vec::new(),
         }
     }
 
-    pub(super) fn into_list(self) -> Vec<Aggregate> {
-        self.list
+    /// The aggregates, and the expressions to append to each input row
+    /// before the `Reduce` (empty: the input row as it is).
+    pub(super) fn into_parts(self) -> (Vec<Aggregate>, Vec<Expr>) {
+        (self.list, self.computed)
     }
 
     /// Whether `e` calls an aggregate function anywhere.
@@ -204,7 +210,7 @@ impl<'a> Aggregates<'a> {
     }
 
     /// `count(*)`, `count(x)`, `sum(x)`, `min(x)`, `max(x)` of a column.
-    fn call(&self, name: &str, f: &ast::Function) -> Result<(Aggregate, Kind), PlanError> {
+    fn call(&mut self, name: &str, f: &ast::Function) -> Result<(Aggregate, Kind), PlanError> {
         let refuse = |what: &str| Err(PlanError::unsupported(what, f.span()));
         if f.filter.is_some() || f.over.is_some() || !f.within_group.is_empty() {
             return refuse("FILTER/OVER/WITHIN GROUP on an aggregate");
@@ -222,9 +228,21 @@ impl<'a> Aggregates<'a> {
             [FunctionArg::Unnamed(FunctionArgExpr::Expr(e))] => e,
             _ => return refuse("this aggregate's arguments"),
         };
+        if Aggregates::contains(arg) {
+            return refuse("an aggregate inside an aggregate");
+        }
         let (column, kind) = match self.scope.expr(arg)? {
             (Expr::Column(c), kind) => (c, kind),
-            _ => return refuse("an aggregate of an expression (aggregate a column)"),
+            (computed, kind) => {
+                let index = match self.computed.iter().position(|c| *c == computed) {
+                    Some(i) => i,
+                    None => {
+                        self.computed.push(computed);
+                        self.computed.len() - 1
+                    }
+                };
+                (self.scope.columns().len() + index, kind)
+            }
         };
         Ok(match name {
             "count" => (Aggregate::Count(column), Kind::Int(Width::I64)),

@@ -79,10 +79,23 @@ pub(super) fn select(select: &Select, catalog: &Catalog) -> Result<PlannedView, 
             Some(h) => Some(aggregates.boolean(h, &group_columns)?),
             None => None,
         };
+        let (aggregates, computed) = aggregates.into_parts();
+        let input = if computed.is_empty() {
+            plan
+        } else {
+            let exprs = (0..scope.columns().len())
+                .map(Expr::Column)
+                .chain(computed)
+                .collect();
+            Plan::Map {
+                input: Box::new(plan),
+                exprs,
+            }
+        };
         let mut plan = Plan::Reduce {
-            input: Box::new(plan),
+            input: Box::new(input),
             group: group_columns,
-            aggregates: aggregates.into_list(),
+            aggregates,
         };
         if let Some(predicate) = having {
             plan = Plan::Filter {
