@@ -101,7 +101,7 @@ impl Scenario {
     }
 
     fn statement(&mut self, service: usize) -> String {
-        let customer = 1 + self.rng.i32(..60);
+        let customer = self.rng.i32(1..=60);
         let money =
             |rng: &mut fastrand::Rng| format!("{}.{:02}", rng.u32(..100_000), rng.u32(..100));
         let ids = &mut self.ids[service];
