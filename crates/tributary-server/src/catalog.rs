@@ -49,8 +49,7 @@ fn answer_catalog(sql: &str, lower: &str, ctx: &Context) -> Result<Answer, Query
     let views = ctx.views.views();
     let oid_of = |i: usize| (FIRST_OID + i).to_string();
     let by_oid = || {
-        quoted_after(lower, "oid = '")
-            .and_then(|o| o.parse::<usize>().ok())
+        oid_in(lower)
             .and_then(|o| o.checked_sub(FIRST_OID))
             .filter(|&i| i < views.len())
     };
@@ -144,6 +143,15 @@ fn answer_catalog(sql: &str, lower: &str, ctx: &Context) -> Result<Answer, Query
         columns: items.into_iter().map(|i| i.name).collect(),
         rows,
     })
+}
+
+/// The oid a query asks about (`c.oid = '…'`, `attrelid = '…'`,
+/// `pg_get_viewdef('…'`).
+fn oid_in(lower: &str) -> Option<usize> {
+    ["c.oid = '", "attrelid = '", "pg_get_viewdef('"]
+        .iter()
+        .find_map(|m| quoted_after(lower, m))
+        .and_then(|o| o.parse().ok())
 }
 
 fn empty(items: &[Item]) -> Answer {
@@ -316,5 +324,42 @@ mod tests {
         assert!(matches_pattern("cust.*", "customer_overview"));
         assert!(!matches_pattern("cust", "customer_overview"));
         assert!(matches_pattern("customer_overvie.", "customer_overview"));
+    }
+}
+
+#[cfg(test)]
+mod psql_queries {
+    use super::*;
+
+    const ATTRIBUTES: &str = "SELECT a.attname,
+  pg_catalog.format_type(a.atttypid, a.atttypmod),
+  (SELECT pg_catalog.pg_get_expr(d.adbin, d.adrelid, true)
+   FROM pg_catalog.pg_attrdef d
+   WHERE d.adrelid = a.attrelid AND d.adnum = a.attnum AND a.atthasdef),
+  a.attnotnull,
+  (SELECT c.collname FROM pg_catalog.pg_collation c, pg_catalog.pg_type t
+   WHERE c.oid = a.attcollation AND t.oid = a.atttypid AND a.attcollation <> t.typcollation) AS attcollation,
+  a.attidentity,
+  a.attgenerated
+FROM pg_catalog.pg_attribute a
+WHERE a.attrelid = '16389' AND a.attnum > 0 AND NOT a.attisdropped
+ORDER BY a.attnum;";
+
+    #[test]
+    fn psql_column_list() {
+        let items = select_list(ATTRIBUTES).expect("parses");
+        let values: Vec<Option<String>> = items
+            .iter()
+            .map(|i| attribute(&i.expr, "id", "integer", 1))
+            .collect();
+        assert_eq!(
+            values[0].as_deref(),
+            Some("id"),
+            "{:?}",
+            items.iter().map(|i| &i.expr).collect::<Vec<_>>()
+        );
+        assert_eq!(values[1].as_deref(), Some("integer"));
+        assert_eq!(values.len(), 7);
+        assert_eq!(oid_in(&ATTRIBUTES.to_lowercase()), Some(16389));
     }
 }
