@@ -32,6 +32,9 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// [`preflight`](Source::preflight) before anything starts, then
 /// [`run`](Source::run) once. Sinks never ask a source anything: what they
 /// need to know of a table travels with its events ([`crate::TableSchema`]).
+/// The tables a source captures, each with its shape.
+pub type TableShapes = Vec<(TableRef, Arc<TableSchema>)>;
+
 pub trait Source: Send + Sync {
     /// The checks of `tributary check` (and of `run`, which refuses to
     /// start on a failure). An error means the checks could not even be
@@ -42,7 +45,7 @@ pub trait Source: Send + Sync {
     /// carry it: what views are planned against before any event flows.
     /// Sources that cannot tell before they run describe nothing (views
     /// cannot read them).
-    fn describe(&self) -> BoxFuture<'_, Result<Vec<(TableRef, Arc<TableSchema>)>, SourceError>> {
+    fn describe(&self) -> BoxFuture<'_, Result<TableShapes, SourceError>> {
         Box::pin(std::future::ready(Ok(Vec::new())))
     }
 

@@ -137,6 +137,13 @@ pub(crate) struct SourceConsumers {
     pub(crate) views: Option<(SourceFeed, Arc<ViewSet>)>,
 }
 
+/// Where delivery writes: each sink with its own durable position when
+/// that is ahead of the source's checkpoint, and the views' feed.
+struct Targets {
+    sinks: Vec<(Arc<NamedSink>, Option<Position>)>,
+    views: Option<(SourceFeed, Arc<ViewSet>)>,
+}
+
 /// One source into every sink until it ends: the source and its delivery
 /// loop side by side, from the source's checkpoint in `store`.
 pub(crate) async fn run_source(
@@ -179,8 +186,10 @@ pub(crate) async fn run_source(
     let delivery = deliver(
         name.clone(),
         items,
-        lanes,
-        consumers.views,
+        Targets {
+            sinks: lanes,
+            views: consumers.views,
+        },
         store,
         durable_tx,
         board,
@@ -236,13 +245,13 @@ async fn preflight(name: &str, source: &dyn Source) -> Result<(), PipelineError>
 async fn deliver(
     source: String,
     mut items: mpsc::Receiver<SourceItem>,
-    sinks: Vec<(Arc<NamedSink>, Option<Position>)>,
-    views: Option<(SourceFeed, Arc<ViewSet>)>,
+    targets: Targets,
     store: StateStore,
     durable: watch::Sender<Position>,
     board: Arc<StatusBoard>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), PipelineError> {
+    let Targets { sinks, views } = targets;
     let progress = Arc::new(tokio::sync::Notify::new());
     let dropper = Dropper::start()?;
     let mut lanes = Vec::with_capacity(sinks.len());

@@ -23,9 +23,8 @@ use std::sync::Arc;
 
 use pgwire_replication::{Lsn, ReplicationClient};
 use tributary_core::check::Finding;
-use tributary_core::source::{BoxFuture, Source, SourceError};
+use tributary_core::source::{BoxFuture, Source, SourceError, TableShapes};
 pub use tributary_core::source::{SourceItem, SourceLinks};
-use tributary_core::{TableRef, TableSchema};
 use tributary_state::{Checkpoint, StateStore};
 
 use crate::catalog::{self, TableShape, TypeCache};
@@ -55,7 +54,7 @@ impl Source for PostgresSource {
         })
     }
 
-    fn describe(&self) -> BoxFuture<'_, Result<Vec<(TableRef, Arc<TableSchema>)>, SourceError>> {
+    fn describe(&self) -> BoxFuture<'_, Result<TableShapes, SourceError>> {
         Box::pin(async move { self.describe().await.map_err(SourceError::new) })
     }
 
@@ -79,7 +78,7 @@ impl PostgresSource {
 
     /// Each configured table's shape, read from the catalog as the
     /// snapshot reads it.
-    async fn describe(&self) -> Result<Vec<(TableRef, Arc<TableSchema>)>, Error> {
+    async fn describe(&self) -> Result<TableShapes, Error> {
         let query = QuerySession::open(&self.cfg.connection).await?;
         let mut types = TypeCache::default();
         let mut shapes = Vec::with_capacity(self.cfg.tables.len());

@@ -307,12 +307,7 @@ fn relation(factor: &TableFactor, catalog: &Catalog) -> Result<(Plan, Scope), Pl
         ..
     } = factor
     else {
-        return Err(PlanError::unsupported(
-            match factor {
-                _ => "this FROM item",
-            },
-            factor.span(),
-        ));
+        return Err(PlanError::unsupported("this FROM item", factor.span()));
     };
     let parts: Vec<String> = name
         .0
