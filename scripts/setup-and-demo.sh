@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Installs what Tributary needs on Debian, builds it, and runs a live demo:
-# a throwaway PostgreSQL (wal_level=logical) with a demo table, Tributary
-# snapshotting and streaming it into ./demo-state/events.jsonl while rows change.
+# Installs what Tributary needs on Debian, builds it, and runs a live demo of
+# its main job: three services' databases (cash, stocks, deposits) in a
+# throwaway PostgreSQL (wal_level=logical), one live SQL view joining and
+# summing all three per customer, read with psql over the PostgreSQL
+# protocol while rows change, through a restart; and the change stream of
+# the cash database into ./demo-state/events.jsonl.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,36 +35,81 @@ cleanup() {
 }
 trap cleanup EXIT
 PSQL=("$BIN/psql" -q -h 127.0.0.1 -p "$PORT" -U postgres)
-"${PSQL[@]}" -c "CREATE DATABASE cash"
-"${PSQL[@]}" -d cash -c "CREATE TABLE accounts (id int PRIMARY KEY, owner text, balance numeric(12,2));
-  INSERT INTO accounts SELECT g, 'customer ' || g, g * 10 FROM generate_series(1, 5) g;"
+for db in cash stocks deposits; do "${PSQL[@]}" -c "CREATE DATABASE $db"; done
+"${PSQL[@]}" -d cash -c "CREATE TABLE accounts (id int PRIMARY KEY, customer_id int NOT NULL, balance numeric(14,2) NOT NULL);
+  INSERT INTO accounts SELECT g, g % 50 + 1, g * 10.25 FROM generate_series(1, 200) g;"
+"${PSQL[@]}" -d stocks -c "CREATE TABLE positions (id int PRIMARY KEY, customer_id int NOT NULL, symbol text NOT NULL, qty int NOT NULL, price numeric(12,4) NOT NULL);
+  INSERT INTO positions SELECT g, g % 50 + 1, 'S' || g % 7, g, 1.5 * g FROM generate_series(1, 300) g;"
+"${PSQL[@]}" -d deposits -c "CREATE TABLE certificates (id int PRIMARY KEY, customer_id int NOT NULL, principal numeric(14,2) NOT NULL);
+  INSERT INTO certificates SELECT g, g % 40 + 1, 1000 * g FROM generate_series(1, 80) g;"
+VIEWPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 
 rm -rf demo-state && mkdir -p demo-state
-cat > demo-state/tributary.toml <<TOML
+{
+  cat <<TOML
 state_dir = "./demo-state/state"
 
-[[source]]
-name = "cash"
-type = "postgres"
-url = "postgres://postgres@127.0.0.1:$PORT/cash"
-tables = ["public.accounts"]
+[server]
+listen = "127.0.0.1:$VIEWPORT"
+
+[[view]]
+name = "customer_overview"
+sql = """
+SELECT customer_id, sum(cash) AS cash, sum(stocks) AS stocks, sum(deposits) AS deposits,
+       sum(cash + stocks + deposits) AS total
+FROM (SELECT customer_id, balance AS cash, 0 AS stocks, 0 AS deposits FROM cash.public.accounts
+      UNION ALL SELECT customer_id, 0, qty * price, 0 FROM stocks.public.positions
+      UNION ALL SELECT customer_id, 0, 0, principal FROM deposits.public.certificates) holdings
+GROUP BY customer_id
+"""
 
 [[sink]]
 name = "archive"
 type = "file"
 path = "./demo-state/events.jsonl"
+tables = ["public.accounts"]
 TOML
+  for svc in cash:accounts stocks:positions deposits:certificates; do
+    db=${svc%%:*}; table=${svc##*:}
+    printf '\n[[source]]\nname = "%s"\ntype = "postgres"\nurl = "postgres://postgres@127.0.0.1:%s/%s"\ntables = ["public.%s"]\n' "$db" "$PORT" "$db" "$table"
+  done
+} > demo-state/tributary.toml
+
+VIEW=("$BIN/psql" -X -h 127.0.0.1 -p "$VIEWPORT" -U app -d tributary)
+wait_for_view() {
+  for _ in $(seq 300); do "${VIEW[@]}" -Atc "SELECT 1 FROM customer_overview LIMIT 1" >/dev/null 2>&1 && return; sleep 0.1; done
+  echo "the view server did not come up; see demo-state/tributary.log" >&2; exit 1
+}
+start() {
+  ./target/release/tributary run --config demo-state/tributary.toml 2>>demo-state/tributary.log &
+  TPID=$!
+  wait_for_view
+}
 
 echo "== tributary check: every precondition, one line each"
 ./target/release/tributary check --config demo-state/tributary.toml
-./target/release/tributary run --config demo-state/tributary.toml 2>demo-state/tributary.log &
-TPID=$!
-for _ in $(seq 100); do [ -s demo-state/events.jsonl ] && break; sleep 0.1; done
-echo "== snapshot (op r), then live changes (c, u, d + tombstone):"
-"${PSQL[@]}" -d cash -c "INSERT INTO accounts VALUES (6, 'new customer', 0);
-  UPDATE accounts SET balance = balance + 5 WHERE id = 1;
-  DELETE FROM accounts WHERE id = 2;"
-sleep 1.5
+start
+echo "== psql \\d on Tributary's endpoint (port $VIEWPORT)"
+"${VIEW[@]}" -c '\d' -c '\d customer_overview'
+echo "== first page, then the next one by keyset (WHERE customer_id > last ORDER BY customer_id LIMIT 5)"
+"${VIEW[@]}" -c "SELECT * FROM customer_overview ORDER BY customer_id LIMIT 5"
+"${VIEW[@]}" -c "SELECT * FROM customer_overview WHERE customer_id > 5 ORDER BY customer_id LIMIT 5"
+echo "== customer 7 buys 100 shares at 12.3456 (stocks db) and moves 500.00 out of cash (cash db)"
+"${PSQL[@]}" -d stocks -c "INSERT INTO positions VALUES (1000, 7, 'NEW', 100, 12.3456)"
+"${PSQL[@]}" -d cash -c "UPDATE accounts SET balance = balance - 500 WHERE id = 6"
+sleep 0.2
+"${VIEW[@]}" -c "SELECT * FROM customer_overview WHERE customer_id = 7"
+echo "== the same SQL run from scratch by PostgreSQL over the three databases' rows (for comparison):"
+"${PSQL[@]}" -d cash -Atc "SELECT sum(balance) FROM accounts WHERE customer_id = 7" | sed 's/^/   cash     /'
+"${PSQL[@]}" -d stocks -Atc "SELECT sum(qty * price) FROM positions WHERE customer_id = 7" | sed 's/^/   stocks   /'
+"${PSQL[@]}" -d deposits -Atc "SELECT coalesce(sum(principal), 0) FROM certificates WHERE customer_id = 7" | sed 's/^/   deposits /'
+echo "== SIGTERM, a change while it is down, restart: the view comes back from the state store"
 kill -TERM "$TPID"; wait "$TPID"; TPID=""
-cat demo-state/events.jsonl
-echo "== $(wc -l < demo-state/events.jsonl) records in demo-state/events.jsonl; log in demo-state/tributary.log"
+"${PSQL[@]}" -d deposits -c "DELETE FROM certificates WHERE customer_id = 7"
+start
+"${VIEW[@]}" -c "SELECT * FROM customer_overview WHERE customer_id = 7"
+grep -o 'views rehydrated.*' demo-state/tributary.log | tail -1
+kill -TERM "$TPID"; wait "$TPID"; TPID=""
+echo "== the cash database's change stream: $(wc -l < demo-state/events.jsonl) records in demo-state/events.jsonl (last 2):"
+tail -2 demo-state/events.jsonl
+echo "== log in demo-state/tributary.log"

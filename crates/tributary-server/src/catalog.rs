@@ -136,7 +136,9 @@ fn answer_catalog(sql: &str, lower: &str, ctx: &Context) -> Result<Answer, Query
         return Err(refuse());
     };
     let mut rows = rows;
-    if lower.contains("order by") {
+    // Columns come in their own order (psql orders them by attnum);
+    // relation lists by name, as psql's ORDER BY asks.
+    if lower.contains("order by") && !lower.contains("pg_attribute") {
         rows.sort();
     }
     Ok(Answer {
