@@ -48,9 +48,7 @@ impl Handlers {
             }
         };
         Self {
-            queries: Arc::new(Queries {
-                ctx: Arc::new(Context::new(views)),
-            }),
+            queries: Arc::new(Queries::new(Arc::new(Context::new(views)))),
             startup: Arc::new(startup),
         }
     }
@@ -131,6 +129,7 @@ impl AuthSource for OneUser {
 /// Answers queries from the views.
 pub(crate) struct Queries {
     ctx: Arc<Context>,
+    parser: Arc<Parse>,
 }
 
 fn user_error(e: QueryError) -> PgWireError {
@@ -140,6 +139,13 @@ fn user_error(e: QueryError) -> PgWireError {
 }
 
 impl Queries {
+    fn new(ctx: Arc<Context>) -> Self {
+        let parser = Arc::new(Parse {
+            ctx: Arc::clone(&ctx),
+        });
+        Self { ctx, parser }
+    }
+
     /// Runs a prepared statement with its parameters.
     fn respond(
         &self,
@@ -257,9 +263,7 @@ impl ExtendedQueryHandler for Queries {
     type QueryParser = Parse;
 
     fn query_parser(&self) -> Arc<Parse> {
-        Arc::new(Parse {
-            ctx: Arc::clone(&self.ctx),
-        })
+        Arc::clone(&self.parser)
     }
 
     async fn do_query<C>(

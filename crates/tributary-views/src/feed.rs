@@ -216,7 +216,10 @@ impl SourceFeed {
 
     /// One event as the rows it retracts and inserts.
     fn change(&mut self, input: usize, event: &ChangeEvent) -> Result<Staged, ViewError> {
-        let spec = self.set.input(input).clone();
+        // The set is shared: hold it by its Arc, so the spec is borrowed,
+        // not copied, for every event.
+        let set = Arc::clone(&self.set);
+        let spec = set.input(input);
         let kept = self.rows.entry(input).or_default();
         let mut staged = Staged {
             commit: event.id.commit,
