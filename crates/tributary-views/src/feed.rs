@@ -237,16 +237,16 @@ impl SourceFeed {
                 }
             }
             Op::Delete => {
-                let key = key_of(&spec, event)?;
+                let key = key_of(spec, event)?;
                 if let Some(old) = kept.remove(&key) {
                     staged.changes.push((input, old, -1));
                 }
                 staged.writes.push((input, encode(&key), None));
             }
             Op::Read | Op::Create | Op::Update => {
-                let key_only = key_of(&spec, event)?;
+                let key_only = key_of(spec, event)?;
                 let old = kept.get(&key_only);
-                let row = row_of(&spec, event, old)?;
+                let row = row_of(spec, event, old)?;
                 let key: Row = spec.key.iter().map(|&k| row[k].clone()).collect();
                 if let Some(old) = kept.remove(&key) {
                     staged.changes.push((input, old, -1));
