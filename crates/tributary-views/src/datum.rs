@@ -214,7 +214,7 @@ impl fmt::Display for Datum {
                 } else if x.is_infinite() {
                     f.write_str(if x > 0.0 { "Infinity" } else { "-Infinity" })
                 } else {
-                    write!(f, "{x}")
+                    f.write_str(&float_text(x))
                 }
             }
             Datum::Numeric(n) => f.write_str(&numeric_text(n)),
@@ -238,6 +238,23 @@ impl fmt::Display for Datum {
             }
         }
     }
+}
+
+/// A finite `double precision` as PostgreSQL prints it (its default
+/// `extra_float_digits = 1`): the shortest digits that read back to the
+/// same value, in plain notation for decimal exponents from -4 to 14, else
+/// as `1.5e+20` / `1e-05` (a sign and at least two exponent digits).
+pub fn float_text(x: f64) -> String {
+    let scientific = format!("{x:e}");
+    let (mantissa, exponent) = scientific
+        .split_once('e')
+        .expect("`{:e}` of a finite float has an exponent");
+    let exponent: i32 = exponent.parse().expect("`{:e}` prints an integer exponent");
+    if (-4..15).contains(&exponent) {
+        return format!("{x}");
+    }
+    let sign = if exponent < 0 { '-' } else { '+' };
+    format!("{mantissa}e{sign}{:02}", exponent.unsigned_abs())
 }
 
 /// `2024-05-01`, `0044-03-15 BC`, `infinity`, as PostgreSQL prints a date.
@@ -357,6 +374,16 @@ mod tests {
             (Datum::Timestamp(day + 1), "1970-01-02 00:00:00.000001"),
             (Datum::TimestampTz(-1_000_000), "1969-12-31 23:59:59+00"),
             (Datum::Bytes(vec![0xde, 0xad]), "\\xdead"),
+            (Datum::Float(Float::new(1e20)), "1e+20"),
+            (Datum::Float(Float::new(1e15)), "1e+15"),
+            (Datum::Float(Float::new(1e14)), "100000000000000"),
+            (Datum::Float(Float::new(0.0001)), "0.0001"),
+            (Datum::Float(Float::new(-0.00001)), "-1e-05"),
+            (
+                Datum::Float(Float::new(1.2345678901234568e17)),
+                "1.2345678901234568e+17",
+            ),
+            (Datum::Float(Float::new(1.5e-300)), "1.5e-300"),
         ];
         for (datum, text) in cases {
             assert_eq!(datum.to_string(), text);

@@ -13,7 +13,7 @@ use tributary_testkit::PgCluster;
 use tributary_views::sql::{self, Catalog, ColumnDesc, Kind, Relation, Width};
 use tributary_views::{Datum, Engine, Row};
 
-/// Input 0: `a(id int primary key, grp int, amt numeric(10,2))`.
+/// Input 0: `a(id int primary key, grp int, amt numeric(10,2), ts timestamp)`.
 const A: usize = 0;
 /// Input 1: `b(grp int primary key, name text)`.
 const B: usize = 1;
@@ -45,6 +45,33 @@ const VIEWS: &[&str] = &[
      UNION ALL SELECT grp, 1 FROM oracle.public.b) h GROUP BY g",
     "SELECT t.grp, t.n FROM (SELECT grp, count(*) AS n FROM oracle.public.a GROUP BY grp) t \
      JOIN oracle.public.b ON t.grp = b.grp WHERE t.n > 1",
+    // Outer joins: unmatched rows padded with NULLs, the residual part of
+    // ON deciding the match (not filtering the result).
+    "SELECT a.id, a.amt, b.name FROM oracle.public.a LEFT JOIN oracle.public.b ON a.grp = b.grp",
+    "SELECT a.id, b.grp, b.name FROM oracle.public.a RIGHT JOIN oracle.public.b \
+     ON a.grp = b.grp AND a.amt > 100",
+    "SELECT x.id, x.grp, b.grp FROM oracle.public.a x FULL JOIN oracle.public.b ON x.grp = b.grp",
+    "SELECT x.id, b.name, y.id FROM oracle.public.a x LEFT JOIN oracle.public.b ON x.grp = b.grp \
+     LEFT JOIN oracle.public.a y ON y.grp = b.grp AND y.id <> x.id",
+    "SELECT b.name, count(a.id), sum(a.amt) FROM oracle.public.b LEFT JOIN oracle.public.a \
+     ON a.grp = b.grp GROUP BY b.name",
+    // Scalar forms: CASE (only the chosen branch is evaluated: no
+    // division by zero), COALESCE, NULLIF, casts, numeric division.
+    "SELECT id, CASE WHEN amt IS NULL THEN 'none' WHEN amt > 100 THEN 'big' ELSE 'small' END, \
+     COALESCE(amt, 0), NULLIF(grp, 3), amt / 3, id / 7, CAST(amt AS int), amt::text || '!', \
+     round(amt, 1), abs(amt), round(amt), CASE WHEN grp = 0 THEN NULL ELSE id / grp END, \
+     amt::float8 / 3, (amt * 100)::bigint % 7 IS NULL FROM oracle.public.a",
+    "SELECT lower(name) || '-' || upper(name), length(name), CASE grp WHEN 1 THEN 'one' \
+     WHEN 2 THEN 'two' END, grp || name FROM oracle.public.b",
+    // avg and DISTINCT aggregates.
+    "SELECT grp, avg(amt), count(DISTINCT amt), sum(DISTINCT id % 3), avg(id) \
+     FROM oracle.public.a GROUP BY grp",
+    "SELECT avg(amt), count(DISTINCT grp) FROM oracle.public.a",
+    // Time: date_trunc, casts between timestamp and date.
+    "SELECT m, count(*), sum(amt) FROM (SELECT date_trunc('month', ts) AS m, amt \
+     FROM oracle.public.a) t GROUP BY m",
+    "SELECT id, date_trunc('week', ts), ts::date, date_trunc('hour', ts), \
+     ts::date::timestamp = date_trunc('day', ts) FROM oracle.public.a",
 ];
 
 fn catalog() -> Catalog {
@@ -60,7 +87,8 @@ fn catalog() -> Catalog {
             columns: vec![
                 column("id", Kind::Int(Width::I32)),
                 column("grp", Kind::Int(Width::I32)),
-                column("amt", Kind::Numeric)
+                column("amt", Kind::Numeric),
+                column("ts", Kind::Timestamp)
             ],
         }),
         A
@@ -81,17 +109,25 @@ fn catalog() -> Catalog {
 /// The rows both sides hold, as the engine sees them and as SQL literals.
 #[derive(Default)]
 struct Tables {
-    a: BTreeMap<i64, (Option<i64>, Option<String>)>,
+    a: BTreeMap<i64, ARow>,
     b: BTreeMap<i64, Option<String>>,
 }
 
-fn a_row(id: i64, (grp, amt): &(Option<i64>, Option<String>)) -> Row {
+/// `a`'s `grp`, `amt` (as text) and `ts` (microseconds since 1970).
+type ARow = (Option<i64>, Option<String>, Option<i64>);
+
+fn a_row(id: i64, (grp, amt, ts): &ARow) -> Row {
     vec![
         Datum::Int(id),
         grp.map_or(Datum::Null, Datum::Int),
         amt.as_ref()
             .map_or(Datum::Null, |t| Datum::Numeric(t.parse().unwrap())),
+        ts.map_or(Datum::Null, Datum::Timestamp),
     ]
+}
+
+fn ts_sql(ts: &Option<i64>) -> String {
+    ts.map_or("NULL".into(), |t| format!("'{}'", Datum::Timestamp(t)))
 }
 
 fn b_row(grp: i64, name: &Option<String>) -> Row {
@@ -122,6 +158,11 @@ fn transaction(rng: &mut fastrand::Rng, tables: &mut Tables) -> (String, Vec<(us
         };
         let amt =
             (rng.u8(0..6) > 0).then(|| format!("{}.{:02}", rng.i64(-50..500), rng.u8(0..100)));
+        // Instants from 1999 to 2001, to the second, some with a fraction.
+        let ts = (rng.u8(0..8) > 0).then(|| {
+            let seconds = 915_148_800 + rng.i64(0..3 * 365 * 86_400);
+            seconds * 1_000_000 + if rng.bool() { rng.i64(0..1_000_000) } else { 0 }
+        });
         let id = rng.i64(0..40);
         match (rng.u8(0..10), tables.a.contains_key(&id)) {
             // Changes of `b`: upsert or delete a group's name.
@@ -142,12 +183,13 @@ fn transaction(rng: &mut fastrand::Rng, tables: &mut Tables) -> (String, Vec<(us
                 }
             }
             (2..=5, false) => {
-                let row = (grp, amt);
+                let row = (grp, amt, ts);
                 changes.push((A, a_row(id, &row), 1));
                 sql.push_str(&format!(
-                    "INSERT INTO a VALUES ({id}, {}, {});",
+                    "INSERT INTO a VALUES ({id}, {}, {}, {});",
                     sql_opt(&row.0, false),
-                    sql_opt(&row.1, false)
+                    sql_opt(&row.1, false),
+                    ts_sql(&row.2)
                 ));
                 tables.a.insert(id, row);
             }
@@ -160,12 +202,13 @@ fn transaction(rng: &mut fastrand::Rng, tables: &mut Tables) -> (String, Vec<(us
                 } else {
                     id
                 };
-                let row = (grp, amt);
+                let row = (grp, amt, ts);
                 changes.push((A, a_row(new_id, &row), 1));
                 sql.push_str(&format!(
-                    "UPDATE a SET id = {new_id}, grp = {}, amt = {} WHERE id = {id};",
+                    "UPDATE a SET id = {new_id}, grp = {}, amt = {}, ts = {} WHERE id = {id};",
                     sql_opt(&row.0, false),
-                    sql_opt(&row.1, false)
+                    sql_opt(&row.1, false),
+                    ts_sql(&row.2)
                 ));
                 tables.a.insert(new_id, row);
             }
@@ -222,7 +265,7 @@ fn run(seed: u64, steps: usize) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let db = rt.block_on(pg.create_db("oracle"));
     rt.block_on(db.batch_execute(
-        "CREATE TABLE a (id int PRIMARY KEY, grp int, amt numeric(10,2));
+        "CREATE TABLE a (id int PRIMARY KEY, grp int, amt numeric(10,2), ts timestamp);
          CREATE TABLE b (grp int PRIMARY KEY, name text);",
     ))
     .unwrap();

@@ -45,18 +45,29 @@ fn each_unsupported_construct_is_named_with_its_position() {
             "LIMIT/OFFSET/FETCH",
         ),
         (
-            "SELECT id FROM cash.public.accounts a LEFT JOIN cash.public.accounts b ON a.id = b.id",
-            "LEFT JOIN",
+            "SELECT a.id FROM cash.public.accounts a JOIN cash.public.accounts b USING (id)",
+            "a join without ON",
         ),
         (
-            "SELECT CASE WHEN id > 1 THEN 1 ELSE 0 END FROM cash.public.accounts",
-            "CASE",
+            "SELECT id FROM cash.public.accounts a CROSS JOIN cash.public.accounts b",
+            "this kind of join",
         ),
-        ("SELECT id / 2 FROM cash.public.accounts", "operator /"),
-        ("SELECT avg(balance) FROM cash.public.accounts", "avg"),
+        ("SELECT owner LIKE 'a%' FROM cash.public.accounts", "LIKE"),
         (
-            "SELECT count(DISTINCT owner) FROM cash.public.accounts",
-            "DISTINCT or ORDER BY inside an aggregate",
+            "SELECT id FROM cash.public.accounts WHERE id IN (1, 2)",
+            "IN (…)",
+        ),
+        (
+            "SELECT CAST(balance AS interval) FROM cash.public.accounts",
+            "a cast to INTERVAL",
+        ),
+        (
+            "SELECT sum(balance) FILTER (WHERE id > 1) FROM cash.public.accounts",
+            "FILTER/OVER/WITHIN GROUP",
+        ),
+        (
+            "SELECT string_agg(owner, ',' ORDER BY owner) FROM cash.public.accounts",
+            "ORDER BY in string_agg()",
         ),
         (
             "SELECT id FROM cash.public.accounts INTERSECT SELECT id FROM cash.public.accounts",
@@ -65,10 +76,6 @@ fn each_unsupported_construct_is_named_with_its_position() {
         (
             "WITH x AS (SELECT 1) SELECT id FROM cash.public.accounts",
             "WITH",
-        ),
-        (
-            "SELECT lower(owner) FROM cash.public.accounts",
-            "function lower",
         ),
         (
             "SELECT id FROM cash.public.accounts, cash.public.accounts b",
@@ -127,6 +134,26 @@ fn names_and_types_are_checked_as_postgresql_checks_them() {
             "aggregate functions are not allowed",
         ),
         ("SELEC id", "syntax error"),
+        (
+            "SELECT now() FROM cash.public.accounts",
+            "function now() does not exist",
+        ),
+        (
+            "SELECT balance % 1.5::float8 FROM cash.public.accounts",
+            "operator does not exist",
+        ),
+        (
+            "SELECT CASE WHEN id THEN 1 END FROM cash.public.accounts",
+            "argument of CASE/WHEN must be type boolean",
+        ),
+        (
+            "SELECT COALESCE(owner, 1) FROM cash.public.accounts",
+            "COALESCE types",
+        ),
+        (
+            "SELECT lower(id) FROM cash.public.accounts",
+            "function lower(Int(I32)) does not exist",
+        ),
         (
             "SELECT 1 FROM cash.public.accounts; SELECT 2 FROM cash.public.accounts",
             "not 2 statements",

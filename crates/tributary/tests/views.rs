@@ -535,7 +535,7 @@ fn unsupported_view_sql_is_refused_at_start() {
     let dir = workdir();
     let text = format!(
         "state_dir = \"{}\"\n[[source]]\nname = \"cash\"\ntype = \"postgres\"\nurl = \"{}\"\ntables = [\"public.accounts\"]\n\
-         [[view]]\nname = \"v\"\nsql = \"SELECT a.id FROM cash.public.accounts a LEFT JOIN cash.public.accounts b ON a.id = b.customer_id\"\n",
+         [[view]]\nname = \"v\"\nsql = \"SELECT a.id FROM cash.public.accounts a JOIN cash.public.accounts b USING (id)\"\n",
         dir.path().join("state").display(),
         pg.url("cash")
     );
@@ -544,7 +544,7 @@ fn unsupported_view_sql_is_refused_at_start() {
     assert_contains_all(
         &out.stderr,
         &[
-            "view \"v\": LEFT JOIN (not yet) is not supported in views",
+            "view \"v\": a join without ON (USING, NATURAL) is not supported in views",
             "detail: at line 1, column",
             "hint: ",
         ],

@@ -4,5 +4,5 @@ mod plan;
 mod reduce;
 mod render;
 
-pub use plan::{Aggregate, Plan};
+pub use plan::{Aggregate, JoinKind, Plan};
 pub(crate) use render::render;

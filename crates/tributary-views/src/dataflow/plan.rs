@@ -15,13 +15,21 @@ pub enum Plan {
     Filter { input: Box<Plan>, predicate: Expr },
     /// One output row per input row: these expressions' values.
     Map { input: Box<Plan>, exprs: Vec<Expr> },
-    /// An inner equi-join: the left row's columns, then the right row's,
-    /// for each pair whose key columns are equal and not NULL.
+    /// An equi-join: the left row's columns, then the right row's, for
+    /// each pair whose key columns are equal and not NULL and for which
+    /// the residual condition (over the joined row) is TRUE. An outer
+    /// join adds each row of its preserved side(s) that has no such pair,
+    /// padded with NULLs (`widths` are the two sides' column counts).
     Join {
+        kind: JoinKind,
         left: Box<Plan>,
         right: Box<Plan>,
-        left_key: Vec<usize>,
-        right_key: Vec<usize>,
+        /// Key expressions over each side's row (columns, converted to
+        /// one kind where the sides differ, as `=` would convert them).
+        left_key: Vec<Expr>,
+        right_key: Vec<Expr>,
+        residual: Option<Expr>,
+        widths: (usize, usize),
     },
     /// `GROUP BY group` with these aggregates: the group columns, then one
     /// column per aggregate. With no group columns the result is one row
@@ -37,14 +45,37 @@ pub enum Plan {
     Union(Vec<Plan>),
 }
 
+/// Which unmatched rows a join keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum JoinKind {
+    Inner,
+    Left,
+    Right,
+    Full,
+}
+
+impl JoinKind {
+    pub fn keeps_left(self) -> bool {
+        matches!(self, JoinKind::Left | JoinKind::Full)
+    }
+
+    pub fn keeps_right(self) -> bool {
+        matches!(self, JoinKind::Right | JoinKind::Full)
+    }
+}
+
 /// An aggregate over one column of the input (or the rows, for `COUNT(*)`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Aggregate {
     CountRows,
     /// Non-NULL values.
     Count(usize),
+    /// Distinct non-NULL values.
+    CountDistinct(usize),
     /// NULL when no value is non-NULL.
     Sum(usize),
+    /// Of the distinct non-NULL values.
+    SumDistinct(usize),
     Min(usize),
     Max(usize),
 }

@@ -42,7 +42,9 @@ pub(super) fn reduce<'s>(
     let default: Row = aggregates
         .iter()
         .map(|a| match a {
-            Aggregate::CountRows | Aggregate::Count(_) => Datum::Int(0),
+            Aggregate::CountRows | Aggregate::Count(_) | Aggregate::CountDistinct(_) => {
+                Datum::Int(0)
+            }
             _ => Datum::Null,
         })
         .collect();
@@ -65,6 +67,8 @@ fn aggregate(aggregate: Aggregate, rows: &[(&Row, isize)]) -> Datum {
         Aggregate::CountRows => Datum::Int(rows.iter().map(|(_, n)| *n as i64).sum()),
         Aggregate::Count(c) => Datum::Int(present(c).map(|(_, n)| n as i64).sum()),
         Aggregate::Sum(c) => sum(present(c)),
+        Aggregate::CountDistinct(c) => Datum::Int(distinct(present(c)).count() as i64),
+        Aggregate::SumDistinct(c) => sum(distinct(present(c))),
         Aggregate::Min(c) => present(c)
             .map(|(d, _)| d)
             .min()
@@ -76,6 +80,19 @@ fn aggregate(aggregate: Aggregate, rows: &[(&Row, isize)]) -> Datum {
             .cloned()
             .unwrap_or(Datum::Null),
     }
+}
+
+/// Each value once (a group's rows arrive sorted, so equal values of a
+/// column need not be adjacent: they are gathered in a set).
+fn distinct<'a>(
+    values: impl Iterator<Item = (&'a Datum, isize)>,
+) -> impl Iterator<Item = (&'a Datum, isize)> {
+    values
+        .filter(|(_, n)| *n > 0)
+        .map(|(d, _)| d)
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .map(|d| (d, 1))
 }
 
 /// SUM: exact for integers (widened, as PostgreSQL's `sum(bigint)` returns

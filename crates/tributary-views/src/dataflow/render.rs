@@ -12,6 +12,7 @@ use timely::dataflow::operators::vec::ToStream;
 use super::plan::Plan;
 use super::reduce::reduce;
 use crate::datum::{Datum, Row};
+use crate::expr::Expr;
 use crate::Time;
 
 pub(crate) type Rows<'s> = VecCollection<'s, Time, Row, isize>;
@@ -54,29 +55,86 @@ pub(crate) fn render<'s>(plan: &Plan, inputs: &[Rows<'s>]) -> Rendered<'s> {
             split(mapped.flat_map(Some), input.errors)
         }
         Plan::Join {
+            kind,
             left,
             right,
             left_key,
             right_key,
+            residual,
+            widths,
         } => {
             let (l, r) = (render(left, inputs), render(right, inputs));
-            let keyed = |rows: Rows<'s>, key: Vec<usize>| {
+            let keyed = |rows: Rows<'s>, key: Vec<Expr>| {
                 // A NULL key equals nothing, not even another NULL.
-                rows.flat_map(move |row| {
-                    let k: Row = key.iter().map(|&i| row[i].clone()).collect();
-                    (!k.iter().any(Datum::is_null)).then_some((k, row))
-                })
-            };
-            let rows = keyed(l.rows, left_key.clone())
-                .join(keyed(r.rows, right_key.clone()))
-                .map(|(_, (mut l, r))| {
-                    l.extend(r);
-                    l
+                let checked = rows.flat_map(move |row| {
+                    match key.iter().map(|e| e.eval(&row)).collect::<Result<Row, _>>() {
+                        Ok(k) => (!k.iter().any(Datum::is_null)).then_some(Ok((k, row))),
+                        Err(e) => Some(Err(e.to_string())),
+                    }
                 });
-            Rendered {
-                rows,
-                errors: l.errors.concat(r.errors),
+                (
+                    checked.clone().flat_map(Result::ok),
+                    checked.flat_map(Result::err),
+                )
+            };
+            let (left_keyed, left_errors) = keyed(l.rows.clone(), left_key.clone());
+            let (right_keyed, right_errors) = keyed(r.rows.clone(), right_key.clone());
+            let errors = l
+                .errors
+                .concat(r.errors)
+                .concat(left_errors)
+                .concat(right_errors);
+            let pairs = left_keyed.join(right_keyed).map(|(_, (mut l, r))| {
+                l.extend(r);
+                l
+            });
+            let mut out = match residual.clone() {
+                None => Rendered {
+                    rows: pairs,
+                    errors,
+                },
+                Some(condition) => {
+                    let checked = pairs.flat_map(move |row| match condition.holds(&row) {
+                        Ok(true) => Some(Ok(row)),
+                        Ok(false) => None,
+                        Err(e) => Some(Err(e.to_string())),
+                    });
+                    split(checked, errors)
+                }
+            };
+            let (lw, rw) = *widths;
+            let matched_pairs = out.rows.clone();
+            // The rows of a preserved side no pair came from: that side's
+            // rows less those matched (each matched row once, as a set).
+            if kind.keeps_left() {
+                let matched = matched_pairs
+                    .clone()
+                    .map(move |row| row[..lw].to_vec())
+                    .distinct();
+                let unmatched =
+                    l.rows
+                        .map(|row| (row, ()))
+                        .antijoin(matched)
+                        .map(move |(mut row, ())| {
+                            row.extend(std::iter::repeat_n(Datum::Null, rw));
+                            row
+                        });
+                out.rows = out.rows.concat(unmatched);
             }
+            if kind.keeps_right() {
+                let matched = matched_pairs.map(move |row| row[lw..].to_vec()).distinct();
+                let unmatched =
+                    r.rows
+                        .map(|row| (row, ()))
+                        .antijoin(matched)
+                        .map(move |(row, ())| {
+                            let mut padded: Row = std::iter::repeat_n(Datum::Null, lw).collect();
+                            padded.extend(row);
+                            padded
+                        });
+                out.rows = out.rows.concat(unmatched);
+            }
+            out
         }
         Plan::Reduce {
             input,

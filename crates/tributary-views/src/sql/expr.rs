@@ -5,7 +5,7 @@ use sqlparser::ast::{
     self, BinaryOperator, FunctionArg, FunctionArgExpr, FunctionArguments, Spanned, UnaryOperator,
 };
 
-use super::{ColumnDesc, Kind, PlanError, Width};
+use super::{function, ColumnDesc, Kind, PlanError, Width};
 use crate::dataflow::Aggregate;
 use crate::datum::Datum;
 use crate::expr::{BinaryOp, Expr};
@@ -19,6 +19,10 @@ pub(super) struct ScopeColumn {
 }
 
 impl ScopeColumn {
+    pub(super) fn kind(&self) -> Kind {
+        self.kind
+    }
+
     /// `qualifier.name`, as a projection item named `name`.
     pub(super) fn reference(&self) -> (ast::Expr, String) {
         let e = ast::Expr::CompoundIdentifier(vec![
@@ -189,18 +193,40 @@ impl<'a> Aggregates<'a> {
                 }))
             }
             ast::Expr::Function(f) => aggregate_name(f).map(|name| {
-                let (aggregate, kind) = self.call(name, f)?;
-                let index = match self.list.iter().position(|a| *a == aggregate) {
-                    Some(i) => i,
-                    None => {
-                        self.list.push(aggregate);
-                        self.list.len() - 1
+                let (call, kind) = self.call(name, f)?;
+                let mut column = |aggregate| Expr::Column(group.len() + self.register(aggregate));
+                Ok(match call {
+                    Call::One(aggregate) => (column(aggregate), kind),
+                    // avg is sum / count with numeric division (double
+                    // precision for floats), as PostgreSQL's avg finishes.
+                    Call::Avg { sum, count } => {
+                        let (sum, count) = (column(sum), column(count));
+                        let quotient = if kind == Kind::Float {
+                            Expr::binary(BinaryOp::Div, sum, count)
+                        } else {
+                            Expr::binary(
+                                BinaryOp::Div,
+                                Expr::ToNumeric(Box::new(sum)),
+                                Expr::ToNumeric(Box::new(count)),
+                            )
+                        };
+                        (quotient, kind)
                     }
-                };
-                Ok((Expr::Column(group.len() + index), kind))
+                })
             }),
             _ => None,
         })
+    }
+
+    /// The index of `aggregate` among the reduction's outputs.
+    fn register(&mut self, aggregate: Aggregate) -> usize {
+        match self.list.iter().position(|a| *a == aggregate) {
+            Some(i) => i,
+            None => {
+                self.list.push(aggregate);
+                self.list.len() - 1
+            }
+        }
     }
 
     pub(super) fn boolean(&mut self, e: &ast::Expr, group: &[usize]) -> Result<Expr, PlanError> {
@@ -209,8 +235,9 @@ impl<'a> Aggregates<'a> {
         Ok(expr)
     }
 
-    /// `count(*)`, `count(x)`, `sum(x)`, `min(x)`, `max(x)` of a column.
-    fn call(&mut self, name: &str, f: &ast::Function) -> Result<(Aggregate, Kind), PlanError> {
+    /// `count(*)`, `count([DISTINCT] x)`, `sum([DISTINCT] x)`, `min(x)`,
+    /// `max(x)`, `avg([DISTINCT] x)` of a column or an expression.
+    fn call(&mut self, name: &str, f: &ast::Function) -> Result<(Call, Kind), PlanError> {
         let refuse = |what: &str| Err(PlanError::unsupported(what, f.span()));
         if f.filter.is_some() || f.over.is_some() || !f.within_group.is_empty() {
             return refuse("FILTER/OVER/WITHIN GROUP on an aggregate");
@@ -218,12 +245,16 @@ impl<'a> Aggregates<'a> {
         let FunctionArguments::List(list) = &f.args else {
             return refuse("this aggregate call");
         };
-        if list.duplicate_treatment.is_some() || !list.clauses.is_empty() {
-            return refuse("DISTINCT or ORDER BY inside an aggregate (not yet)");
+        if !list.clauses.is_empty() {
+            return refuse("ORDER BY inside an aggregate");
         }
+        let distinct = matches!(
+            list.duplicate_treatment,
+            Some(ast::DuplicateTreatment::Distinct)
+        );
         let arg = match list.args.as_slice() {
-            [FunctionArg::Unnamed(FunctionArgExpr::Wildcard)] if name == "count" => {
-                return Ok((Aggregate::CountRows, Kind::Int(Width::I64)))
+            [FunctionArg::Unnamed(FunctionArgExpr::Wildcard)] if name == "count" && !distinct => {
+                return Ok((Call::One(Aggregate::CountRows), Kind::Int(Width::I64)))
             }
             [FunctionArg::Unnamed(FunctionArgExpr::Expr(e))] => e,
             _ => return refuse("this aggregate's arguments"),
@@ -244,24 +275,49 @@ impl<'a> Aggregates<'a> {
                 (self.scope.columns().len() + index, kind)
             }
         };
+        let count = if distinct {
+            Aggregate::CountDistinct(column)
+        } else {
+            Aggregate::Count(column)
+        };
+        let sum = if distinct {
+            Aggregate::SumDistinct(column)
+        } else {
+            Aggregate::Sum(column)
+        };
+        let no_such = || {
+            Err(PlanError::new(format!(
+                "function {name}({kind:?}) does not exist"
+            )))
+        };
         Ok(match name {
-            "count" => (Aggregate::Count(column), Kind::Int(Width::I64)),
+            "count" => (Call::One(count), Kind::Int(Width::I64)),
             // sum(smallint/integer) is bigint; sum(bigint) is numeric.
             "sum" => match kind {
-                Kind::Int(Width::I64) => (Aggregate::Sum(column), Kind::Numeric),
-                Kind::Int(_) => (Aggregate::Sum(column), Kind::Int(Width::I64)),
-                k if k.is_numeric() => (Aggregate::Sum(column), k),
-                _ => {
-                    return Err(PlanError::new(format!(
-                        "function sum({kind:?}) does not exist"
-                    )))
-                }
+                Kind::Int(Width::I64) => (Call::One(sum), Kind::Numeric),
+                Kind::Int(_) => (Call::One(sum), Kind::Int(Width::I64)),
+                k if k.is_numeric() => (Call::One(sum), k),
+                _ => return no_such(),
             },
-            "min" => (Aggregate::Min(column), kind),
-            "max" => (Aggregate::Max(column), kind),
-            _ => return refuse("avg (not yet)"),
+            // avg of integers and numerics is numeric; of floats, a float.
+            "avg" => match kind {
+                Kind::Int(_) | Kind::Numeric | Kind::Unknown => {
+                    (Call::Avg { sum, count }, Kind::Numeric)
+                }
+                Kind::Float => (Call::Avg { sum, count }, Kind::Float),
+                _ => return no_such(),
+            },
+            // DISTINCT changes nothing for the extremes.
+            "min" => (Call::One(Aggregate::Min(column)), kind),
+            _ => (Call::One(Aggregate::Max(column)), kind),
         })
     }
+}
+
+/// What one aggregate call reduces to.
+enum Call {
+    One(Aggregate),
+    Avg { sum: Aggregate, count: Aggregate },
 }
 
 fn aggregate_name(f: &ast::Function) -> Option<&'static str> {
@@ -321,6 +377,37 @@ fn scalar(e: &ast::Expr, leaf: &mut dyn FnMut(&ast::Expr) -> Option<Planned>) ->
             let (r, rk) = scalar(right, leaf)?;
             binary(op, (l, lk), (r, rk), e)?
         }
+        ast::Expr::Case {
+            operand,
+            conditions,
+            else_result,
+            ..
+        } => {
+            let operand = operand.as_deref().map(|o| scalar(o, leaf)).transpose()?;
+            let whens = conditions
+                .iter()
+                .map(|w| Ok((scalar(&w.condition, leaf)?, scalar(&w.result, leaf)?)))
+                .collect::<Result<Vec<_>, PlanError>>()?;
+            let otherwise = else_result
+                .as_deref()
+                .map(|x| scalar(x, leaf))
+                .transpose()?;
+            function::case(operand, whens, otherwise, e)?
+        }
+        ast::Expr::Cast {
+            kind,
+            expr,
+            data_type,
+            format: None,
+        } => function::cast(scalar(expr, leaf)?, kind, data_type, e)?,
+        ast::Expr::Function(f) => {
+            let name = f.name.to_string().to_lowercase();
+            let args = plain_arguments(f)?
+                .into_iter()
+                .map(|a| scalar(a, leaf))
+                .collect::<Result<Vec<_>, _>>()?;
+            function::call(&name, args, e)?
+        }
         _ => return Err(PlanError::unsupported(&construct(e), e.span())),
     })
 }
@@ -350,34 +437,43 @@ fn binary(
                 Kind::Bool,
             )
         }
-        B::Plus | B::Minus | B::Multiply => {
+        B::Plus | B::Minus | B::Multiply | B::Divide | B::Modulo => {
             let kind = match (lk, rk) {
-                (Kind::Int(a), Kind::Int(b)) => Kind::Int(a.max(b)),
-                (Kind::Float, Kind::Float) => Kind::Float,
-                (Kind::Int(_) | Kind::Numeric, Kind::Int(_) | Kind::Numeric) => Kind::Numeric,
-                (Kind::Unknown, k) | (k, Kind::Unknown) if k.is_numeric() => k,
+                (Kind::Unknown, Kind::Unknown) => Kind::Unknown,
+                // There is no double precision `%`.
+                (Kind::Float, _) | (_, Kind::Float) if *op == B::Modulo => return Err(mismatch()),
+                (a, b) if a.is_numeric() && b.is_numeric() => a.common(b).ok_or_else(mismatch)?,
                 _ => return Err(mismatch()),
             };
             let op = match op {
                 B::Plus => BinaryOp::Add,
                 B::Minus => BinaryOp::Sub,
-                _ => BinaryOp::Mul,
+                B::Multiply => BinaryOp::Mul,
+                B::Modulo => BinaryOp::Mod,
+                _ => BinaryOp::Div,
             };
             (narrow(Expr::binary(op, l, r), kind), kind)
         }
+        B::StringConcat => {
+            // text || anything (but an array) casts the other side to text.
+            let text = |x: Expr, k: Kind, side: &ast::Expr| match k {
+                Kind::Text | Kind::Unknown => Ok(x),
+                k => function::cast((x, k), &ast::CastKind::Cast, &ast::DataType::Text, side)
+                    .map(|(x, _)| x),
+            };
+            if !matches!(lk, Kind::Text | Kind::Unknown)
+                && !matches!(rk, Kind::Text | Kind::Unknown)
+            {
+                return Err(mismatch());
+            }
+            let ast::Expr::BinaryOp { left, right, .. } = e else {
+                unreachable!("a binary operator's expression")
+            };
+            let (l, r) = (text(l, lk, left)?, text(r, rk, right)?);
+            (Expr::binary(BinaryOp::Concat, l, r), Kind::Text)
+        }
         B::Eq | B::NotEq | B::Lt | B::LtEq | B::Gt | B::GtEq => {
-            let comparable = lk == rk
-                || lk == Kind::Unknown
-                || rk == Kind::Unknown
-                || matches!(
-                    (lk, rk),
-                    (Kind::Int(_) | Kind::Numeric, Kind::Int(_) | Kind::Numeric)
-                )
-                || matches!(
-                    (lk, rk),
-                    (Kind::Int(_), Kind::Float) | (Kind::Float, Kind::Int(_))
-                );
-            if !comparable {
+            if !function::comparable(lk, rk) {
                 return Err(mismatch());
             }
             let op = match op {
@@ -397,6 +493,30 @@ fn binary(
             ))
         }
     })
+}
+
+/// A scalar function's positional arguments; the forms only aggregates
+/// and window functions take are refused.
+fn plain_arguments(f: &ast::Function) -> Result<Vec<&ast::Expr>, PlanError> {
+    let refuse = |what: &str| Err(PlanError::unsupported(what, f.span()));
+    if f.filter.is_some() || f.over.is_some() || !f.within_group.is_empty() {
+        return refuse(&format!("FILTER/OVER/WITHIN GROUP on {}", f.name));
+    }
+    let list = match &f.args {
+        FunctionArguments::List(list) => list,
+        FunctionArguments::None => return Ok(Vec::new()),
+        FunctionArguments::Subquery(_) => return refuse("a subquery as a function argument"),
+    };
+    if list.duplicate_treatment.is_some() || !list.clauses.is_empty() {
+        return refuse(&format!("DISTINCT or ORDER BY in {}()", f.name));
+    }
+    list.args
+        .iter()
+        .map(|a| match a {
+            FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Ok(e),
+            _ => Err(PlanError::unsupported("this function argument", a.span())),
+        })
+        .collect()
 }
 
 /// Integer arithmetic of a narrower kind fails past its width.
@@ -439,9 +559,7 @@ fn literal(v: &ast::Value, e: &ast::Expr) -> Result<(Expr, Kind), PlanError> {
 /// A short name for an expression form, for refusals.
 fn construct(e: &ast::Expr) -> String {
     match e {
-        ast::Expr::Function(f) => format!("function {} (not yet)", f.name),
-        ast::Expr::Case { .. } => "CASE (not yet)".into(),
-        ast::Expr::Cast { .. } => "CAST (not yet)".into(),
+        ast::Expr::Cast { .. } => "CAST … FORMAT".into(),
         ast::Expr::Subquery(_) | ast::Expr::InSubquery { .. } | ast::Expr::Exists { .. } => {
             "a subquery in an expression".into()
         }

@@ -7,7 +7,7 @@ use sqlparser::ast::{
 
 use super::expr::{Aggregates, Scope, ScopeColumn};
 use super::{set_expr, Catalog, ColumnDesc, PlanError, PlannedView};
-use crate::dataflow::Plan;
+use crate::dataflow::{JoinKind, Plan};
 use crate::expr::{BinaryOp, Expr};
 
 /// A whole query: only its body; ordering and limits belong to reads.
@@ -175,11 +175,20 @@ fn output_name(e: &ast::Expr) -> String {
         }
         ast::Expr::Function(f) => f.name.to_string().to_lowercase(),
         ast::Expr::Nested(inner) => output_name(inner),
+        ast::Expr::Case { .. } => "case".into(),
+        ast::Expr::Cast {
+            expr, data_type, ..
+        } => match output_name(expr) {
+            unnamed if unnamed == "?column?" => super::function::type_column_name(data_type)
+                .unwrap_or("?column?")
+                .into(),
+            named => named,
+        },
         _ => "?column?".into(),
     }
 }
 
-/// The FROM clause: one relation and its inner joins.
+/// The FROM clause: one relation and its joins.
 fn from(
     from: &[TableWithJoins],
     catalog: &Catalog,
@@ -194,40 +203,37 @@ fn from(
     };
     let (mut plan, mut scope) = relation(&first.relation, catalog)?;
     for join in &first.joins {
-        let on = match &join.join_operator {
-            JoinOperator::Join(JoinConstraint::On(on))
-            | JoinOperator::Inner(JoinConstraint::On(on)) => on,
-            JoinOperator::Left(_) | JoinOperator::LeftOuter(_) => {
-                return Err(PlanError::unsupported("LEFT JOIN (not yet)", join.span()))
-            }
-            JoinOperator::Right(_) | JoinOperator::RightOuter(_) => {
-                return Err(PlanError::unsupported("RIGHT JOIN (not yet)", join.span()))
-            }
-            JoinOperator::FullOuter(_) => {
-                return Err(PlanError::unsupported("FULL JOIN (not yet)", join.span()))
-            }
+        let (kind, constraint) = match &join.join_operator {
+            JoinOperator::Join(c) | JoinOperator::Inner(c) => (JoinKind::Inner, c),
+            JoinOperator::Left(c) | JoinOperator::LeftOuter(c) => (JoinKind::Left, c),
+            JoinOperator::Right(c) | JoinOperator::RightOuter(c) => (JoinKind::Right, c),
+            JoinOperator::FullOuter(c) => (JoinKind::Full, c),
             _ => return Err(PlanError::unsupported("this kind of join", join.span())),
+        };
+        let JoinConstraint::On(on) = constraint else {
+            return Err(
+                PlanError::unsupported("a join without ON (USING, NATURAL)", join.span())
+                    .with_hint("write the condition as JOIN … ON a.x = b.y"),
+            );
         };
         let (right, right_scope) = relation(&join.relation, catalog)?;
         let offset = scope.columns().len();
+        let widths = (offset, right_scope.columns().len());
         let joined = scope.join(right_scope)?;
         let (left_key, right_key, residual) = equalities(on, &joined, offset)?;
         plan = Plan::Join {
+            kind,
             left: Box::new(plan),
             right: Box::new(right),
             left_key,
             right_key,
+            // The rest of the condition decides which pairs match (for an
+            // outer join, before the unmatched rows are padded).
+            residual: residual
+                .into_iter()
+                .reduce(|a, b| Expr::And(Box::new(a), Box::new(b))),
+            widths,
         };
-        // The rest of an inner join's condition filters its pairs.
-        if let Some(predicate) = residual
-            .into_iter()
-            .reduce(|a, b| Expr::And(Box::new(a), Box::new(b)))
-        {
-            plan = Plan::Filter {
-                input: Box::new(plan),
-                predicate,
-            };
-        }
         scope = joined;
     }
     Ok((plan, scope))
@@ -236,7 +242,7 @@ fn from(
 /// `ON a.x = b.y [AND …]`: key columns of the left side (indices below
 /// `offset`) and of the right side (indices from `offset`), and the other
 /// conjuncts (over the joined row).
-type JoinKeys = (Vec<usize>, Vec<usize>, Vec<Expr>);
+type JoinKeys = (Vec<Expr>, Vec<Expr>, Vec<Expr>);
 
 fn equalities(on: &ast::Expr, scope: &Scope, offset: usize) -> Result<JoinKeys, PlanError> {
     let mut conjuncts = vec![scope.boolean(on)?];
@@ -248,13 +254,14 @@ fn equalities(on: &ast::Expr, scope: &Scope, offset: usize) -> Result<JoinKeys, 
                 conjuncts.push(*b);
             }
             Expr::Binary(BinaryOp::Eq, a, b) => match (*a, *b) {
-                (Expr::Column(x), Expr::Column(y)) if x < offset && y >= offset => {
-                    left.push(x);
-                    right.push(y - offset);
-                }
-                (Expr::Column(x), Expr::Column(y)) if y < offset && x >= offset => {
-                    left.push(y);
-                    right.push(x - offset);
+                (Expr::Column(x), Expr::Column(y))
+                    if (x < offset) != (y < offset) && key_kind(scope, x, y).is_some() =>
+                {
+                    let (l, r) = if x < offset { (x, y) } else { (y, x) };
+                    let kind = key_kind(scope, l, r).expect("checked in the guard");
+                    left.push(scope.columns()[l].kind().coerce(Expr::Column(l), kind));
+                    let right_kind = scope.columns()[r].kind();
+                    right.push(right_kind.coerce(Expr::Column(r - offset), kind));
                 }
                 (a, b) => residual.push(Expr::binary(BinaryOp::Eq, a, b)),
             },
@@ -265,6 +272,12 @@ fn equalities(on: &ast::Expr, scope: &Scope, offset: usize) -> Result<JoinKeys, 
         return Err(join_condition(on));
     }
     Ok((left, right, residual))
+}
+
+/// The kind two columns compare as, so equal values are equal keys (an
+/// integer 1 and a numeric 1.0 both as numeric).
+fn key_kind(scope: &Scope, x: usize, y: usize) -> Option<super::Kind> {
+    scope.columns()[x].kind().common(scope.columns()[y].kind())
 }
 
 fn join_condition(on: &ast::Expr) -> PlanError {

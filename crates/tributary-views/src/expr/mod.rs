@@ -2,11 +2,17 @@
 //! NULL out for arithmetic and comparison; three-valued AND/OR/NOT; exact
 //! numeric arithmetic; integer overflow is an error, never a wrapped value.
 
+mod cast;
+mod function;
+mod numeric;
+
 use std::cmp::Ordering;
 
 use bigdecimal::BigDecimal;
 use serde::{Deserialize, Serialize};
 
+pub use self::cast::Cast;
+pub use self::function::{Function, Unit};
 use crate::datum::{Datum, Float};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,6 +32,19 @@ pub enum Expr {
     /// of integers and numerics is numeric, as PostgreSQL resolves it, so
     /// its values compare, group and add as one kind.
     ToNumeric(Box<Expr>),
+    /// `CASE WHEN c THEN v … ELSE otherwise END`: the value of the first
+    /// branch whose condition is TRUE; only that branch is evaluated, so
+    /// `CASE WHEN x = 0 THEN NULL ELSE y / x END` never divides by zero.
+    Case {
+        branches: Vec<(Expr, Expr)>,
+        otherwise: Box<Expr>,
+    },
+    /// The first non-NULL argument; later ones are not evaluated.
+    Coalesce(Vec<Expr>),
+    /// NULL when the two are equal, else the first.
+    NullIf(Box<Expr>, Box<Expr>),
+    Cast(Box<Expr>, Cast),
+    Call(Function, Vec<Expr>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,6 +52,12 @@ pub enum BinaryOp {
     Add,
     Sub,
     Mul,
+    /// Integers truncate toward zero; numerics keep PostgreSQL's scale.
+    Div,
+    /// The remainder of truncating division: the dividend's sign.
+    Mod,
+    /// Text `||` text.
+    Concat,
     Eq,
     NotEq,
     Lt,
@@ -50,6 +75,14 @@ pub enum EvalError {
     OutOfRange(&'static str),
     #[error("operator does not exist: {0}")]
     TypeMismatch(String),
+    #[error("division by zero")]
+    DivisionByZero,
+    #[error("value out of range: {0}")]
+    FloatRange(&'static str),
+    #[error("numeric field overflow (precision {precision}, scale {scale})")]
+    NumericOverflow { precision: u32, scale: u32 },
+    #[error("invalid input syntax for type {0}: \"{1}\"")]
+    InvalidText(&'static str, String),
 }
 
 impl Expr {
@@ -82,21 +115,45 @@ impl Expr {
             },
             Expr::IsNull(e) => Datum::Bool(e.eval(row)?.is_null()),
             Expr::InRange(bits, e) => match e.eval(row)? {
-                Datum::Int(i)
-                    if *bits < 64 && !(-(1i64 << (bits - 1))..1i64 << (bits - 1)).contains(&i) =>
-                {
-                    return Err(EvalError::OutOfRange(if *bits == 16 {
-                        "smallint"
-                    } else {
-                        "integer"
-                    }))
-                }
+                Datum::Int(i) => Datum::Int(cast::in_range(*bits, i)?),
                 other => other,
             },
             Expr::ToNumeric(e) => match e.eval(row)? {
                 Datum::Int(i) => Datum::Numeric(BigDecimal::from(i)),
                 other => other,
             },
+            Expr::Case {
+                branches,
+                otherwise,
+            } => {
+                for (condition, value) in branches {
+                    if condition.holds(row)? {
+                        return value.eval(row);
+                    }
+                }
+                otherwise.eval(row)?
+            }
+            Expr::Coalesce(args) => {
+                for arg in args {
+                    let d = arg.eval(row)?;
+                    if !d.is_null() {
+                        return Ok(d);
+                    }
+                }
+                Datum::Null
+            }
+            Expr::NullIf(a, b) => {
+                let (a, b) = (a.eval(row)?, b.eval(row)?);
+                if !a.is_null() && !b.is_null() && compare(&a, &b)? == Ordering::Equal {
+                    Datum::Null
+                } else {
+                    a
+                }
+            }
+            Expr::Cast(e, to) => to.apply(e.eval(row)?)?,
+            Expr::Call(f, args) => {
+                f.apply(args.iter().map(|a| a.eval(row)).collect::<Result<_, _>>()?)?
+            }
         })
     }
 
@@ -123,7 +180,14 @@ fn binary(op: BinaryOp, l: Datum, r: Datum) -> Result<Datum, EvalError> {
         return Ok(Datum::Null);
     }
     match op {
-        Add | Sub | Mul => arithmetic(op, l, r),
+        Add | Sub | Mul | Div | Mod => arithmetic(op, l, r),
+        Concat => match (l, r) {
+            (Datum::Text(mut a), Datum::Text(b)) => {
+                a.push_str(&b);
+                Ok(Datum::Text(a))
+            }
+            (l, r) => Err(EvalError::TypeMismatch(format!("{l:?} || {r:?}"))),
+        },
         Eq | NotEq | Lt | LtEq | Gt | GtEq => {
             let ordering = compare(&l, &r)?;
             Ok(Datum::Bool(match op {
@@ -146,6 +210,10 @@ fn compare(l: &Datum, r: &Datum) -> Result<Ordering, EvalError> {
         (Datum::Numeric(a), Datum::Int(b)) => Ok(a.cmp(&BigDecimal::from(*b))),
         (Datum::Int(a), Datum::Float(b)) => Ok(Float::new(*a as f64).cmp(b)),
         (Datum::Float(a), Datum::Int(b)) => Ok(a.cmp(&Float::new(*b as f64))),
+        (Datum::Float(_), Datum::Numeric(_)) | (Datum::Numeric(_), Datum::Float(_)) => {
+            let (a, b) = (cast::to_float(l.clone())?, cast::to_float(r.clone())?);
+            Ok(Float::new(a).cmp(&Float::new(b)))
+        }
         _ if std::mem::discriminant(l) == std::mem::discriminant(r) => Ok(l.cmp(r)),
         _ => Err(EvalError::TypeMismatch(format!(
             "{l:?} compared with {r:?}"
@@ -160,28 +228,63 @@ fn arithmetic(op: BinaryOp, l: Datum, r: Datum) -> Result<Datum, EvalError> {
             match op {
                 Add => a.checked_add(b),
                 Sub => a.checked_sub(b),
-                _ => a.checked_mul(b),
+                Mul => a.checked_mul(b),
+                _ if b == 0 => return Err(EvalError::DivisionByZero),
+                Mod => Some(a.wrapping_rem(b)),
+                _ => a.checked_div(b),
             }
             .ok_or(EvalError::IntegerOverflow)?,
         ),
-        (Datum::Float(a), Datum::Float(b)) => {
-            let (a, b) = (a.get(), b.get());
-            Datum::Float(Float::new(match op {
-                Add => a + b,
-                Sub => a - b,
-                _ => a * b,
-            }))
-        }
         (l @ (Datum::Numeric(_) | Datum::Int(_)), r @ (Datum::Numeric(_) | Datum::Int(_))) => {
             let (a, b) = (numeric(l), numeric(r));
             Datum::Numeric(match op {
                 Add => a + b,
                 Sub => a - b,
-                _ => a * b,
+                Mul => a * b,
+                Mod => numeric::remainder(&a, &b)?,
+                _ => numeric::divide(&a, &b)?,
             })
+        }
+        // A float with an integer or numeric: the other converts to
+        // double precision, as PostgreSQL's implicit casts do.
+        (l @ (Datum::Float(_) | Datum::Int(_) | Datum::Numeric(_)), r)
+            if is_number(&r) && op != Mod =>
+        {
+            let (a, b) = (cast::to_float(l)?, cast::to_float(r)?);
+            Datum::Float(Float::new(float(op, a, b)?))
         }
         (l, r) => return Err(EvalError::TypeMismatch(format!("{l:?} {op:?} {r:?}"))),
     })
+}
+
+fn is_number(d: &Datum) -> bool {
+    matches!(d, Datum::Float(_) | Datum::Int(_) | Datum::Numeric(_))
+}
+
+/// `float8pl`/`mi`/`mul`/`div`: overflow and underflow are errors, as is
+/// dividing by zero.
+fn float(op: BinaryOp, a: f64, b: f64) -> Result<f64, EvalError> {
+    use BinaryOp::*;
+    let result = match op {
+        Add => a + b,
+        Sub => a - b,
+        Mul => a * b,
+        _ if b == 0.0 && !a.is_nan() => return Err(EvalError::DivisionByZero),
+        _ => a / b,
+    };
+    let finite_in = !a.is_infinite() && (op == Div || !b.is_infinite());
+    if result.is_infinite() && finite_in {
+        return Err(EvalError::FloatRange("overflow"));
+    }
+    let underflow = match op {
+        Mul => result == 0.0 && a != 0.0 && b != 0.0,
+        Div => result == 0.0 && a != 0.0 && !b.is_infinite(),
+        _ => false,
+    };
+    if underflow {
+        return Err(EvalError::FloatRange("underflow"));
+    }
+    Ok(result)
 }
 
 fn numeric(d: Datum) -> BigDecimal {
