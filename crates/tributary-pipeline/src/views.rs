@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 use tributary_state::StateStore;
-use tributary_views::{SourceFeed, SourceTable, ViewDecl, ViewError, ViewSet};
+use tributary_views::{Keep, SourceFeed, SourceTable, ViewDecl, ViewError, ViewSet};
 
 use crate::config::Config;
 use crate::lane::Batch;
@@ -123,7 +123,12 @@ pub(crate) struct ViewLaneLinks {
 }
 
 /// Feeds one source's batches into the views, in order; marks each
-/// checkpoint done once its transactions are kept and visible.
+/// checkpoint done once its transactions are visible and kept.
+///
+/// Two stages: this loop makes transactions visible, a keeper behind it
+/// commits their rows (several steps' worth in one commit when it falls
+/// behind), so the state store's fsync is never between a source's commit
+/// and the view showing it.
 pub(crate) async fn lane(
     mut feed: SourceFeed,
     set: Arc<ViewSet>,
@@ -131,34 +136,107 @@ pub(crate) async fn lane(
     links: ViewLaneLinks,
 ) -> Result<(), PipelineError> {
     let source = feed.source().to_owned();
-    while let Some(batch) = batches.recv().await {
-        let boundary = batch.boundary;
-        let events = batch.events;
-        let (fed, applied) = tokio::task::spawn_blocking(move || {
-            for part in events.iter() {
-                feed.stage(part)?;
+    let (keeps, pending) = mpsc::channel(KEEPS_IN_FLIGHT);
+    let keeper = tokio::spawn(keeper(feed.store().clone(), source.clone(), pending, links));
+    let fed = async {
+        while let Some(first) = batches.recv().await {
+            // The batches that queued while the last group was applied go
+            // in together: one engine step for all their transactions (each
+            // still at its own logical time).
+            let mut group = vec![first];
+            while group.len() < GROUP_BATCHES {
+                match batches.try_recv() {
+                    Ok(next) => group.push(next),
+                    Err(_) => break,
+                }
             }
-            let applied = boundary.map(|cp| feed.reached(cp)).transpose()?;
-            Ok::<_, ViewError>((feed, applied))
-        })
-        .await
-        .map_err(|e| PipelineError::SourceStopped(e.to_string()))??;
-        feed = fed;
-        if let Some(applied) = applied {
-            if applied.transactions > 0 {
-                record_rows(&set);
-                if let Some(committed) = applied.newest_commit_us {
-                    record_freshness(&set, &source, committed);
+            let boundary = group.iter().rev().find_map(|b| b.boundary);
+            let checkpoint = group.iter().rev().find_map(|b| b.checkpoint);
+            let events: Vec<_> = group.into_iter().map(|b| b.events).collect();
+            let (fed, reached) = tokio::task::spawn_blocking(move || {
+                for part in events.iter().flat_map(|e| e.iter()) {
+                    feed.stage(part)?;
+                }
+                let reached = boundary.map(|cp| feed.reached(cp));
+                Ok::<_, ViewError>((feed, reached))
+            })
+            .await
+            .map_err(|e| PipelineError::SourceStopped(e.to_string()))??;
+            feed = fed;
+            let keep = match reached {
+                Some((applied, keep)) => {
+                    if applied.transactions > 0 {
+                        metrics::histogram!("tributary_view_apply_seconds", "source" => source.clone())
+                            .record(applied.stepped.as_secs_f64());
+                        record_rows(&set);
+                        for committed in applied.commits_us() {
+                            record_freshness(&set, &source, *committed, applied.visible_us);
+                        }
+                    }
+                    Some(keep)
+                }
+                None => None,
+            };
+            if keep.is_some() || checkpoint.is_some() {
+                // A closed keeper has failed: its error is returned below.
+                if keeps.send((keep, checkpoint)).await.is_err() {
+                    break;
                 }
             }
         }
-        if let Some(seq) = batch.checkpoint {
+        Ok::<_, PipelineError>(())
+    };
+    let fed = fed.await;
+    drop(keeps);
+    let kept = keeper
+        .await
+        .map_err(|e| PipelineError::SourceStopped(e.to_string()))?;
+    fed.and(kept)
+}
+
+/// Commits the lane's keeps in order (those waiting, in one commit), then
+/// reports their checkpoint done.
+async fn keeper(
+    store: StateStore,
+    source: String,
+    mut pending: mpsc::Receiver<(Option<Keep>, Option<u64>)>,
+    links: ViewLaneLinks,
+) -> Result<(), PipelineError> {
+    while let Some((mut keep, mut seq)) = pending.recv().await {
+        while let Ok((later, later_seq)) = pending.try_recv() {
+            keep = match (keep, later) {
+                (Some(mut k), Some(l)) => {
+                    k.absorb(l);
+                    Some(k)
+                }
+                (k, l) => k.or(l),
+            };
+            seq = later_seq.or(seq);
+        }
+        if let Some(keep) = keep {
+            let store = store.clone();
+            let took = tokio::task::spawn_blocking(move || {
+                let began = std::time::Instant::now();
+                keep.commit(&store).map(|()| began.elapsed())
+            })
+            .await
+            .map_err(|e| PipelineError::SourceStopped(e.to_string()))??;
+            metrics::histogram!("tributary_view_keep_seconds", "source" => source.clone())
+                .record(took.as_secs_f64());
+        }
+        if let Some(seq) = seq {
             links.done.store(seq, Ordering::Release);
             links.progress.notify_one();
         }
     }
     Ok(())
 }
+
+/// Keeps waiting for the keeper before the lane waits (back-pressure).
+const KEEPS_IN_FLIGHT: usize = 64;
+
+/// At most this many batches go into one engine step.
+const GROUP_BATCHES: usize = 256;
 
 /// `tributary_view_rows{view}` for every view.
 fn record_rows(set: &ViewSet) {
@@ -170,9 +248,8 @@ fn record_rows(set: &ViewSet) {
 
 /// `tributary_view_freshness_seconds{view}`: from the source's commit to
 /// the change being visible, for each view reading `source`.
-fn record_freshness(set: &ViewSet, source: &str, committed_us: i64) {
-    let now_us = tributary_core::clock::now_us();
-    let seconds = (now_us - committed_us).max(0) as f64 / 1e6;
+fn record_freshness(set: &ViewSet, source: &str, committed_us: i64, visible_us: i64) {
+    let seconds = (visible_us - committed_us).max(0) as f64 / 1e6;
     for view in set.views() {
         if view.sources.iter().any(|s| s == source) {
             metrics::histogram!("tributary_view_freshness_seconds", "view" => view.name.clone())

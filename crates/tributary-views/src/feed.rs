@@ -51,13 +51,60 @@ pub struct SourceFeed {
 }
 
 /// What one [`SourceFeed::reached`] made visible.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 pub struct Applied {
     /// Source transactions applied, one logical time each.
     pub transactions: usize,
-    /// The commit time of the newest streamed (not snapshot) change, in
+    /// The commit time of each streamed (not snapshot) transaction, in
     /// microseconds since the Unix epoch: the views' freshness.
-    pub newest_commit_us: Option<i64>,
+    commits_us: Vec<i64>,
+    /// How long the engine took to make the transactions visible.
+    pub stepped: std::time::Duration,
+    /// When they became visible, in microseconds since the Unix epoch.
+    pub visible_us: i64,
+}
+
+impl Applied {
+    /// The commit time of each streamed transaction made visible.
+    pub fn commits_us(&self) -> &[i64] {
+        &self.commits_us
+    }
+}
+
+/// The kept rows a [`SourceFeed::reached`] changed, and its checkpoint:
+/// to be committed to the state store, in order, before the checkpoint
+/// counts as done.
+#[derive(Debug)]
+pub struct Keep {
+    source: String,
+    checkpoint: Checkpoint,
+    /// (table, encoded key) → the encoded row after the step (`None`: gone).
+    writes: BTreeMap<(String, Vec<u8>), Option<Vec<u8>>>,
+}
+
+impl Keep {
+    /// Takes in the next keep of the same source: its rows win, its
+    /// checkpoint is the one kept.
+    pub fn absorb(&mut self, later: Keep) {
+        debug_assert_eq!(self.source, later.source);
+        self.writes.extend(later.writes);
+        self.checkpoint = later.checkpoint;
+    }
+
+    /// Commits the rows with the checkpoint, in one state-store transaction.
+    pub fn commit(&self, store: &StateStore) -> Result<(), ViewError> {
+        let writes: Vec<RowWrite<'_>> = self
+            .writes
+            .iter()
+            .map(|((table, key), row)| RowWrite {
+                table,
+                key,
+                row: row.as_deref(),
+            })
+            .collect();
+        store.commit_view_rows(&self.source, &self.checkpoint, &writes)?;
+        Ok(())
+    }
 }
 
 /// What restoring found: the feeds and how long it took.
@@ -136,6 +183,11 @@ impl SourceFeed {
         &self.source
     }
 
+    /// The state store the feed's rows are kept in.
+    pub fn store(&self) -> &StateStore {
+        &self.store
+    }
+
     /// The checkpoint the kept rows reflect.
     pub fn position(&self) -> Option<Checkpoint> {
         self.position
@@ -161,57 +213,57 @@ impl SourceFeed {
     }
 
     /// The source has sent everything up to `checkpoint`: the whole
-    /// transactions staged are kept durably with it, then applied to the
-    /// engine, one logical time each.
-    pub fn reached(&mut self, checkpoint: Checkpoint) -> Result<Applied, ViewError> {
+    /// transactions staged are applied to the engine, one logical time
+    /// each; the returned [`Keep`] holds what must then be kept durably
+    /// with the checkpoint.
+    ///
+    /// Visible first, durable next: the state-store commit (an fsync) is
+    /// not on the path from commit to visible, and keeps of several steps
+    /// can go in one commit ([`Keep::absorb`]). A read can see transactions
+    /// a crash then takes back to the last kept checkpoint; the view then
+    /// shows that earlier, whole state and catches up as the source sends
+    /// the rest again. The checkpoint must be reported done (and the source
+    /// confirmed) only once its keep is committed, so nothing is lost.
+    pub fn reached(&mut self, checkpoint: Checkpoint) -> (Applied, Keep) {
         let whole = self
             .staged
             .iter()
             .take_while(|s| checkpoint.completes(s.commit, s.op))
             .count();
-        let staged: Vec<Staged> = self.staged.drain(..whole).collect();
-        let mut last: BTreeMap<(usize, &[u8]), Option<&[u8]>> = BTreeMap::new();
-        for s in &staged {
-            for (input, key, row) in &s.writes {
-                last.insert((*input, key), row.as_deref());
-            }
-        }
-        let names: HashMap<usize, String> = last
-            .keys()
-            .map(|(i, _)| (*i, self.set.input(*i).table.to_string()))
-            .collect();
-        let writes: Vec<RowWrite<'_>> = last
-            .iter()
-            .map(|((input, key), row)| RowWrite {
-                table: &names[input],
-                key,
-                row: *row,
-            })
-            .collect();
-        self.store
-            .commit_view_rows(&self.source, &checkpoint, &writes)?;
-        self.position = Some(checkpoint);
         let mut transactions: Vec<Vec<Change>> = Vec::new();
         let mut commit = None;
         let mut applied = Applied::default();
-        for s in staged {
-            if s.op != Op::Read {
-                applied.newest_commit_us = Some(s.committed_us);
-            }
+        let mut keep = Keep {
+            source: self.source.clone(),
+            checkpoint,
+            writes: BTreeMap::new(),
+        };
+        for s in self.staged.drain(..whole) {
             if commit != Some(s.commit) || transactions.is_empty() {
                 transactions.push(Vec::new());
                 commit = Some(s.commit);
+                if s.op != Op::Read {
+                    applied.commits_us.push(s.committed_us);
+                }
             }
             transactions
                 .last_mut()
                 .expect("pushed above")
                 .extend(s.changes);
+            for (input, key, row) in s.writes {
+                let table = self.set.input(input).table.to_string();
+                keep.writes.insert((table, key), row);
+            }
         }
         applied.transactions = transactions.len();
+        let began = Instant::now();
         if !transactions.is_empty() {
             self.set.engine().apply_all(transactions);
         }
-        Ok(applied)
+        applied.stepped = began.elapsed();
+        applied.visible_us = tributary_core::clock::now_us();
+        self.position = Some(checkpoint);
+        (applied, keep)
     }
 
     /// One event as the rows it retracts and inserts.

@@ -34,5 +34,5 @@ pub use datum::{Datum, Row};
 pub use engine::{Engine, Snapshot};
 pub use error::ViewError;
 pub use expr::{BinaryOp, Expr};
-pub use feed::{Applied, Restored, SourceFeed};
+pub use feed::{Applied, Keep, Restored, SourceFeed};
 pub use set::{DeclaredView, SourceTable, ViewDecl, ViewSet};
