@@ -147,10 +147,14 @@ impl PgCluster {
             .status()
             .expect("run initdb");
         assert!(status.success(), "initdb failed");
+        // synchronous_commit=off leaves the WAL unflushed until the WAL
+        // writer's next round, and walsenders send only flushed WAL: its
+        // default 200 ms delay would be every streamed change's latency.
         let mut options = format!(
             "-c listen_addresses=127.0.0.1 -c port={} -c unix_socket_directories={} \
              -c wal_level=logical -c max_replication_slots=20 -c max_wal_senders=20 \
-             -c fsync=off -c synchronous_commit=off -c full_page_writes=off",
+             -c fsync=off -c synchronous_commit=off -c full_page_writes=off \
+             -c wal_writer_delay=5ms",
             cluster.port,
             cluster.dir.path().display()
         );

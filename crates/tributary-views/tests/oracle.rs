@@ -307,10 +307,15 @@ fn run(seed: u64, steps: usize) {
 
 #[test]
 fn every_operator_equals_postgresql_after_every_transaction_seed_1() {
-    run(1, 400);
+    run(1, 1000);
 }
 
 #[test]
 fn every_operator_equals_postgresql_after_every_transaction_seed_2() {
-    run(2, 400);
+    run(2, 1000);
+}
+
+#[test]
+fn every_operator_equals_postgresql_after_every_transaction_seed_3() {
+    run(3, 1000);
 }
