@@ -88,7 +88,23 @@ impl StartupHandler for Startup {
     {
         match self {
             Startup::Open(h) => h.on_startup(client, message).await,
-            Startup::Password(h) => h.on_startup(client, message).await,
+            Startup::Password(h) => {
+                let result = h.on_startup(client, message).await;
+                // pgwire names the user from the SCRAM message, which libpq
+                // leaves empty (the user is in the startup packet), and
+                // capitalises the text: answer as PostgreSQL does.
+                match result {
+                    Err(PgWireError::InvalidPassword(_)) => {
+                        let user = client.metadata().get("user").cloned().unwrap_or_default();
+                        Err(PgWireError::UserError(Box::new(ErrorInfo::new(
+                            "FATAL".into(),
+                            "28P01".into(),
+                            format!("password authentication failed for user \"{user}\""),
+                        ))))
+                    }
+                    other => other,
+                }
+            }
         }
     }
 }

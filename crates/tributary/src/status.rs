@@ -1,5 +1,6 @@
 //! `tributary status --config FILE`: asks the running process's admin
-//! endpoint for `/status` and renders it as two tables (sources, sinks).
+//! endpoint for `/status` and renders it as tables (sources, sinks, and
+//! views when the config declares any).
 //! hyper's client speaks the HTTP; only the rendering is ours.
 
 use std::path::Path;
@@ -179,5 +180,34 @@ fn render(status: &Value) -> String {
         &["SINK", "EVENTS", "ERRORS", "LAST ACK", "LAST ERROR"],
         &sinks,
     ));
+    let views = &status["views"];
+    if let Some(each) = views["views"].as_object() {
+        let rows: Vec<Vec<String>> = each
+            .iter()
+            .map(|(name, v)| {
+                let sources: Vec<String> = v["sources"]
+                    .as_array()
+                    .map(|a| a.iter().map(text).collect())
+                    .unwrap_or_default();
+                vec![
+                    name.clone(),
+                    text(&v["rows"]),
+                    text(&v["time"]),
+                    text(&v["errors"]),
+                    sources.join(", "),
+                ]
+            })
+            .collect();
+        out.push('\n');
+        out.push_str(&table(
+            &["VIEW", "ROWS", "TRANSACTIONS", "ERRORS", "SOURCES"],
+            &rows,
+        ));
+        out.push_str(&format!(
+            "views rehydrated in {} ms; process resident memory {}\n",
+            text(&views["rehydration_ms"]),
+            bytes(&views["resident_bytes"])
+        ));
+    }
     out
 }

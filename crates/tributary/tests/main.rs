@@ -16,6 +16,7 @@ mod setup;
 mod tls;
 mod transform;
 mod types;
+mod view_server;
 mod views;
 mod wal;
 mod webhook;
