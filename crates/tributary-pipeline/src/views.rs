@@ -168,6 +168,14 @@ pub(crate) async fn lane(
                     if applied.transactions > 0 {
                         metrics::histogram!("tributary_view_apply_seconds", "source" => source.clone())
                             .record(applied.stepped.as_secs_f64());
+                        if applied.stepped > SLOW {
+                            tracing::warn!(
+                                source,
+                                transactions = applied.transactions,
+                                took_ms = applied.stepped.as_millis() as u64,
+                                "views: a slow engine step"
+                            );
+                        }
                         record_rows(&set);
                         for committed in applied.commits_us() {
                             record_freshness(&set, &source, *committed, applied.visible_us);
@@ -223,6 +231,13 @@ async fn keeper(
             .map_err(|e| PipelineError::SourceStopped(e.to_string()))??;
             metrics::histogram!("tributary_view_keep_seconds", "source" => source.clone())
                 .record(took.as_secs_f64());
+            if took > SLOW {
+                tracing::warn!(
+                    source,
+                    took_ms = took.as_millis() as u64,
+                    "views: a slow keep"
+                );
+            }
         }
         if let Some(seq) = seq {
             links.done.store(seq, Ordering::Release);
@@ -231,6 +246,9 @@ async fn keeper(
     }
     Ok(())
 }
+
+/// A step or keep slower than this is logged.
+const SLOW: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Keeps waiting for the keeper before the lane waits (back-pressure).
 const KEEPS_IN_FLIGHT: usize = 64;
