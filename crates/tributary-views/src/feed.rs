@@ -78,8 +78,10 @@ impl Applied {
 pub struct Keep {
     source: String,
     checkpoint: Checkpoint,
-    /// (table, encoded key) → the encoded row after the step (`None`: gone).
-    writes: BTreeMap<(String, Vec<u8>), Option<Vec<u8>>>,
+    /// Each kept input's table name, as the store names it.
+    tables: HashMap<usize, String>,
+    /// (input, encoded key) → the encoded row after the step (`None`: gone).
+    writes: BTreeMap<(usize, Vec<u8>), Option<Vec<u8>>>,
 }
 
 impl Keep {
@@ -96,8 +98,8 @@ impl Keep {
         let writes: Vec<RowWrite<'_>> = self
             .writes
             .iter()
-            .map(|((table, key), row)| RowWrite {
-                table,
+            .map(|((input, key), row)| RowWrite {
+                table: &self.tables[input],
                 key,
                 row: row.as_deref(),
             })
@@ -236,6 +238,11 @@ impl SourceFeed {
         let mut keep = Keep {
             source: self.source.clone(),
             checkpoint,
+            tables: self
+                .tables
+                .iter()
+                .map(|(t, &i)| (i, t.to_string()))
+                .collect(),
             writes: BTreeMap::new(),
         };
         for s in self.staged.drain(..whole) {
@@ -251,8 +258,7 @@ impl SourceFeed {
                 .expect("pushed above")
                 .extend(s.changes);
             for (input, key, row) in s.writes {
-                let table = self.set.input(input).table.to_string();
-                keep.writes.insert((table, key), row);
+                keep.writes.insert((input, key), row);
             }
         }
         applied.transactions = transactions.len();
