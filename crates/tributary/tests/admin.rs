@@ -2,18 +2,9 @@
 //! names of `interface.md`, the `/status` document rendered as a table, and
 //! logs that never carry row values.
 
-use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 use crate::support::*;
-
-fn http_get(port: u16, path: &str) -> String {
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    response
-}
 
 #[test]
 fn metrics_status_and_quiet_logs() {

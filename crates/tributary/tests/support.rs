@@ -406,3 +406,13 @@ pub fn wait_until(t: &Tributary, timeout: Duration, mut done: impl FnMut() -> bo
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// An HTTP/1.0 GET to the admin endpoint on `port`: the whole response.
+pub fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}

@@ -3,19 +3,10 @@
 //! psql as a user would connect; the view metrics, `/status` and
 //! `tributary status` while the view changes.
 
-use std::io::{Read, Write};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::support::*;
-
-fn http_get(port: u16, path: &str) -> String {
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    response
-}
 
 /// psql against the view server: its output (or its error) and success.
 fn psql(conninfo: &str, password: Option<&str>, sql: &str) -> (bool, String) {
