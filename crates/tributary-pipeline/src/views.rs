@@ -139,7 +139,23 @@ pub(crate) async fn lane(
     let (keeps, pending) = mpsc::channel(KEEPS_IN_FLIGHT);
     let keeper = tokio::spawn(keeper(feed.store().clone(), source.clone(), pending, links));
     let fed = async {
-        while let Some(first) = batches.recv().await {
+        // What the keeper has not taken yet: while it commits (seconds for
+        // a snapshot's rows) later keeps are absorbed here, so the lane
+        // goes on making transactions visible instead of waiting for it.
+        let mut unsent: Option<(Option<Keep>, Option<u64>)> = None;
+        loop {
+            let first = tokio::select! {
+                batch = batches.recv() => match batch {
+                    Some(batch) => batch,
+                    None => break,
+                },
+                permit = keeps.reserve(), if unsent.is_some() => {
+                    // A closed keeper has failed: its error is returned below.
+                    let Ok(permit) = permit else { break };
+                    permit.send(unsent.take().expect("checked by the guard"));
+                    continue;
+                }
+            };
             // The batches that queued while the last group was applied go
             // in together: one engine step for all their transactions (each
             // still at its own logical time).
@@ -186,11 +202,20 @@ pub(crate) async fn lane(
                 None => None,
             };
             if keep.is_some() || checkpoint.is_some() {
-                // A closed keeper has failed: its error is returned below.
-                if keeps.send((keep, checkpoint)).await.is_err() {
-                    break;
+                unsent = Some(match unsent.take() {
+                    None => (keep, checkpoint),
+                    Some((earlier, seq)) => (absorb(earlier, keep), checkpoint.or(seq)),
+                });
+                match keeps.try_reserve() {
+                    Ok(permit) => permit.send(unsent.take().expect("set above")),
+                    Err(mpsc::error::TrySendError::Full(())) => {}
+                    Err(mpsc::error::TrySendError::Closed(())) => break,
                 }
             }
+        }
+        // The source is done: the last keep goes to the keeper.
+        if let Some(last) = unsent.take() {
+            let _ = keeps.send(last).await;
         }
         Ok::<_, PipelineError>(())
     };
@@ -212,13 +237,7 @@ async fn keeper(
 ) -> Result<(), PipelineError> {
     while let Some((mut keep, mut seq)) = pending.recv().await {
         while let Ok((later, later_seq)) = pending.try_recv() {
-            keep = match (keep, later) {
-                (Some(mut k), Some(l)) => {
-                    k.absorb(l);
-                    Some(k)
-                }
-                (k, l) => k.or(l),
-            };
+            keep = absorb(keep, later);
             seq = later_seq.or(seq);
         }
         if let Some(keep) = keep {
@@ -247,11 +266,23 @@ async fn keeper(
     Ok(())
 }
 
+/// Two keeps of one source in order as one: the later rows win.
+fn absorb(earlier: Option<Keep>, later: Option<Keep>) -> Option<Keep> {
+    match (earlier, later) {
+        (Some(mut k), Some(l)) => {
+            k.absorb(l);
+            Some(k)
+        }
+        (k, l) => k.or(l),
+    }
+}
+
 /// A step or keep slower than this is logged.
 const SLOW: std::time::Duration = std::time::Duration::from_millis(100);
 
-/// Keeps waiting for the keeper before the lane waits (back-pressure).
-const KEEPS_IN_FLIGHT: usize = 64;
+/// Keeps handed to the keeper and not yet taken; more are absorbed in the
+/// lane (bounded by the rows changed meanwhile, not by their number).
+const KEEPS_IN_FLIGHT: usize = 4;
 
 /// At most this many batches go into one engine step.
 const GROUP_BATCHES: usize = 256;
