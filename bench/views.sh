@@ -22,6 +22,8 @@
 # Usage: bench/views.sh [--write]   (--write: rewrite the views block of
 #        bench/results.md; the text around it stays)
 #        ROWS=100000 bench/views.sh (a smaller run: source rows in all)
+#        PROFILE_BUILD=perf.data …  (the first run under `perf record -g`;
+#                                    its memory figures are then perf's)
 set -euo pipefail
 trap 'echo "bench/views.sh: line $LINENO failed: $BASH_COMMAND" >&2' ERR
 cd "$(dirname "$0")/.."
@@ -109,7 +111,7 @@ verify() { # the whole view, row by row, against the peer
   cmp -s "$W/got.txt" "$W/expected.txt" || { echo "the view differs from the peer:" >&2; diff "$W/got.txt" "$W/expected.txt" | head -5 >&2; exit 1; }
 }
 s=$(now)
-"$TRIB" run --config "$W/tributary.toml" 2>"$W/run1.log" & P=$!
+${PROFILE_BUILD:+perf record -F 999 -g -o "$PROFILE_BUILD" --} "$TRIB" run --config "$W/tributary.toml" 2>"$W/run1.log" & P=$!
 wait_exact $P "$W/run1.log"; build=$(since "$s")
 verify
 hwm_kb=$(awk '/VmHWM/ {print $2}' "/proc/$P/status"); rss_kb=$(awk '/VmRSS/ {print $2}' "/proc/$P/status")
