@@ -469,16 +469,66 @@ impl SourceConfig {
     }
 }
 
-/// `schema.table`, or `table` in `public`.
+/// `schema.table`, or `table` in `public`. Either part may be a quoted
+/// identifier, as in SQL (`"My.Schema"."Odd ""name"""`): it can then hold
+/// dots and quotes (`""` is one quote). Unquoted parts are taken as
+/// written (not folded to lower case).
 pub fn parse_table(text: &str) -> Result<TableRef, ConfigError> {
-    let parts: Vec<&str> = text.split('.').collect();
-    match parts.as_slice() {
-        [t] if !t.is_empty() => Ok(TableRef::new("public", *t)),
-        [s, t] if !s.is_empty() && !t.is_empty() => Ok(TableRef::new(*s, *t)),
+    match identifiers(text).as_deref() {
+        Some([t]) => Ok(TableRef::new("public", t.as_str())),
+        Some([s, t]) => Ok(TableRef::new(s.as_str(), t.as_str())),
         _ => Err(ConfigError::new(
             format!("invalid table name \"{text}\""),
-            Some("write tables as \"schema.table\"".into()),
+            Some(
+                "write tables as \"schema.table\"; quote a name that holds dots or quotes as in \
+                 SQL: '\"My.Schema\".\"Odd \"\"name\"\"\"'"
+                    .into(),
+            ),
         )),
+    }
+}
+
+/// A dotted name's parts: each unquoted (up to the next dot) or quoted
+/// with `"` (`""` inside is one quote); `None` for an empty part, an
+/// unterminated quote or text after a closing quote.
+pub(crate) fn identifiers(text: &str) -> Option<Vec<String>> {
+    let mut parts = Vec::new();
+    let mut chars = text.chars().peekable();
+    loop {
+        let mut part = String::new();
+        if chars.peek() == Some(&'"') {
+            chars.next();
+            loop {
+                match chars.next()? {
+                    '"' if chars.peek() == Some(&'"') => {
+                        chars.next();
+                        part.push('"');
+                    }
+                    '"' => break,
+                    c => part.push(c),
+                }
+            }
+        } else {
+            while let Some(&c) = chars.peek() {
+                if c == '.' {
+                    break;
+                }
+                if c == '"' {
+                    return None;
+                }
+                part.push(c);
+                chars.next();
+            }
+        }
+        if part.is_empty() {
+            return None;
+        }
+        parts.push(part);
+        match chars.next() {
+            None => return Some(parts),
+            Some('.') => {}
+            Some(_) => return None,
+        }
     }
 }
 
@@ -546,6 +596,31 @@ fn edit_distance(a: &str, b: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn table_names_take_quoted_identifiers_as_sql_does() {
+        let table = |t: &str| parse_table(t).ok().map(|r| (r.schema, r.table));
+        let ok = |s: &str, t: &str| Some((s.to_owned(), t.to_owned()));
+        assert_eq!(table("accounts"), ok("public", "accounts"));
+        assert_eq!(table("cash.Accounts"), ok("cash", "Accounts"));
+        assert_eq!(
+            table(r#""My.Schema"."Odd ""name""""#),
+            ok("My.Schema", r#"Odd "name""#)
+        );
+        assert_eq!(table(r#""a.b""#), ok("public", "a.b"));
+        for bad in [
+            "",
+            "a.",
+            ".a",
+            "a.b.c",
+            r#""a"b"#,
+            r#""unterminated"#,
+            r#"a"b""#,
+            r#""""#,
+        ] {
+            assert!(table(bad).is_none(), "{bad:?} was accepted");
+        }
+    }
 
     const GOOD: &str = r#"
 state_dir = "/tmp/x"

@@ -20,7 +20,7 @@ use tributary_sink::{
     SinkContext, StdoutSettings,
 };
 
-use super::{nearest_key, parse_table, setting_error, ConfigError};
+use super::{identifiers, nearest_key, parse_table, setting_error, ConfigError};
 use crate::retry::RetryPolicy;
 use crate::transform::{ColumnRule, Transform};
 
@@ -280,19 +280,17 @@ impl SinkConfig {
         };
         let mut columns: HashMap<TableRef, HashMap<String, ColumnRule>> = HashMap::new();
         let mut add = |spec: &str, rule: ColumnRule| -> Result<(), ConfigError> {
-            let (table, column) = spec
-                .rsplit_once('.')
-                .filter(|(t, c)| t.contains('.') && !c.is_empty())
-                .ok_or_else(|| {
-                    self.invalid(
-                        &format!("column \"{spec}\" is not schema.table.column"),
-                        Some("e.g. \"public.accounts.email\""),
-                    )
-                })?;
+            let parts = identifiers(spec);
+            let Some([schema, table, column]) = parts.as_deref() else {
+                return Err(self.invalid(
+                    &format!("column \"{spec}\" is not schema.table.column"),
+                    Some("e.g. \"public.accounts.email\" (quote a name with dots: '\"a.b\"')"),
+                ));
+            };
             columns
-                .entry(parse_table(table)?)
+                .entry(TableRef::new(schema.as_str(), table.as_str()))
                 .or_default()
-                .insert(column.to_owned(), rule);
+                .insert(column.clone(), rule);
             Ok(())
         };
         for col in &c.exclude_columns {
