@@ -153,8 +153,7 @@ impl PgCluster {
         let mut options = format!(
             "-c listen_addresses=127.0.0.1 -c port={} -c unix_socket_directories={} \
              -c wal_level=logical -c max_replication_slots=20 -c max_wal_senders=20 \
-             -c fsync=off -c synchronous_commit=off -c full_page_writes=off \
-             -c wal_writer_delay=5ms",
+             -c fsync=off -c synchronous_commit=off -c full_page_writes=off",
             cluster.port,
             cluster.dir.path().display()
         );

@@ -41,6 +41,13 @@ const SERVICES: [(&str, &str, &str); 3] = [
     ),
 ];
 
+/// A cluster for the view tests: with synchronous_commit=off (the test
+/// kit's) the WAL waits for the WAL writer's next round before a walsender
+/// sends it, 200 ms by default, which would be every step's latency.
+fn fast_cluster() -> PgCluster {
+    PgCluster::start_with(&[("wal_writer_delay", "5ms")])
+}
+
 /// The databases: one per service and the oracle, which has each
 /// service's table in a schema named after it.
 struct Scenario {
@@ -491,7 +498,7 @@ fn converges(s: &Scenario, view: &Client, t: &Tributary, name: &str, sql: &str, 
 fn a_view_whose_sql_changed_is_rebuilt_from_the_kept_rows() {
     const CHANGED: &str = "SELECT customer_id, count(*) AS accounts, max(balance) AS top, \
          avg(balance) AS mean FROM cash.public.accounts WHERE balance > 100 GROUP BY customer_id";
-    let pg = PgCluster::start();
+    let pg = fast_cluster();
     let mut s = Scenario::start(&pg, 21);
     for _ in 0..40 {
         s.step();
@@ -526,7 +533,7 @@ fn a_view_whose_sql_changed_is_rebuilt_from_the_kept_rows() {
 #[test]
 fn every_operator_over_three_sources_equals_postgresql_over_the_wire() {
     const STEPS: usize = 2000;
-    let pg = PgCluster::start();
+    let pg = fast_cluster();
     let mut s = Scenario::start(&pg, 7);
     for _ in 0..30 {
         s.step();
@@ -563,7 +570,7 @@ fn every_operator_over_three_sources_equals_postgresql_over_the_wire() {
 /// page by three clients, through a SIGTERM and a `kill -9`.
 #[test]
 fn asset_overview_over_three_databases_stays_exact_through_restarts() {
-    let pg = PgCluster::start();
+    let pg = fast_cluster();
     let mut s = Scenario::start(&pg, 15);
     // Rows before the first start: the snapshot feeds them.
     for _ in 0..40 {
@@ -676,7 +683,7 @@ fn asset_overview_over_three_databases_stays_exact_through_restarts() {
 /// construct and position (exit 2: a config problem).
 #[test]
 fn unsupported_view_sql_is_refused_at_start() {
-    let pg = PgCluster::start();
+    let pg = fast_cluster();
     let rt = runtime();
     let db = rt.block_on(pg.create_db("cash"));
     rt.block_on(db.batch_execute("CREATE TABLE accounts (id int PRIMARY KEY, customer_id int)"))
