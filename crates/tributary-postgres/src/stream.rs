@@ -326,7 +326,7 @@ impl Stream {
                         batch.extend(events);
                         if batch.len() >= BATCH {
                             let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
-                            send(&links.out, SourceItem::Events(full)).await?;
+                            self.deliver(&links.out, SourceItem::Events(full)).await?;
                         }
                     }
                 }
@@ -396,11 +396,17 @@ impl Stream {
     ) -> Result<(), Error> {
         if !batch.is_empty() {
             let full = std::mem::replace(batch, Vec::with_capacity(BATCH));
-            send(out, SourceItem::Events(full)).await?;
+            self.deliver(out, SourceItem::Events(full)).await?;
         }
         if let Some(p) = pending.take() {
-            self.prev_commit = p.end;
-            self.send_checkpoint(out, p.end).await?;
+            // The checkpoint names this transaction as the predecessor of
+            // the next; until it is sent, a resumed session must still
+            // name the one before (the ids' `sequence` depends on it).
+            let before = std::mem::replace(&mut self.prev_commit, p.end);
+            if let Err(e) = self.send_checkpoint(out, p.end).await {
+                self.prev_commit = before;
+                return Err(e);
+            }
             self.retention.sent(p.end, Some(p.commit_time_ms));
             self.start = p.end;
         }
@@ -435,6 +441,26 @@ impl Stream {
         Ok(())
     }
 
+    /// Hands `item` to the pipeline. While the pipeline is full (a sink is
+    /// slow or down), the query connection is still watched: when the
+    /// server ends it (a fast shutdown ends regular connections first, then
+    /// waits for its WAL senders' confirmations), the session is given up
+    /// rather than held open, so the server can stop; streaming resumes
+    /// from the last checkpoint sent once it is back.
+    async fn deliver(
+        &mut self,
+        out: &mpsc::Sender<SourceItem>,
+        item: SourceItem,
+    ) -> Result<(), Error> {
+        tokio::select! {
+            sent = out.send(item) => return sent.map_err(|_| Error::PipelineClosed),
+            () = self.client.lost() => {}
+        }
+        Err(Error::QueryConnectionLost {
+            target: self.reconnect.connection.target(),
+        })
+    }
+
     /// Sends a checkpoint at `position`, with the predecessor and snapshot
     /// state as they are now.
     pub(crate) async fn send_checkpoint(
@@ -447,7 +473,8 @@ impl Stream {
             snapshot_complete: self.snapshot_complete,
             last_commit: Some(Position::new(self.prev_commit)),
         };
-        send(out, SourceItem::Checkpoint(checkpoint)).await?;
+        self.deliver(out, SourceItem::Checkpoint(checkpoint))
+            .await?;
         self.sent = Some(checkpoint);
         Ok(())
     }
@@ -520,8 +547,4 @@ impl Stream {
         };
         Ok(Some(events))
     }
-}
-
-pub(crate) async fn send(out: &mpsc::Sender<SourceItem>, item: SourceItem) -> Result<(), Error> {
-    out.send(item).await.map_err(|_| Error::PipelineClosed)
 }
