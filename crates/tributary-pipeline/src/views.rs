@@ -127,7 +127,7 @@ pub(crate) struct ViewLaneLinks {
 ///
 /// Two stages: this loop makes transactions visible, a keeper behind it
 /// commits their rows (several steps' worth in one commit when it falls
-/// behind), so the state store's fsync is never between a source's commit
+/// behind: the lane absorbs them), so the state store's fsync is never between a source's commit
 /// and the view showing it.
 pub(crate) async fn lane(
     mut feed: SourceFeed,
@@ -227,19 +227,15 @@ pub(crate) async fn lane(
     fed.and(kept)
 }
 
-/// Commits the lane's keeps in order (those waiting, in one commit), then
-/// reports their checkpoint done.
+/// Commits the lane's keeps in order, then reports their checkpoint done.
 async fn keeper(
     store: StateStore,
     source: String,
     mut pending: mpsc::Receiver<(Option<Keep>, Option<u64>)>,
     links: ViewLaneLinks,
 ) -> Result<(), PipelineError> {
-    while let Some((mut keep, mut seq)) = pending.recv().await {
-        while let Ok((later, later_seq)) = pending.try_recv() {
-            keep = absorb(keep, later);
-            seq = later_seq.or(seq);
-        }
+    // The lane merges what queues while a commit runs: one at a time here.
+    while let Some((keep, seq)) = pending.recv().await {
         if let Some(keep) = keep {
             let store = store.clone();
             let took = tokio::task::spawn_blocking(move || {
@@ -280,9 +276,9 @@ fn absorb(earlier: Option<Keep>, later: Option<Keep>) -> Option<Keep> {
 /// A step or keep slower than this is logged.
 const SLOW: std::time::Duration = std::time::Duration::from_millis(100);
 
-/// Keeps handed to the keeper and not yet taken; more are absorbed in the
-/// lane (bounded by the rows changed meanwhile, not by their number).
-const KEEPS_IN_FLIGHT: usize = 4;
+/// Keeps handed to the keeper and not yet taken; later ones are absorbed
+/// in the lane (bounded by the rows changed meanwhile, not their number).
+const KEEPS_IN_FLIGHT: usize = 1;
 
 /// At most this many batches go into one engine step.
 const GROUP_BATCHES: usize = 256;

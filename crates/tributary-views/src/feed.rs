@@ -48,6 +48,16 @@ pub struct SourceFeed {
     staged: Vec<Staged>,
     /// What the kept rows reflect (`None`: nothing yet).
     position: Option<Checkpoint>,
+    /// The names the store keeps this source's rows under, built once and
+    /// shared by every [`Keep`].
+    names: Arc<KeptNames>,
+}
+
+/// A source's name and its kept inputs' table names, as the store has them.
+#[derive(Debug)]
+struct KeptNames {
+    source: String,
+    tables: HashMap<usize, String>,
 }
 
 /// What one [`SourceFeed::reached`] made visible.
@@ -76,10 +86,8 @@ impl Applied {
 /// counts as done.
 #[derive(Debug)]
 pub struct Keep {
-    source: String,
+    names: Arc<KeptNames>,
     checkpoint: Checkpoint,
-    /// Each kept input's table name, as the store names it.
-    tables: HashMap<usize, String>,
     /// (input, encoded key) → the encoded row after the step (`None`: gone).
     writes: BTreeMap<(usize, Vec<u8>), Option<Vec<u8>>>,
 }
@@ -88,7 +96,7 @@ impl Keep {
     /// Takes in the next keep of the same source: its rows win, its
     /// checkpoint is the one kept.
     pub fn absorb(&mut self, later: Keep) {
-        debug_assert_eq!(self.source, later.source);
+        debug_assert_eq!(self.names.source, later.names.source);
         self.writes.extend(later.writes);
         self.checkpoint = later.checkpoint;
     }
@@ -99,12 +107,12 @@ impl Keep {
             .writes
             .iter()
             .map(|((input, key), row)| RowWrite {
-                table: &self.tables[input],
+                table: &self.names.tables[input],
                 key,
                 row: row.as_deref(),
             })
             .collect();
-        store.commit_view_rows(&self.source, &self.checkpoint, &writes)?;
+        store.commit_view_rows(&self.names.source, &self.checkpoint, &writes)?;
         Ok(())
     }
 }
@@ -124,6 +132,14 @@ impl SourceFeed {
         let mut feeds = Vec::new();
         let mut changes = Vec::new();
         for source in set.fed_sources() {
+            let names = Arc::new(KeptNames {
+                source: source.clone(),
+                tables: set
+                    .kept(&source)
+                    .iter()
+                    .map(|&i| (i, set.input(i).table.to_string()))
+                    .collect(),
+            });
             let mut feed = SourceFeed {
                 tables: set
                     .kept(&source)
@@ -140,15 +156,13 @@ impl SourceFeed {
                 set: Arc::clone(set),
                 store: store.clone(),
                 staged: Vec::new(),
+                names: Arc::clone(&names),
             };
-            let by_name: HashMap<String, usize> = feed
-                .tables
-                .iter()
-                .map(|(t, &i)| (t.to_string(), i))
-                .collect();
+            let by_name: HashMap<&str, usize> =
+                names.tables.iter().map(|(&i, t)| (t.as_str(), i)).collect();
             for (table, key, row) in store.view_rows(&feed.source)? {
                 // A table no longer captured (or no longer keyed) is left out.
-                let Some(&input) = by_name.get(&table) else {
+                let Some(&input) = by_name.get(table.as_str()) else {
                     continue;
                 };
                 let decode = |bytes: &[u8]| {
@@ -236,13 +250,8 @@ impl SourceFeed {
         let mut commit = None;
         let mut applied = Applied::default();
         let mut keep = Keep {
-            source: self.source.clone(),
+            names: Arc::clone(&self.names),
             checkpoint,
-            tables: self
-                .tables
-                .iter()
-                .map(|(t, &i)| (i, t.to_string()))
-                .collect(),
             writes: BTreeMap::new(),
         };
         for s in self.staged.drain(..whole) {
