@@ -30,7 +30,6 @@ use crate::{Error, FailureKind};
 /// Settings of a NATS sink.
 #[derive(Debug, Clone)]
 pub struct NatsOptions {
-    pub url: String,
     pub stream: String,
     /// Subject template: `{source}`, `{schema}`, `{table}`.
     pub subject: String,
@@ -42,14 +41,8 @@ pub struct NatsOptions {
     pub memory_storage: bool,
     /// JetStream's duplicate window, when the stream is created.
     pub duplicate_window: Duration,
-    pub user: Option<String>,
-    pub password: Option<String>,
-    pub token: Option<String>,
-    /// A `.creds` file (JWT + NKey seed).
-    pub credentials_file: Option<PathBuf>,
-    /// A CA file; setting it requires TLS.
-    pub tls_ca: Option<PathBuf>,
-    pub require_tls: bool,
+    /// The server and how to log in to it.
+    pub login: tributary_nats::NatsLogin,
 }
 
 /// Publishes at most this many messages before awaiting their acks.
@@ -96,46 +89,15 @@ fn stream_subjects(template: &str, routes: &crate::Routes, sources: &[String]) -
     subjects
 }
 
-/// NATS subject matching: `*` one token, `>` the rest.
-fn covers(pattern: &str, subject: &str) -> bool {
-    let mut p = pattern.split('.');
-    let mut s = subject.split('.');
-    loop {
-        match (p.next(), s.next()) {
-            (Some(">"), Some(_)) => return true,
-            (Some(a), Some(b)) if a == "*" || a == b => {}
-            (None, None) => return true,
-            _ => return false,
-        }
-    }
-}
-
 /// Connects with the sink's credentials and TLS settings.
 async fn connect(options: &NatsOptions) -> Result<jetstream::Context, Error> {
-    let mut connect = async_nats::ConnectOptions::new()
-        .name("tributary")
-        .connection_timeout(Duration::from_secs(10));
-    if let (Some(user), Some(password)) = (&options.user, &options.password) {
-        connect = connect.user_and_password(user.clone(), password.clone());
-    }
-    if let Some(token) = &options.token {
-        connect = connect.token(token.clone());
-    }
-    if let Some(path) = &options.credentials_file {
-        connect = connect
-            .credentials_file(path)
-            .await
-            .map_err(|e| nats_error("reading the credentials file", FailureKind::Permanent, e))?;
-    }
-    if let Some(ca) = &options.tls_ca {
-        connect = connect.add_root_certificates(ca.clone()).require_tls(true);
-    } else if options.require_tls {
-        connect = connect.require_tls(true);
-    }
-    let client = connect
-        .connect(options.url.as_str())
-        .await
-        .map_err(|e| nats_error("connecting", FailureKind::Transient, e))?;
+    let client = options.login.connect("tributary").await.map_err(|e| {
+        let kind = match e {
+            tributary_nats::ConnectError::Credentials { .. } => FailureKind::Permanent,
+            tributary_nats::ConnectError::Unreachable { .. } => FailureKind::Transient,
+        };
+        nats_error("connecting", kind, e)
+    })?;
     Ok(jetstream::new(client))
 }
 
@@ -151,7 +113,13 @@ async fn check_subjects(
         .map_err(|e| nats_error("reading the stream", FailureKind::Permanent, e))?;
     let missing: Vec<&str> = subjects
         .iter()
-        .filter(|s| !info.config.subjects.iter().any(|p| covers(p, s)))
+        .filter(|s| {
+            !info
+                .config
+                .subjects
+                .iter()
+                .any(|p| tributary_nats::covers(p, s))
+        })
         .map(String::as_str)
         .collect();
     if missing.is_empty() {
@@ -175,13 +143,13 @@ async fn probe(options: &NatsOptions) -> Result<String, Error> {
             Ok(format!(
                 "JetStream stream \"{}\" at {} captures {}",
                 options.stream,
-                options.url,
+                options.login.url,
                 subjects.join(", ")
             ))
         }
         Err(_) => Ok(format!(
             "JetStream stream \"{}\" at {} does not exist yet; run creates it",
-            options.stream, options.url
+            options.stream, options.login.url
         )),
     }
 }
@@ -365,19 +333,21 @@ impl NatsSettings {
     /// The sink's options, with its secrets read from the environment.
     pub fn options(&self, context: &SinkContext) -> Result<NatsOptions, Error> {
         Ok(NatsOptions {
-            url: self.url.clone(),
             stream: self.stream.clone(),
             subject: self.subject().to_owned(),
             routes: context.routes.clone(),
             sources: context.sources.clone(),
             memory_storage: self.storage == Storage::Memory,
             duplicate_window: self.duplicate_window.get(),
-            user: self.user.clone(),
-            password: secret(&self.password_env, "password_env")?,
-            token: secret(&self.token_env, "token_env")?,
-            credentials_file: self.credentials_file.clone(),
-            tls_ca: self.tls_ca.clone(),
-            require_tls: self.require_tls,
+            login: tributary_nats::NatsLogin {
+                url: self.url.clone(),
+                user: self.user.clone(),
+                password: secret(&self.password_env, "password_env")?,
+                token: secret(&self.token_env, "token_env")?,
+                credentials_file: self.credentials_file.clone(),
+                tls_ca: self.tls_ca.clone(),
+                require_tls: self.require_tls,
+            },
         })
     }
 
@@ -423,14 +393,5 @@ mod tests {
             stream_subjects("cdc.{table}", &routes, &sources[..1]),
             ["cdc.*", "ledger.cash.accounts"]
         );
-    }
-
-    #[test]
-    fn nats_wildcards() {
-        assert!(covers("cash.*.*", "cash.*.*"));
-        assert!(covers("cash.>", "cash.*.*"));
-        assert!(covers(">", "cash.public.accounts"));
-        assert!(!covers("cash.*", "cash.*.*"));
-        assert!(!covers("stock.*.*", "cash.*.*"));
     }
 }

@@ -7,14 +7,17 @@ use std::sync::Arc;
 
 use tributary_core::debezium::{DecimalHandling, Encoding, IntervalHandling};
 use tributary_core::source::{Source, SourceError};
+use tributary_core::TableSchema;
 use tributary_pipeline::config::{
-    DecimalSetting, IntervalSetting, SlotLostSetting, SnapshotSetting, SourceConfig,
+    DecimalSetting, IntervalSetting, MessageFormat, NatsSourceConfig, OnErrorSetting,
+    PostgresSourceConfig, SlotLostSetting, SnapshotSetting, SourceConfig, SourceKind, StreamMode,
 };
 use tributary_pipeline::{PipelineError, SourceKinds};
 use tributary_postgres::{
-    ConnectionConfig, PostgresSource, PostgresSourceConfig, SlotLost, SnapshotMode, SnapshotOptions,
+    ConnectionConfig, PostgresSource, SlotLost, SnapshotMode, SnapshotOptions,
 };
 use tributary_state::StateStore;
+use tributary_stream::{Format, Mode, NatsSource, NatsSourceSettings};
 
 /// Every source kind of this build (config validation names the same).
 pub struct Linked;
@@ -25,27 +28,83 @@ impl SourceKinds for Linked {
         cfg: &SourceConfig,
         store: &StateStore,
     ) -> Result<Arc<dyn Source>, PipelineError> {
-        // Validated when the config was loaded: "postgres" is the only kind.
-        let settings = postgres_settings(cfg)?;
-        Ok(Arc::new(PostgresSource::new(settings, store.clone())))
+        match &cfg.kind {
+            SourceKind::Postgres(pg) => {
+                let settings = postgres_settings(&cfg.name, pg)?;
+                Ok(Arc::new(PostgresSource::new(settings, store.clone())))
+            }
+            SourceKind::Nats(nats) => {
+                let settings = nats_settings(cfg, nats)?;
+                let source = NatsSource::new(settings).map_err(|e| PipelineError::Source {
+                    source_name: cfg.name.clone(),
+                    error: SourceError::new(e),
+                })?;
+                Ok(Arc::new(source))
+            }
+        }
     }
 }
 
+/// A NATS source's settings from its config section.
+fn nats_settings(
+    cfg: &SourceConfig,
+    nats: &NatsSourceConfig,
+) -> Result<NatsSourceSettings, PipelineError> {
+    let (password, token) = nats.secrets(&cfg.name)?;
+    // The path's default is resolved when the config is loaded.
+    let dead_letters = match nats.on_error {
+        OnErrorSetting::Stop => None,
+        OnErrorSetting::DeadLetter => nats.dead_letter_path.clone(),
+    };
+    Ok(NatsSourceSettings {
+        name: cfg.name.clone(),
+        login: tributary_nats::NatsLogin {
+            url: nats.url.clone(),
+            user: nats.user.clone(),
+            password,
+            token,
+            credentials_file: nats.credentials_file.clone(),
+            tls_ca: nats.tls_ca.clone(),
+            require_tls: nats.require_tls,
+        },
+        stream: nats.stream.clone(),
+        subject: nats.subject.clone(),
+        consumer: cfg.nats_consumer(nats),
+        table: cfg.nats_table(nats),
+        schema: Arc::new(TableSchema::new(
+            cfg.nats_columns(nats)?,
+            cfg.nats_key(nats)?,
+        )),
+        mode: match cfg.nats_mode(nats)? {
+            StreamMode::Append => Mode::Append,
+            StreamMode::Upsert => Mode::Upsert,
+        },
+        format: match nats.format {
+            MessageFormat::Json => Format::Json,
+            MessageFormat::Debezium => Format::Debezium,
+        },
+        dead_letters,
+    })
+}
+
 /// A PostgreSQL source's settings from its config section.
-fn postgres_settings(src: &SourceConfig) -> Result<PostgresSourceConfig, PipelineError> {
-    let connection = ConnectionConfig::parse(&src.url, src.password()?).map_err(|error| {
+fn postgres_settings(
+    name: &str,
+    src: &PostgresSourceConfig,
+) -> Result<tributary_postgres::PostgresSourceConfig, PipelineError> {
+    let connection = ConnectionConfig::parse(&src.url, src.password(name)?).map_err(|error| {
         PipelineError::Source {
-            source_name: src.name.clone(),
+            source_name: name.to_owned(),
             error: SourceError::new(tributary_postgres::Error::from(error)),
         }
     })?;
     let defaults = SnapshotOptions::default();
-    Ok(PostgresSourceConfig {
-        name: src.name.clone(),
+    Ok(tributary_postgres::PostgresSourceConfig {
+        name: name.to_owned(),
         connection,
         tables: src.table_refs(),
-        slot: src.slot_name(),
-        publication: src.publication_name(),
+        slot: src.slot_name(name),
+        publication: src.publication_name(name),
         snapshot: match src.snapshot {
             SnapshotSetting::Initial => SnapshotMode::Initial,
             SnapshotSetting::Never => SnapshotMode::Never,

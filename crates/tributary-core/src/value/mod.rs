@@ -21,6 +21,7 @@
 
 pub mod calendar;
 mod interval;
+pub mod text;
 
 pub use compact_str::CompactString;
 pub use interval::Interval;

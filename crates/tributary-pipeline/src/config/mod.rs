@@ -8,11 +8,16 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-use tributary_core::setting::{Duration, SettingError, Size};
+use tributary_core::setting::SettingError;
 use tributary_core::TableRef;
 
 mod sink;
+mod source;
 pub use sink::{OnErrorSetting, SinkConfig};
+pub use source::{
+    DecimalSetting, IntervalSetting, MessageFormat, NatsSourceConfig, PostgresSourceConfig,
+    SlotLostSetting, SnapshotSetting, SourceConfig, SourceKind, StreamMode,
+};
 
 /// An unusable configuration (exit code 2).
 #[derive(Debug, Clone, thiserror::Error)]
@@ -115,7 +120,7 @@ struct RawConfig {
     #[serde(default)]
     server: Option<ServerConfig>,
     #[serde(rename = "source", default)]
-    sources: Vec<SourceConfig>,
+    sources: Vec<toml::Spanned<toml::Table>>,
     #[serde(rename = "sink", default)]
     sinks: Vec<toml::Spanned<toml::Table>>,
     #[serde(rename = "view", default)]
@@ -147,72 +152,6 @@ impl AdminConfig {
 fn default_state_dir() -> PathBuf {
     PathBuf::from("./tributary-state")
 }
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SourceConfig {
-    pub name: String,
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub url: String,
-    pub password_env: Option<String>,
-    pub password_file: Option<PathBuf>,
-    pub tables: Vec<String>,
-    pub slot: Option<String>,
-    pub publication: Option<String>,
-    #[serde(default)]
-    pub snapshot: SnapshotSetting,
-    /// Sessions that read the snapshot at once (default 4).
-    pub snapshot_parallelism: Option<usize>,
-    /// Heap size of one snapshot chunk (default 64MB).
-    pub snapshot_chunk_size: Option<Size>,
-    pub heartbeat_interval: Option<Duration>,
-    pub max_lag_bytes: Option<Size>,
-    #[serde(default)]
-    pub on_slot_lost: SlotLostSetting,
-    #[serde(default)]
-    pub decimal_handling: DecimalSetting,
-    #[serde(default)]
-    pub interval_handling: IntervalSetting,
-}
-
-#[derive(Debug, Deserialize, Default, Clone, Copy)]
-#[serde(rename_all = "lowercase")]
-pub enum SnapshotSetting {
-    #[default]
-    Initial,
-    Never,
-    Always,
-}
-
-#[derive(Debug, Deserialize, Default, Clone, Copy)]
-#[serde(rename_all = "lowercase")]
-pub enum SlotLostSetting {
-    #[default]
-    Fail,
-    Resnapshot,
-}
-
-#[derive(Debug, Deserialize, Default, Clone, Copy)]
-#[serde(rename_all = "lowercase")]
-pub enum DecimalSetting {
-    #[default]
-    String,
-    Double,
-}
-
-#[derive(Debug, Deserialize, Default, Clone, Copy)]
-#[serde(rename_all = "lowercase")]
-pub enum IntervalSetting {
-    #[default]
-    Numeric,
-    String,
-}
-
-/// Upper bound of `snapshot_parallelism`: each session is a server backend.
-const MAX_SNAPSHOT_PARALLELISM: usize = 64;
-/// Lower bound of `snapshot_chunk_size`.
-const MIN_SNAPSHOT_CHUNK: u64 = 1 << 20;
 
 /// The top-level keys, for the hint that a key is valid but misplaced.
 const TOP_LEVEL: &[&str] = &["state_dir", "admin", "server", "source", "sink", "view"];
@@ -248,10 +187,21 @@ impl Config {
                 SinkConfig::from_table(table.into_inner(), at)
             })
             .collect::<Result<_, _>>()?;
+        let mut sources: Vec<SourceConfig> = raw
+            .sources
+            .into_iter()
+            .map(|table| {
+                let at = line(table.span().start);
+                SourceConfig::from_table(table.into_inner(), at)
+            })
+            .collect::<Result<_, _>>()?;
+        for source in &mut sources {
+            source.default_paths(&raw.state_dir);
+        }
         let config = Config {
             state_dir: raw.state_dir,
             admin: raw.admin,
-            sources: raw.sources,
+            sources,
             sinks,
             views: raw.views,
             server: raw.server,
@@ -324,7 +274,7 @@ impl Config {
         if self.sources.is_empty() {
             return Err(ConfigError::new(
                 "no [[source]] configured",
-                Some("add a [[source]] with type = \"postgres\"".into()),
+                Some("add a [[source]] with type = \"postgres\" (or \"nats\")".into()),
             ));
         }
         if self.sinks.is_empty() && self.views.is_empty() {
@@ -342,47 +292,6 @@ impl Config {
                     None,
                 ));
             }
-            if s.kind != "postgres" {
-                return Err(ConfigError::new(
-                    format!("source \"{}\": unknown type \"{}\"", s.name, s.kind),
-                    Some("supported source types: postgres".into()),
-                ));
-            }
-            if s.tables.is_empty() {
-                return Err(ConfigError::new(
-                    format!("source \"{}\" lists no tables", s.name),
-                    Some("tables = [\"public.accounts\"]".into()),
-                ));
-            }
-            for t in &s.tables {
-                parse_table(t)?;
-            }
-            if let Some(n) = s.snapshot_parallelism {
-                if !(1..=MAX_SNAPSHOT_PARALLELISM).contains(&n) {
-                    return Err(ConfigError::new(
-                        format!(
-                            "source \"{}\": snapshot_parallelism = {n} is out of range",
-                            s.name
-                        ),
-                        Some(format!(
-                            "use 1 to {MAX_SNAPSHOT_PARALLELISM}; each is one session and one \
-                             server backend while the snapshot runs"
-                        )),
-                    ));
-                }
-            }
-            if let Some(size) = s.snapshot_chunk_size {
-                if size.get() < MIN_SNAPSHOT_CHUNK {
-                    return Err(ConfigError::new(
-                        format!(
-                            "source \"{}\": snapshot_chunk_size = {} bytes is too small",
-                            s.name,
-                            size.get()
-                        ),
-                        Some("use at least 1MB (the default is 64MB)".into()),
-                    ));
-                }
-            }
         }
         let mut sink_names = HashSet::new();
         for k in &self.sinks {
@@ -394,78 +303,6 @@ impl Config {
             }
         }
         Ok(())
-    }
-}
-
-impl SourceConfig {
-    pub fn table_refs(&self) -> Vec<TableRef> {
-        // Validated in `Config::validate`.
-        self.tables
-            .iter()
-            .filter_map(|t| parse_table(t).ok())
-            .collect()
-    }
-
-    pub fn slot_name(&self) -> String {
-        self.slot
-            .clone()
-            .unwrap_or_else(|| format!("tributary_{}", self.name))
-    }
-
-    pub fn publication_name(&self) -> String {
-        self.publication
-            .clone()
-            .unwrap_or_else(|| format!("tributary_{}", self.name))
-    }
-
-    /// `snapshot_chunk_size` in bytes, if set.
-    pub fn snapshot_chunk_bytes(&self) -> Option<u64> {
-        self.snapshot_chunk_size.map(Size::get)
-    }
-
-    /// The heartbeat interval: 10s unless set; `0s` turns heartbeats off.
-    pub fn heartbeat(&self) -> Option<std::time::Duration> {
-        let interval = self
-            .heartbeat_interval
-            .map_or(std::time::Duration::from_secs(10), Duration::get);
-        (!interval.is_zero()).then_some(interval)
-    }
-
-    /// `max_lag_bytes` in bytes, if set.
-    pub fn max_lag_bytes(&self) -> Option<u64> {
-        self.max_lag_bytes.map(Size::get)
-    }
-
-    /// The password from `password_env` or `password_file`, if configured.
-    pub fn password(&self) -> Result<Option<String>, ConfigError> {
-        if let Some(var) = &self.password_env {
-            return std::env::var(var).map(Some).map_err(|_| {
-                ConfigError::new(
-                    format!(
-                        "source \"{}\": environment variable {var} is not set",
-                        self.name
-                    ),
-                    Some(format!(
-                        "export {var}=... before starting, or remove password_env"
-                    )),
-                )
-            });
-        }
-        if let Some(file) = &self.password_file {
-            return std::fs::read_to_string(file)
-                .map(|s| Some(s.trim_end_matches(['\n', '\r']).to_owned()))
-                .map_err(|e| {
-                    ConfigError::new(
-                        format!(
-                            "source \"{}\": could not read password_file {}: {e}",
-                            self.name,
-                            file.display()
-                        ),
-                        None,
-                    )
-                });
-        }
-        Ok(None)
     }
 }
 
@@ -530,6 +367,78 @@ pub(crate) fn identifiers(text: &str) -> Option<Vec<String>> {
             Some(_) => return None,
         }
     }
+}
+
+/// A `[[sink]]` or `[[source]]` whose keys serde refused, for [`explain`].
+pub(crate) struct Section<'a> {
+    /// `sink` or `source`.
+    pub(crate) name: &'a str,
+    /// Its `type`.
+    pub(crate) kind: &'a str,
+    /// The types there are, for the hint of an unknown one.
+    pub(crate) types: &'a str,
+    /// Keys every section of this kind has besides its type's own.
+    pub(crate) shared_keys: &'a [&'a str],
+}
+
+/// serde's message about a section's keys as a message and hint a user
+/// can act on: the nearest key to a typo, the keys a type needs.
+pub(crate) fn explain(message: &str, section: Section<'_>) -> (String, Option<String>) {
+    let Section {
+        name,
+        kind,
+        types,
+        shared_keys,
+    } = section;
+    let quoted = |after: &str| -> Option<String> {
+        let rest = message.split_once(after)?.1;
+        Some(rest[..rest.find('`')?].to_owned())
+    };
+    if let Some(key) = quoted("unknown field `") {
+        let expected = backquoted(message.split_once("expected").map_or("", |(_, e)| e));
+        let candidates: Vec<&str> = expected
+            .iter()
+            .map(String::as_str)
+            .chain(shared_keys.iter().copied())
+            .chain(["name", "type"])
+            .collect();
+        let hint = match nearest_key(&key, &candidates) {
+            Some(near) => format!("did you mean `{near}`?"),
+            None => format!(
+                "the keys of a {kind} {name}: {} (and those every {name} has)",
+                expected.join(", ")
+            ),
+        };
+        return (
+            format!("unknown key `{key}` for a {kind} {name}"),
+            Some(hint),
+        );
+    }
+    if message.starts_with("unknown variant") && !types.split(", ").any(|t| t == kind) {
+        return (
+            format!("unknown type \"{kind}\""),
+            Some(format!("available {name} types: {types}")),
+        );
+    }
+    if let Some(key) = quoted("missing field `") {
+        return (
+            format!("a {kind} {name} needs `{key}`"),
+            Some(format!("add {key} = ... to this [[{name}]]")),
+        );
+    }
+    if let Some(hint) = setting_error(message) {
+        return (message.trim().to_owned(), Some(hint.to_owned()));
+    }
+    (message.trim().to_owned(), None)
+}
+
+/// The `` `names` `` in a serde "expected one of" list.
+fn backquoted(text: &str) -> Vec<String> {
+    text.split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_owned)
+        .collect()
 }
 
 /// The hint for a serde message about a duration or size setting.
@@ -640,8 +549,11 @@ path = "./events.jsonl"
     #[test]
     fn parses_the_interface_example() {
         let c = Config::parse(GOOD).unwrap();
-        assert_eq!(c.sources[0].slot_name(), "tributary_cash");
-        assert_eq!(c.sources[0].table_refs()[0].table, "accounts");
+        let SourceKind::Postgres(pg) = &c.sources[0].kind else {
+            panic!("not a postgres source")
+        };
+        assert_eq!(pg.slot_name("cash"), "tributary_cash");
+        assert_eq!(pg.table_refs()[0].table, "accounts");
     }
 
     #[test]
@@ -666,8 +578,11 @@ path = "./events.jsonl"
     #[test]
     fn durations_and_sizes_are_parsed_when_loaded() {
         let c = Config::parse(GOOD).unwrap();
-        assert_eq!(c.sources[0].heartbeat().unwrap().as_secs(), 10);
-        assert_eq!(c.sources[0].max_lag_bytes(), Some(4 << 30));
+        let SourceKind::Postgres(pg) = &c.sources[0].kind else {
+            panic!("not a postgres source")
+        };
+        assert_eq!(pg.heartbeat().unwrap().as_secs(), 10);
+        assert_eq!(pg.max_lag_bytes(), Some(4 << 30));
         let e = Config::parse(&GOOD.replace("\"4GB\"", "\"4XB\""))
             .err()
             .unwrap();

@@ -20,7 +20,7 @@ use tributary_sink::{
     SinkContext, StdoutSettings,
 };
 
-use super::{identifiers, nearest_key, parse_table, setting_error, ConfigError};
+use super::{explain, identifiers, parse_table, ConfigError, Section};
 use crate::retry::RetryPolicy;
 use crate::transform::{ColumnRule, Transform};
 
@@ -193,7 +193,15 @@ impl SinkConfig {
             .into_iter()
             .partition(|(key, _)| COMMON_KEYS.contains(&key.as_str()));
         let refused = |e: toml::de::Error| {
-            let (message, hint) = explain(e.message(), &kind);
+            let (message, hint) = explain(
+                e.message(),
+                Section {
+                    name: "sink",
+                    kind: &kind,
+                    types: SINK_TYPES,
+                    shared_keys: COMMON_KEYS,
+                },
+            );
             at(format!("sink \"{name}\": {message}"), hint)
         };
         let common: SinkCommon = common.try_into().map_err(refused)?;
@@ -344,58 +352,6 @@ impl SinkConfig {
             max_elapsed: c.retry_max_elapsed.map(Duration::get),
         }
     }
-}
-
-/// A serde message about a sink's table, as the message and hint users
-/// read: unknown keys with the nearest valid one (of its type and the
-/// common settings), unknown types with the list, missing keys by name.
-fn explain(message: &str, kind: &str) -> (String, Option<String>) {
-    let quoted = |after: &str| -> Option<String> {
-        let rest = message.split_once(after)?.1;
-        Some(rest[..rest.find('`')?].to_owned())
-    };
-    if let Some(key) = quoted("unknown field `") {
-        let expected = backquoted(message.split_once("expected").map_or("", |(_, e)| e));
-        let candidates: Vec<&str> = expected
-            .iter()
-            .map(String::as_str)
-            .chain(COMMON_KEYS.iter().copied())
-            .chain(["name", "type"])
-            .collect();
-        let hint = match nearest_key(&key, &candidates) {
-            Some(near) => format!("did you mean `{near}`?"),
-            None => format!(
-                "the keys of a {kind} sink: {} (and those every sink has)",
-                expected.join(", ")
-            ),
-        };
-        return (format!("unknown key `{key}` for a {kind} sink"), Some(hint));
-    }
-    if message.starts_with("unknown variant") && !SINK_TYPES.split(", ").any(|t| t == kind) {
-        return (
-            format!("unknown type \"{kind}\""),
-            Some(format!("available sink types: {SINK_TYPES}")),
-        );
-    }
-    if let Some(key) = quoted("missing field `") {
-        return (
-            format!("a {kind} sink needs `{key}`"),
-            Some(format!("add {key} = ... to this [[sink]]")),
-        );
-    }
-    if let Some(hint) = setting_error(message) {
-        return (message.trim().to_owned(), Some(hint.to_owned()));
-    }
-    (message.trim().to_owned(), None)
-}
-
-/// The `` `names` `` in a serde "expected one of" list.
-fn backquoted(text: &str) -> Vec<String> {
-    text.split('`')
-        .skip(1)
-        .step_by(2)
-        .map(str::to_owned)
-        .collect()
 }
 
 #[cfg(test)]

@@ -14,8 +14,8 @@
 //! server we do not understand) is kept as text, so no value is ever dropped.
 
 mod array;
-mod temporal;
 
+use tributary_core::value::text as temporal;
 use tributary_core::value::{hex_value, Decimal, Uuid};
 use tributary_core::Value;
 

@@ -1,15 +1,21 @@
-//! PostgreSQL's text output of dates, times, timestamps and intervals, as
-//! the fixed session settings make it (`DateStyle = ISO`, `TimeZone = UTC`,
-//! `IntervalStyle = iso_8601`), parsed into typed values.
+//! Dates, times, timestamps and intervals in PostgreSQL's text forms (as
+//! its output functions print them under `DateStyle = ISO`, `TimeZone =
+//! UTC`, `IntervalStyle = iso_8601`), parsed into typed values.
 //!
-//! Every parser returns `None` for text it does not recognise, which the
-//! caller keeps as text: the server printed it, so it is never dropped.
+//! Here, not in a source: the PostgreSQL source reads every temporal value
+//! this way, and a stream source reads the ISO-8601 text of JSON messages
+//! (`2024-05-01T08:00:00+02:00`), which these parsers also accept, so a
+//! date is the same date whichever way it arrived.
+//!
+//! Every parser returns `None` for text it does not recognise: the caller
+//! decides whether that is kept as text (a server's output) or refused (a
+//! message's field).
 
-use tributary_core::value::calendar::{days_from_civil, days_in_month, DAY_MICROS};
-use tributary_core::value::{Date, Interval, TimeTz, Timestamp};
+use super::calendar::{days_from_civil, days_in_month, DAY_MICROS};
+use super::{Date, Interval, TimeTz, Timestamp};
 
 /// `YYYY-MM-DD[ BC]`, `infinity`, `-infinity`.
-pub(super) fn date(text: &str) -> Option<Date> {
+pub fn date(text: &str) -> Option<Date> {
     match text {
         "infinity" => Some(Date::INFINITY),
         "-infinity" => Some(Date::NEG_INFINITY),
@@ -21,7 +27,7 @@ pub(super) fn date(text: &str) -> Option<Date> {
 }
 
 /// `HH:MM:SS[.ffffff]` → microseconds since midnight.
-pub(super) fn time(text: &str) -> Option<i64> {
+pub fn time(text: &str) -> Option<i64> {
     match parse_clock(text)? {
         (micros, "") => Some(micros),
         _ => None,
@@ -29,7 +35,7 @@ pub(super) fn time(text: &str) -> Option<i64> {
 }
 
 /// `HH:MM:SS[.ffffff]±HH[:MM[:SS]]`.
-pub(super) fn time_tz(text: &str) -> Option<TimeTz> {
+pub fn time_tz(text: &str) -> Option<TimeTz> {
     let (micros, rest) = parse_clock(text)?;
     Some(TimeTz {
         micros,
@@ -38,7 +44,7 @@ pub(super) fn time_tz(text: &str) -> Option<TimeTz> {
 }
 
 /// `YYYY-MM-DD HH:MM:SS[.ffffff][ BC]`, `infinity`, `-infinity`.
-pub(super) fn timestamp(text: &str) -> Option<Timestamp> {
+pub fn timestamp(text: &str) -> Option<Timestamp> {
     match text {
         "infinity" => Some(Timestamp::INFINITY),
         "-infinity" => Some(Timestamp::NEG_INFINITY),
@@ -48,7 +54,7 @@ pub(super) fn timestamp(text: &str) -> Option<Timestamp> {
 
 /// A `timestamptz` in any offset (the session's is UTC, `+00`) → the
 /// instant; `infinity`, `-infinity`.
-pub(super) fn timestamp_tz(text: &str) -> Option<Timestamp> {
+pub fn timestamp_tz(text: &str) -> Option<Timestamp> {
     match text {
         "infinity" => Some(Timestamp::INFINITY),
         "-infinity" => Some(Timestamp::NEG_INFINITY),
@@ -58,7 +64,7 @@ pub(super) fn timestamp_tz(text: &str) -> Option<Timestamp> {
 
 /// ISO-8601 duration as PostgreSQL prints it (`P1Y2M3DT4H5M6.5S`, signs
 /// per part, `PT0S`), `infinity`, `-infinity`.
-pub(super) fn interval(text: &str) -> Option<Interval> {
+pub fn interval(text: &str) -> Option<Interval> {
     match text {
         "infinity" => return Some(Interval::INFINITY),
         "-infinity" => return Some(Interval::NEG_INFINITY),
@@ -136,6 +142,9 @@ fn parse_date(text: &str) -> Option<(i64, &str)> {
     if text.ends_with(" BC") {
         y = 1 - y;
     }
+    if d > days_in_month(y, m) {
+        return None;
+    }
     // PostgreSQL's own date range; outside it the text cannot be a date it
     // printed, and the arithmetic below could overflow.
     if !(-4712..=5_874_897).contains(&y) {
@@ -155,6 +164,10 @@ fn parse_clock(text: &str) -> Option<(i64, &str)> {
     let h: i64 = text.get(0..2)?.parse().ok()?;
     let m: i64 = text.get(3..5)?.parse().ok()?;
     let s: i64 = text.get(6..8)?.parse().ok()?;
+    // As PostgreSQL reads a time: up to 24:00:00, a leap second rolls over.
+    if h > 24 || m > 59 || s > 60 {
+        return None;
+    }
     let mut micros = ((h * 60 + m) * 60 + s) * 1_000_000;
     let mut rest = text.get(8..)?;
     if let Some(frac) = rest.strip_prefix('.') {
@@ -169,8 +182,12 @@ fn parse_clock(text: &str) -> Option<(i64, &str)> {
     Some((micros, rest))
 }
 
-/// `+HH`, `-HH:MM`, `+HH:MM:SS` → seconds east of UTC.
+/// `+HH`, `-HH:MM`, `+HH:MM:SS` → seconds east of UTC; ISO-8601's `Z`
+/// (which PostgreSQL reads but never prints) is UTC.
 fn parse_offset(text: &str) -> Option<i32> {
+    if text == "Z" {
+        return Some(0);
+    }
     let sign = match text.as_bytes().first()? {
         b'+' => 1,
         b'-' => -1,
@@ -317,6 +334,22 @@ mod tests {
         for bad in ["1 day", "P1.5D", "PT1.1234567S", "P99999999999Y", "PT1X"] {
             assert_eq!(interval(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn iso_8601_text_of_json_messages_parses() {
+        let at = |text| timestamp_tz(text).and_then(Timestamp::micros);
+        let noon = days_from_civil(2024, 5, 1) * DAY_MICROS + 12 * 3_600_000_000;
+        assert_eq!(at("2024-05-01T12:00:00Z"), Some(noon));
+        assert_eq!(at("2024-05-01T14:00:00+02:00"), Some(noon));
+        assert_eq!(at("2024-05-01T12:00:00.250Z"), Some(noon + 250_000));
+        assert_eq!(at("2024-05-01 12:00:00+00"), Some(noon));
+        assert_eq!(at("2024-05-01T12:00:00.1234567Z"), None);
+        assert_eq!(at("2024-05-01T12:00:00ZZ"), None);
+        assert_eq!(date("2024-05-01").and_then(Date::days), Some(19844));
+        assert_eq!(date("2023-02-29"), None);
+        assert_eq!(time("25:00:00"), None);
+        assert_eq!(time("12:60:00"), None);
     }
 
     #[test]

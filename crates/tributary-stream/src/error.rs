@@ -1,0 +1,137 @@
+//! Errors of the stream sources, each with what the user can do about it.
+
+/// What went wrong in a stream source. `Display` is the primary message;
+/// [`Error::detail`] and [`Error::hint`] follow PostgreSQL's error style.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Connect(#[from] tributary_nats::ConnectError),
+
+    #[error("JetStream stream \"{stream}\" does not exist")]
+    StreamMissing {
+        stream: String,
+        #[source]
+        source: async_nats::jetstream::context::GetStreamError,
+    },
+
+    #[error("JetStream stream \"{stream}\" does not capture subject \"{subject}\"")]
+    SubjectNotInStream { stream: String, subject: String },
+
+    #[error("durable consumer \"{consumer}\" filters \"{filter}\", not \"{subject}\"")]
+    ConsumerMismatch {
+        consumer: String,
+        filter: String,
+        subject: String,
+    },
+
+    #[error(
+        "durable consumer \"{consumer}\" has acknowledged messages up to sequence {acked}, past \
+         this source's checkpoint (sequence {next} is the next it needs)"
+    )]
+    ConsumerAhead {
+        consumer: String,
+        acked: u64,
+        next: u64,
+    },
+
+    #[error(
+        "JetStream stream \"{stream}\" no longer holds the messages from sequence {next}: its \
+         first message is {first}"
+    )]
+    MessagesGone {
+        stream: String,
+        next: u64,
+        first: u64,
+    },
+
+    #[error("JetStream request failed while {doing}: {reason}")]
+    JetStream { doing: &'static str, reason: String },
+
+    #[error("message {seq} on subject \"{subject}\" is not a row of {table}: {reason}")]
+    Poison {
+        seq: u64,
+        subject: String,
+        table: String,
+        reason: String,
+    },
+
+    #[error("could not write the dead-letter file {path}")]
+    DeadLetter {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("the declared table cannot be read: {0}")]
+    Declaration(String),
+}
+
+impl Error {
+    /// The underlying cause, when the message does not carry it.
+    pub fn detail(&self) -> Option<String> {
+        match self {
+            Error::StreamMissing { source, .. } => Some(source.to_string()),
+            Error::DeadLetter { source, .. } => Some(source.to_string()),
+            _ => None,
+        }
+    }
+
+    /// What to do about it.
+    pub fn hint(&self) -> Option<String> {
+        Some(match self {
+            Error::Connect(_) => {
+                "check url, credentials and TLS of this source, and that the server runs with -js"
+                    .into()
+            }
+            Error::StreamMissing { .. } => {
+                "create the stream (nats stream add), or name an existing one in `stream`".into()
+            }
+            Error::SubjectNotInStream { .. } => {
+                "set `subject` to subjects the stream captures, or add them to the stream".into()
+            }
+            Error::ConsumerMismatch { consumer, .. } => format!(
+                "another reader uses consumer \"{consumer}\": set `consumer` to a name of this \
+                 source's own, or delete that consumer if it is stale"
+            ),
+            Error::ConsumerAhead { consumer, .. } => format!(
+                "the state directory does not match the consumer (a new state directory, or a \
+                 consumer shared with another reader): messages acknowledged by it would be \
+                 missing. Delete consumer \"{consumer}\" to read from this source's checkpoint \
+                 (or from the stream's start), or set `consumer` to a new name"
+            ),
+            Error::MessagesGone { .. } => {
+                "the stream's limits (max_age, max_msgs, max_bytes) dropped messages this \
+                 source had not read: raise them; to accept the loss and go on, remove this \
+                 source's state (a new state directory)"
+                    .into()
+            }
+            Error::JetStream { .. } => "check the NATS server's log and JetStream status".into(),
+            Error::Poison { .. } => {
+                "fix the message's producer; to set such messages aside and go on, set on_error \
+                 = \"dead_letter\" on this source (they go to its dead-letter file)"
+                    .into()
+            }
+            Error::DeadLetter { .. } => {
+                "check dead_letter_path: its directory must be writable".into()
+            }
+            Error::Declaration(_) => "check `columns` and `key` of this source".into(),
+        })
+    }
+}
+
+impl tributary_core::source::Diagnose for Error {
+    fn detail(&self) -> Option<String> {
+        Error::detail(self)
+    }
+
+    fn hint(&self) -> Option<String> {
+        Error::hint(self)
+    }
+}
+
+pub(crate) fn jetstream(doing: &'static str, error: impl std::fmt::Display) -> Error {
+    Error::JetStream {
+        doing,
+        reason: error.to_string(),
+    }
+}

@@ -1,0 +1,595 @@
+//! A NATS JetStream subject as a source: a durable pull consumer whose
+//! messages become the rows of the declared table.
+//!
+//! The consumer acknowledges with `AckPolicy::All`: acknowledging one
+//! message acknowledges every earlier one, so one ack per durable
+//! checkpoint confirms everything before it, as a replication slot's
+//! confirmed position does. A message is acknowledged only once the
+//! pipeline reports its checkpoint durable (in every sink and in the views'
+//! state). After a crash JetStream redelivers what was not acknowledged;
+//! this source skips what its checkpoint already passed (acknowledging it
+//! then), and what a consumer kept before the crash is skipped by the
+//! consumer itself (the checkpoint travels with its state).
+//!
+//! The source's own checkpoint, not the consumer's ack floor, decides
+//! where reading resumes. The two are compared at start: a consumer that
+//! acknowledged past the checkpoint (a new state directory, a consumer
+//! shared with another reader) would leave messages out, and stops the
+//! source with the reason.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
+use async_nats::jetstream::{self, Message};
+use futures_util::{FutureExt, StreamExt};
+use tributary_core::check::Finding;
+use tributary_core::debezium::Encoding;
+use tributary_core::source::{
+    BoxFuture, Checkpoint, Source, SourceError, SourceHealth, SourceItem, SourceLinks, TableShapes,
+};
+use tributary_core::{
+    ChangeEvent, EventId, Op, Position, Row, SnapshotMarker, SourceInfo, TableRef, TableSchema,
+    Value,
+};
+use tributary_nats::NatsLogin;
+
+use crate::dead_letter::{DeadLetters, Letter};
+use crate::error::{jetstream as js_error, Error};
+use crate::message::{Change, Decoder, Format, Mode};
+
+/// The settings of one NATS source.
+#[derive(Debug, Clone)]
+pub struct NatsSourceSettings {
+    /// The source's name: the event ids' prefix and `source.name`.
+    pub name: String,
+    pub login: NatsLogin,
+    pub stream: String,
+    /// Only the stream's messages on these subjects; `None`: all of them.
+    pub subject: Option<String>,
+    /// The durable consumer's name.
+    pub consumer: String,
+    pub table: TableRef,
+    /// The declared columns and key (append mode: `_seq` first, the key).
+    pub schema: Arc<TableSchema>,
+    pub mode: Mode,
+    pub format: Format,
+    /// Where refused messages go; `None`: a refused message stops the source.
+    pub dead_letters: Option<PathBuf>,
+}
+
+/// Messages taken from the consumer for one batch, at most.
+const BATCH_MESSAGES: usize = 1024;
+/// How long JetStream waits for an ack before redelivering: longer than a
+/// checkpoint takes to become durable under load (a view's keep of a large
+/// batch), so redeliveries are rare; they are skipped anyway.
+const ACK_WAIT: Duration = Duration::from_secs(60);
+/// Messages delivered and not yet acknowledged, at most: the consumer
+/// then waits (back-pressure), as the pipeline's bounded channel does.
+const MAX_ACK_PENDING: i64 = 65_536;
+/// The header a message's key travels in (what Tributary's NATS sink
+/// writes): a JSON object of the key columns.
+pub const KEY_HEADER: &str = "Tributary-Key";
+
+pub struct NatsSource {
+    settings: NatsSourceSettings,
+    decoder: Decoder,
+    name: Arc<str>,
+    db: Arc<str>,
+    table: Arc<TableRef>,
+    columns: Arc<[String]>,
+    key_columns: Arc<[String]>,
+}
+
+impl NatsSource {
+    pub fn new(settings: NatsSourceSettings) -> Result<Self, Error> {
+        let decoder = Decoder::new(Arc::clone(&settings.schema), settings.mode, settings.format)
+            .map_err(Error::Declaration)?;
+        if decoder.key().is_empty() {
+            return Err(Error::Declaration("the table has no key".into()));
+        }
+        let columns: Arc<[String]> = settings
+            .schema
+            .columns()
+            .iter()
+            .map(|c| c.name.clone())
+            .collect();
+        let key_columns: Arc<[String]> =
+            decoder.key().iter().map(|&k| columns[k].clone()).collect();
+        Ok(Self {
+            name: settings.name.as_str().into(),
+            db: settings.stream.as_str().into(),
+            table: Arc::new(settings.table.clone()),
+            columns,
+            key_columns,
+            decoder,
+            settings,
+        })
+    }
+
+    async fn connect(&self) -> Result<(async_nats::Client, jetstream::stream::Stream), Error> {
+        let client = self
+            .settings
+            .login
+            .connect(&format!("tributary source {}", self.settings.name))
+            .await?;
+        let context = jetstream::new(client.clone());
+        let stream = context
+            .get_stream(&self.settings.stream)
+            .await
+            .map_err(|source| Error::StreamMissing {
+                stream: self.settings.stream.clone(),
+                source,
+            })?;
+        if let Some(subject) = &self.settings.subject {
+            let captured = &stream.cached_info().config.subjects;
+            if !captured.iter().any(|s| tributary_nats::covers(s, subject)) {
+                return Err(Error::SubjectNotInStream {
+                    stream: self.settings.stream.clone(),
+                    subject: subject.clone(),
+                });
+            }
+        }
+        Ok((client, stream))
+    }
+
+    fn filter(&self) -> &str {
+        self.settings.subject.as_deref().unwrap_or("")
+    }
+
+    /// The durable consumer, created to start at `next` if missing; an
+    /// existing one must filter the same subjects and not have
+    /// acknowledged `next` or later.
+    async fn consumer(
+        &self,
+        stream: &jetstream::stream::Stream,
+        next: u64,
+    ) -> Result<jetstream::consumer::Consumer<pull::Config>, Error> {
+        let name = &self.settings.consumer;
+        if let Ok(mut existing) = stream.get_consumer::<pull::Config>(name).await {
+            let info = existing
+                .info()
+                .await
+                .map_err(|e| js_error("reading the consumer", e))?;
+            if info.config.filter_subject != self.filter() {
+                return Err(Error::ConsumerMismatch {
+                    consumer: name.clone(),
+                    filter: info.config.filter_subject.clone(),
+                    subject: self.filter().to_owned(),
+                });
+            }
+            let acked = info.ack_floor.stream_sequence;
+            if acked >= next {
+                return Err(Error::ConsumerAhead {
+                    consumer: name.clone(),
+                    acked,
+                    next,
+                });
+            }
+            return Ok(existing);
+        }
+        let config = pull::Config {
+            durable_name: Some(name.clone()),
+            description: Some(format!("Tributary source {}", self.settings.name)),
+            deliver_policy: if next <= 1 {
+                DeliverPolicy::All
+            } else {
+                DeliverPolicy::ByStartSequence {
+                    start_sequence: next,
+                }
+            },
+            ack_policy: AckPolicy::All,
+            ack_wait: ACK_WAIT,
+            filter_subject: self.filter().to_owned(),
+            max_ack_pending: MAX_ACK_PENDING,
+            ..Default::default()
+        };
+        let consumer = stream
+            .create_consumer(config)
+            .await
+            .map_err(|e| js_error("creating the durable consumer", e))?;
+        tracing::info!(source = %self.settings.name, consumer = %name, next, "created JetStream consumer");
+        Ok(consumer)
+    }
+
+    /// The event of one message's change.
+    fn event(&self, seq: u64, published_us: i64, change: Change) -> ChangeEvent {
+        let key_of = |values: &[Value]| {
+            Row::from_values(
+                Arc::clone(&self.key_columns),
+                self.decoder.key().iter().map(|&k| values[k].clone()),
+            )
+        };
+        let (op, key, after) = match change {
+            Change::Upsert(mut values) => {
+                if self.settings.mode == Mode::Append {
+                    // Sequences fit: JetStream's are far below 2^63.
+                    values[0] = Value::Int(seq as i64);
+                }
+                let key = key_of(&values);
+                (
+                    Op::Create,
+                    Some(key),
+                    Some(Row::new(Arc::clone(&self.columns), values)),
+                )
+            }
+            Change::Delete(key) => (
+                Op::Delete,
+                Some(Row::new(Arc::clone(&self.key_columns), key)),
+                None,
+            ),
+            Change::Truncate => (Op::Truncate, None, None),
+        };
+        ChangeEvent {
+            id: EventId {
+                source: Arc::clone(&self.name),
+                commit: Position::new(seq),
+                ordinal: 0,
+            },
+            table: Arc::clone(&self.table),
+            schema: Arc::clone(self.decoder.schema()),
+            op,
+            key,
+            before: None,
+            after,
+            source: SourceInfo {
+                name: Arc::clone(&self.name),
+                connector: "nats",
+                db: Arc::clone(&self.db),
+                ts_us: published_us,
+                snapshot: SnapshotMarker::False,
+                tx_id: None,
+                lsn: Some(seq),
+                sequence: None,
+                unchanged_toast: Vec::new(),
+                encoding: Encoding::default(),
+            },
+        }
+    }
+
+    async fn stream_messages(
+        self: Arc<Self>,
+        resume: Option<Checkpoint>,
+        mut links: SourceLinks,
+    ) -> Result<(), Error> {
+        let (client, stream) = self.connect().await?;
+        // The next sequence to pass on; everything before it is durable
+        // (as of the checkpoint) or was passed on in this session.
+        let resumed = resume.map_or(1, |c| c.position.get()).max(1);
+        let first = stream.cached_info().state.first_sequence;
+        if resume.is_some() && first > resumed {
+            if self.settings.subject.is_none() {
+                return Err(Error::MessagesGone {
+                    stream: self.settings.stream.clone(),
+                    next: resumed,
+                    first,
+                });
+            }
+            // With a filter the missing ones may all be other subjects'.
+            tracing::warn!(
+                source = %self.settings.name,
+                next = resumed,
+                first,
+                "the stream no longer holds messages from this source's checkpoint on; \
+                 those of other subjects are not missed, but any of this subject are"
+            );
+        }
+        let consumer = self.consumer(&stream, resumed).await?;
+        let mut messages = consumer
+            .messages()
+            .await
+            .map_err(|e| js_error("starting to consume", e))?;
+        let mut reader = Reader {
+            next: resumed,
+            last_commit: resume.map_or(Position::START, |c| c.last_commit()),
+            resumed,
+            letters: self.settings.dead_letters.as_deref().map(DeadLetters::new),
+            unacked: VecDeque::new(),
+            stale: Vec::new(),
+            health: SourceHealth {
+                slot: self.settings.consumer.clone(),
+                position: Position::new(resumed),
+                confirmed: Position::new(resumed),
+                snapshot_done: true,
+                ..SourceHealth::default()
+            },
+        };
+        links.health.send_replace(reader.health.clone());
+        loop {
+            tokio::select! {
+                changed = links.shutdown.changed() => {
+                    if changed.is_err() || *links.shutdown.borrow() {
+                        break;
+                    }
+                }
+                changed = links.durable.changed() => {
+                    if changed.is_err() {
+                        break; // the pipeline is done
+                    }
+                    let durable = *links.durable.borrow_and_update();
+                    reader.confirm(durable).await;
+                    links.health.send_replace(reader.health.clone());
+                }
+                message = messages.next() => {
+                    let mut batch = Vec::new();
+                    match message {
+                        None => return Err(js_error("consuming", "the consumer's message stream ended")),
+                        Some(message) => batch.extend(self.take(message)?),
+                    }
+                    while batch.len() < BATCH_MESSAGES {
+                        match messages.next().now_or_never() {
+                            Some(Some(message)) => batch.extend(self.take(message)?),
+                            _ => break,
+                        }
+                    }
+                    let items = self.read(&mut reader, batch)?;
+                    reader.ack_stale().await;
+                    let Some(items) = items else { continue };
+                    for item in items {
+                        tokio::select! {
+                            sent = links.out.send(item) => {
+                                if sent.is_err() {
+                                    return Ok(()); // the pipeline is done
+                                }
+                            }
+                            () = stopping(&mut links.shutdown) => {
+                                // Not acknowledged: redelivered next time.
+                                return finish(&client, reader).await;
+                            }
+                        }
+                    }
+                    links.health.send_replace(reader.health.clone());
+                }
+            }
+        }
+        finish(&client, reader).await
+    }
+
+    /// A message from the consumer, or `None` for a stream hiccup the
+    /// client recovers from by itself (a missed heartbeat while the server
+    /// restarts).
+    fn take(
+        &self,
+        message: Result<Message, async_nats::jetstream::consumer::pull::MessagesError>,
+    ) -> Result<Option<Message>, Error> {
+        use async_nats::jetstream::consumer::pull::MessagesErrorKind;
+        match message {
+            Ok(message) => Ok(Some(message)),
+            Err(e) if e.kind() == MessagesErrorKind::ConsumerDeleted => {
+                Err(js_error("consuming", e))
+            }
+            Err(e) => {
+                tracing::warn!(source = %self.settings.name, error = %e, "JetStream consumer: retrying");
+                Ok(None)
+            }
+        }
+    }
+
+    /// A batch of messages as the items to send: their events, then the
+    /// checkpoint past them. `None` when every message was a redelivery.
+    fn read(
+        &self,
+        reader: &mut Reader,
+        batch: Vec<Message>,
+    ) -> Result<Option<Vec<SourceItem>>, Error> {
+        let mut events = Vec::with_capacity(batch.len());
+        let mut last = None;
+        for message in batch {
+            let info = message
+                .info()
+                .map_err(|e| js_error("reading a message's metadata", e))?;
+            let seq = info.stream_sequence;
+            let published_us = (info.published.unix_timestamp_nanos() / 1000) as i64;
+            if seq < reader.next {
+                if seq < reader.resumed {
+                    // Durable before this session: acknowledge it now (a
+                    // later ack would cover it, but none may come).
+                    reader.stale.push(message);
+                }
+                continue;
+            }
+            let key = message
+                .headers
+                .as_ref()
+                .and_then(|h| h.get(KEY_HEADER))
+                .map(|v| v.as_str().as_bytes().to_vec());
+            match self.decoder.decode(&message.payload, key.as_deref()) {
+                Ok(change) => events.push(self.event(seq, published_us, change)),
+                Err(reason) => {
+                    let Some(letters) = reader.letters.as_mut() else {
+                        return Err(Error::Poison {
+                            seq,
+                            subject: message.subject.to_string(),
+                            table: self.settings.table.to_string(),
+                            reason,
+                        });
+                    };
+                    letters.add(
+                        &self.settings.name,
+                        &Letter {
+                            subject: message.subject.as_str(),
+                            seq,
+                            reason: &reason,
+                            payload: &message.payload,
+                        },
+                    );
+                    metrics::counter!("tributary_source_dead_letters_total", "source" => self.settings.name.clone())
+                        .increment(1);
+                    tracing::warn!(source = %self.settings.name, seq, "message refused, kept in the dead-letter file");
+                }
+            }
+            reader.next = seq + 1;
+            last = Some((seq, published_us, message));
+        }
+        let Some((seq, published_us, message)) = last else {
+            return Ok(None);
+        };
+        if let Some(letters) = reader.letters.as_mut() {
+            letters.sync().map_err(|source| Error::DeadLetter {
+                path: letters.path().display().to_string(),
+                source,
+            })?;
+        }
+        reader.last_commit = Position::new(seq);
+        let checkpoint = Checkpoint {
+            position: Position::new(reader.next),
+            snapshot_complete: true,
+            last_commit: Some(reader.last_commit),
+        };
+        reader.unacked.push_back(Unacked {
+            position: checkpoint.position,
+            published_us,
+            message,
+        });
+        reader.health.position = checkpoint.position;
+        let mut items = Vec::with_capacity(2);
+        if !events.is_empty() {
+            items.push(SourceItem::Events(events));
+        }
+        items.push(SourceItem::Checkpoint(checkpoint));
+        Ok(Some(items))
+    }
+}
+
+/// What the consuming loop keeps between batches.
+struct Reader {
+    /// The next stream sequence to pass on.
+    next: u64,
+    /// The sequence of the last message passed on.
+    last_commit: Position,
+    /// Where this session started: everything before it was durable.
+    resumed: u64,
+    letters: Option<DeadLetters>,
+    /// The last message of each checkpoint sent and not yet durable.
+    unacked: VecDeque<Unacked>,
+    /// Redeliveries of messages durable before this session.
+    stale: Vec<Message>,
+    health: SourceHealth,
+}
+
+struct Unacked {
+    position: Position,
+    published_us: i64,
+    message: Message,
+}
+
+impl Reader {
+    /// `durable` is durable in every consumer: acknowledge the last
+    /// message before it (`AckPolicy::All` covers the earlier ones).
+    async fn confirm(&mut self, durable: Position) {
+        let mut last = None;
+        while self.unacked.front().is_some_and(|u| u.position <= durable) {
+            last = self.unacked.pop_front();
+        }
+        if let Some(done) = last {
+            if let Err(e) = done.message.ack().await {
+                // JetStream redelivers it after ack_wait; it is skipped then.
+                tracing::warn!(error = %e, "could not acknowledge a JetStream message");
+            }
+            self.health.confirmed = done.position;
+        }
+        self.health.lag_seconds = self.unacked.front().map_or(0.0, |u| {
+            (tributary_core::clock::now_us() - u.published_us).max(0) as f64 / 1e6
+        });
+    }
+
+    async fn ack_stale(&mut self) {
+        for message in self.stale.drain(..) {
+            if let Err(e) = message.ack().await {
+                tracing::warn!(error = %e, "could not acknowledge a redelivered JetStream message");
+            }
+        }
+    }
+}
+
+/// Returns once shutdown is asked for (or can no longer be).
+async fn stopping(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+/// Sends the acknowledgements still buffered in the client before the
+/// connection goes.
+async fn finish(client: &async_nats::Client, mut reader: Reader) -> Result<(), Error> {
+    reader.ack_stale().await;
+    if let Err(e) = client.flush().await {
+        tracing::warn!(error = %e, "could not flush the last acknowledgements to NATS");
+    }
+    Ok(())
+}
+
+impl Source for NatsSource {
+    fn preflight(&self) -> BoxFuture<'_, Result<Vec<Finding>, SourceError>> {
+        Box::pin(async move {
+            let mut findings = Vec::new();
+            let (_client, stream) = match self.connect().await {
+                Ok(connected) => connected,
+                Err(e @ Error::Connect(_)) => return Err(SourceError::new(e)),
+                Err(e) => {
+                    findings.push(Finding::fail(e.to_string(), e.hint().unwrap_or_default()));
+                    return Ok(findings);
+                }
+            };
+            let state = &stream.cached_info().state;
+            findings.push(Finding::ok(format!(
+                "JetStream stream \"{}\" at {} holds {} messages (sequences {} to {}){}",
+                self.settings.stream,
+                self.settings.login.url,
+                state.messages,
+                state.first_sequence,
+                state.last_sequence,
+                match &self.settings.subject {
+                    Some(subject) => format!("; reading subject \"{subject}\""),
+                    None => String::new(),
+                }
+            )));
+            let name = &self.settings.consumer;
+            match stream.get_consumer::<pull::Config>(name).await {
+                Ok(mut consumer) => match consumer.info().await {
+                    Ok(info) if info.config.filter_subject != self.filter() => {
+                        let e = Error::ConsumerMismatch {
+                            consumer: name.clone(),
+                            filter: info.config.filter_subject.clone(),
+                            subject: self.filter().to_owned(),
+                        };
+                        findings.push(Finding::fail(e.to_string(), e.hint().unwrap_or_default()));
+                    }
+                    Ok(info) => findings.push(Finding::ok(format!(
+                        "durable consumer \"{name}\": acknowledged up to sequence {}, {} \
+                         messages pending",
+                        info.ack_floor.stream_sequence, info.num_pending
+                    ))),
+                    Err(e) => {
+                        let e = js_error("reading the consumer", e);
+                        findings.push(Finding::fail(e.to_string(), e.hint().unwrap_or_default()));
+                    }
+                },
+                Err(_) => findings.push(Finding::ok(format!(
+                    "durable consumer \"{name}\" does not exist yet; run creates it"
+                ))),
+            }
+            Ok(findings)
+        })
+    }
+
+    fn describe(&self) -> BoxFuture<'_, Result<TableShapes, SourceError>> {
+        let shape = vec![(
+            self.settings.table.clone(),
+            Arc::clone(&self.settings.schema),
+        )];
+        Box::pin(std::future::ready(Ok(shape)))
+    }
+
+    fn run(
+        self: Arc<Self>,
+        resume: Option<Checkpoint>,
+        links: SourceLinks,
+    ) -> BoxFuture<'static, Result<(), SourceError>> {
+        Box::pin(async move {
+            self.stream_messages(resume, links)
+                .await
+                .map_err(SourceError::new)
+        })
+    }
+}
