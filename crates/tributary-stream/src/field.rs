@@ -2,7 +2,9 @@
 //! PostgreSQL would read the same text into that type: an exact decimal
 //! rounded to the column's scale, an integer checked against its width,
 //! a timestamp in ISO-8601. Anything else is a reason to refuse the
-//! message, never a silent NULL or a truncated value.
+//! message, never a silent NULL or a truncated value. A reason names the
+//! field and what is wrong with it, never the value: it is logged when a
+//! refused message stops the source.
 //!
 //! Fields arrive as raw JSON text (serde_json's `RawValue`), so a number
 //! keeps every digit it was written with: parsing it as a float first
@@ -115,11 +117,11 @@ impl FieldType {
                 _ => return Err(format!("{} is not true or false", shape(json))),
             },
             Self::Int { min, max, name } => {
-                let n: i64 = number()?
-                    .parse()
-                    .map_err(|_| format!("{json} is not an integer"))?;
+                let n: i64 = number()?.parse().map_err(|_| {
+                    "a number with a fraction or exponent is not an integer".to_owned()
+                })?;
                 if n < *min || n > *max {
-                    return Err(format!("{n} is out of range for type {name}"));
+                    return Err(format!("out of range for type {name}"));
                 }
                 Value::Int(n)
             }
@@ -136,12 +138,14 @@ impl FieldType {
                     "NaN" => f64::NAN,
                     "Infinity" => f64::INFINITY,
                     "-Infinity" => f64::NEG_INFINITY,
-                    other => return Err(format!("\"{other}\" is not a number")),
+                    _ => {
+                        return Err(
+                            "a string other than NaN, Infinity or -Infinity is not a number".into(),
+                        )
+                    }
                 }
             } else {
-                number()?
-                    .parse()
-                    .map_err(|_| format!("{json} is not a number"))?
+                number()?.parse().map_err(|_| "not a number".to_owned())?
             }),
             Self::Text(limit) => {
                 let s = string()?;
@@ -156,17 +160,17 @@ impl FieldType {
             Self::Date if !json.starts_with('"') => {
                 let days: i32 = number()?
                     .parse()
-                    .map_err(|_| format!("{json} is not a day count"))?;
+                    .map_err(|_| "a number with a fraction is not a day count".to_owned())?;
                 Value::Date(
                     tributary_core::value::Date::from_days(days)
-                        .ok_or_else(|| format!("{days} is out of range for type date"))?,
+                        .ok_or_else(|| "out of range for type date".to_owned())?,
                 )
             }
             Self::Date => Value::Date(parsed(&string()?, text::date, "date")?),
             Self::Time if !json.starts_with('"') => {
                 let micros = micros(json)?;
                 if !(0..=86_400_000_000).contains(&micros) {
-                    return Err(format!("{micros} is out of range for type time"));
+                    return Err("out of range for type time".into());
                 }
                 Value::Time(micros)
             }
@@ -202,18 +206,18 @@ fn shape(json: &str) -> &'static str {
 }
 
 fn parsed<T>(text: &str, parse: impl Fn(&str) -> Option<T>, type_name: &str) -> Result<T, String> {
-    parse(text).ok_or_else(|| format!("\"{text}\" is not a valid {type_name}"))
+    parse(text).ok_or_else(|| format!("not a valid {type_name}"))
 }
 
 fn micros(json: &str) -> Result<i64, String> {
     json.parse()
-        .map_err(|_| format!("{json} is not a count of microseconds"))
+        .map_err(|_| "a number with a fraction is not a count of microseconds".to_owned())
 }
 
 fn instant(json: &str) -> Result<tributary_core::value::Timestamp, String> {
     let micros = micros(json)?;
     tributary_core::value::Timestamp::from_micros(micros)
-        .ok_or_else(|| format!("{micros} is out of range for a timestamp"))
+        .ok_or_else(|| "out of range for a timestamp".to_owned())
 }
 
 /// Decimal text (`-12.5`, `1.5e3`) as PostgreSQL stores it in a
@@ -221,7 +225,7 @@ fn instant(json: &str) -> Result<tributary_core::value::Timestamp, String> {
 /// to them, refused past `p - s` integer digits ("numeric field
 /// overflow"). An unconstrained `numeric` keeps the digits written.
 fn numeric(written: &str, modifier: Option<(u32, u32)>) -> Result<Decimal, String> {
-    let bad = || format!("\"{written}\" is not a decimal number");
+    let bad = || "not a decimal number".to_owned();
     let (negative, body) = match written.strip_prefix('-') {
         Some(rest) => (true, rest),
         None => (false, written),
@@ -276,8 +280,8 @@ fn numeric(written: &str, modifier: Option<(u32, u32)>) -> Result<Decimal, Strin
         let significant = digits[..int_len].iter().skip_while(|&&d| d == b'0').count();
         if significant > (precision as usize).saturating_sub(want) {
             return Err(format!(
-                "numeric field overflow: \"{written}\" needs more than {} digits before the \
-                 point of numeric({precision},{want})",
+                "numeric field overflow: more than {} digits before the point of \
+                 numeric({precision},{want})",
                 precision as usize - want
             ));
         }

@@ -13,6 +13,7 @@ mod nats;
 mod pgsink;
 mod random_faults;
 mod setup;
+mod stream_views;
 mod tls;
 mod transform;
 mod types;

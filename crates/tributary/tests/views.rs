@@ -44,7 +44,7 @@ const SERVICES: [(&str, &str, &str); 3] = [
 /// A cluster for the view tests: with synchronous_commit=off (the test
 /// kit's) the WAL waits for the WAL writer's next round before a walsender
 /// sends it, 200 ms by default, which would be every step's latency.
-fn fast_cluster() -> PgCluster {
+pub(crate) fn fast_cluster() -> PgCluster {
     PgCluster::start_with(&[("wal_writer_delay", "5ms")])
 }
 
@@ -172,7 +172,11 @@ impl Scenario {
     }
 }
 
-fn text_rows(rt: &tokio::runtime::Runtime, client: &Client, sql: &str) -> Vec<Vec<Option<String>>> {
+pub(crate) fn text_rows(
+    rt: &tokio::runtime::Runtime,
+    client: &Client,
+    sql: &str,
+) -> Vec<Vec<Option<String>>> {
     rt.block_on(client.simple_query(sql))
         .unwrap_or_else(|e| panic!("{sql}: {e}"))
         .into_iter()
@@ -217,7 +221,7 @@ fn views_config_with(
 }
 
 /// A connection to the view server, retried while it starts.
-fn connect(rt: &tokio::runtime::Runtime, t: &mut Tributary, port: u16) -> Client {
+pub(crate) fn connect(rt: &tokio::runtime::Runtime, t: &mut Tributary, port: u16) -> Client {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let url = format!("host=127.0.0.1 port={port} user=app dbname=tributary");
