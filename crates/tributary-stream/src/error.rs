@@ -17,21 +17,14 @@ pub enum Error {
     #[error("JetStream stream \"{stream}\" does not capture subject \"{subject}\"")]
     SubjectNotInStream { stream: String, subject: String },
 
+    #[error("JetStream stream \"{stream}\" has interest retention")]
+    InterestRetention { stream: String },
+
     #[error("durable consumer \"{consumer}\" filters \"{filter}\", not \"{subject}\"")]
     ConsumerMismatch {
         consumer: String,
         filter: String,
         subject: String,
-    },
-
-    #[error(
-        "durable consumer \"{consumer}\" has acknowledged messages up to sequence {acked}, past \
-         this source's checkpoint (sequence {next} is the next it needs)"
-    )]
-    ConsumerAhead {
-        consumer: String,
-        acked: u64,
-        next: u64,
     },
 
     #[error(
@@ -89,15 +82,15 @@ impl Error {
             Error::SubjectNotInStream { .. } => {
                 "set `subject` to subjects the stream captures, or add them to the stream".into()
             }
+            Error::InterestRetention { .. } => {
+                "a stream with interest retention drops messages once no consumer wants them, \
+                 and this source recreates its consumer after a crash: give the stream limits \
+                 (the default) or workqueue retention"
+                    .into()
+            }
             Error::ConsumerMismatch { consumer, .. } => format!(
                 "another reader uses consumer \"{consumer}\": set `consumer` to a name of this \
                  source's own, or delete that consumer if it is stale"
-            ),
-            Error::ConsumerAhead { consumer, .. } => format!(
-                "the state directory does not match the consumer (a new state directory, or a \
-                 consumer shared with another reader): messages acknowledged by it would be \
-                 missing. Delete consumer \"{consumer}\" to read from this source's checkpoint \
-                 (or from the stream's start), or set `consumer` to a new name"
             ),
             Error::MessagesGone { .. } => {
                 "the stream's limits (max_age, max_msgs, max_bytes) dropped messages this \

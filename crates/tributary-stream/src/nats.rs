@@ -6,16 +6,21 @@
 //! checkpoint confirms everything before it, as a replication slot's
 //! confirmed position does. A message is acknowledged only once the
 //! pipeline reports its checkpoint durable (in every sink and in the views'
-//! state). After a crash JetStream redelivers what was not acknowledged;
-//! this source skips what its checkpoint already passed (acknowledging it
-//! then), and what a consumer kept before the crash is skipped by the
-//! consumer itself (the checkpoint travels with its state).
+//! state).
 //!
-//! The source's own checkpoint, not the consumer's ack floor, decides
-//! where reading resumes. The two are compared at start: a consumer that
-//! acknowledged past the checkpoint (a new state directory, a consumer
-//! shared with another reader) would leave messages out, and stops the
-//! source with the reason.
+//! The source's own checkpoint, not the consumer's state, decides where
+//! reading resumes: messages are passed on in stream order from it, each
+//! once per session. JetStream hands a consumer's unacknowledged messages
+//! back only after `ack_wait`, behind newer ones, so a consumer that has
+//! delivered past the checkpoint (before a crash) or lost a delivery (a
+//! server restart) is created again at the first message needed (see
+//! [`NatsSource::open`]). What a consumer kept before a crash is skipped by
+//! that consumer (its checkpoint travels with its state), so each message
+//! takes effect once.
+//!
+//! Streams with `interest` retention drop messages no consumer is
+//! interested in: recreating the consumer can drop the unacknowledged ones,
+//! so `check` refuses such a stream.
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -123,6 +128,11 @@ impl NatsSource {
                 stream: self.settings.stream.clone(),
                 source,
             })?;
+        if stream.cached_info().config.retention == jetstream::stream::RetentionPolicy::Interest {
+            return Err(Error::InterestRetention {
+                stream: self.settings.stream.clone(),
+            });
+        }
         if let Some(subject) = &self.settings.subject {
             let captured = &stream.cached_info().config.subjects;
             if !captured.iter().any(|s| tributary_nats::covers(s, subject)) {
@@ -139,14 +149,20 @@ impl NatsSource {
         self.settings.subject.as_deref().unwrap_or("")
     }
 
-    /// The durable consumer, created to start at `next` if missing; an
-    /// existing one must filter the same subjects and not have
-    /// acknowledged `next` or later.
-    async fn consumer(
+    /// The durable consumer's messages from stream sequence `next` on.
+    ///
+    /// JetStream redelivers what a consumer delivered and never saw
+    /// acknowledged only after `ack_wait`, behind newer messages: a consumer
+    /// that delivered `next` or later (before a crash, or in a delivery
+    /// lost while the server restarted) would hand those over out of order,
+    /// and this source passes messages on in order only. Such a consumer is
+    /// deleted and created again at `next`; one that has not come that far
+    /// is kept (what it delivers before `next` is acknowledged and skipped).
+    async fn open(
         &self,
         stream: &jetstream::stream::Stream,
         next: u64,
-    ) -> Result<jetstream::consumer::Consumer<pull::Config>, Error> {
+    ) -> Result<pull::Stream, Error> {
         let name = &self.settings.consumer;
         if let Ok(mut existing) = stream.get_consumer::<pull::Config>(name).await {
             let info = existing
@@ -160,15 +176,16 @@ impl NatsSource {
                     subject: self.filter().to_owned(),
                 });
             }
-            let acked = info.ack_floor.stream_sequence;
-            if acked >= next {
-                return Err(Error::ConsumerAhead {
-                    consumer: name.clone(),
-                    acked,
-                    next,
-                });
+            if info.delivered.stream_sequence < next {
+                return existing
+                    .messages()
+                    .await
+                    .map_err(|e| js_error("starting to consume", e));
             }
-            return Ok(existing);
+            stream
+                .delete_consumer(name)
+                .await
+                .map_err(|e| js_error("deleting the consumer to restart it", e))?;
         }
         let config = pull::Config {
             durable_name: Some(name.clone()),
@@ -190,8 +207,11 @@ impl NatsSource {
             .create_consumer(config)
             .await
             .map_err(|e| js_error("creating the durable consumer", e))?;
-        tracing::info!(source = %self.settings.name, consumer = %name, next, "created JetStream consumer");
-        Ok(consumer)
+        tracing::info!(source = %self.settings.name, consumer = %name, next, "JetStream consumer (re)created");
+        consumer
+            .messages()
+            .await
+            .map_err(|e| js_error("starting to consume", e))
     }
 
     /// The event of one message's change.
@@ -276,11 +296,7 @@ impl NatsSource {
                  those of other subjects are not missed, but any of this subject are"
             );
         }
-        let consumer = self.consumer(&stream, resumed).await?;
-        let mut messages = consumer
-            .messages()
-            .await
-            .map_err(|e| js_error("starting to consume", e))?;
+        let mut messages = self.open(&stream, resumed).await?;
         let mut reader = Reader {
             next: resumed,
             last_commit: resume.map_or(Position::START, |c| c.last_commit()),
@@ -288,6 +304,7 @@ impl NatsSource {
             letters: self.settings.dead_letters.as_deref().map(DeadLetters::new),
             unacked: VecDeque::new(),
             stale: Vec::new(),
+            consumer_seq: None,
             health: SourceHealth {
                 slot: self.settings.consumer.clone(),
                 position: Position::new(resumed),
@@ -314,18 +331,25 @@ impl NatsSource {
                 }
                 message = messages.next() => {
                     let mut batch = Vec::new();
-                    match message {
-                        None => return Err(js_error("consuming", "the consumer's message stream ended")),
-                        Some(message) => batch.extend(self.take(message)?),
-                    }
-                    while batch.len() < BATCH_MESSAGES {
+                    let mut lost = match message {
+                        None => true,
+                        Some(message) => self.take(message, &mut batch),
+                    };
+                    while !lost && batch.len() < BATCH_MESSAGES {
                         match messages.next().now_or_never() {
-                            Some(Some(message)) => batch.extend(self.take(message)?),
+                            Some(Some(message)) => lost = self.take(message, &mut batch),
                             _ => break,
                         }
                     }
-                    let items = self.read(&mut reader, batch)?;
+                    let (items, gap) = self.read(&mut reader, batch)?;
                     reader.ack_stale().await;
+                    if lost || gap {
+                        // Deliveries went missing: read again from the
+                        // first message not passed on.
+                        tracing::info!(source = %self.settings.name, next = reader.next, "JetStream deliveries were lost; consuming again from the next message");
+                        messages = self.open(&stream, reader.next).await?;
+                        reader.consumer_seq = None;
+                    }
                     let Some(items) = items else { continue };
                     for item in items {
                         tokio::select! {
@@ -347,41 +371,55 @@ impl NatsSource {
         finish(&client, reader).await
     }
 
-    /// A message from the consumer, or `None` for a stream hiccup the
-    /// client recovers from by itself (a missed heartbeat while the server
-    /// restarts).
+    /// Adds a message from the consumer to `batch`; `true` when the
+    /// consumer is gone (deleted, or its stream ended) and must be opened
+    /// again. Other errors are hiccups the client recovers from by itself
+    /// (a missed heartbeat while the server restarts).
     fn take(
         &self,
         message: Result<Message, async_nats::jetstream::consumer::pull::MessagesError>,
-    ) -> Result<Option<Message>, Error> {
+        batch: &mut Vec<Message>,
+    ) -> bool {
         use async_nats::jetstream::consumer::pull::MessagesErrorKind;
         match message {
-            Ok(message) => Ok(Some(message)),
-            Err(e) if e.kind() == MessagesErrorKind::ConsumerDeleted => {
-                Err(js_error("consuming", e))
+            Ok(message) => {
+                batch.push(message);
+                false
             }
             Err(e) => {
-                tracing::warn!(source = %self.settings.name, error = %e, "JetStream consumer: retrying");
-                Ok(None)
+                tracing::warn!(source = %self.settings.name, error = %e, "JetStream consumer");
+                e.kind() == MessagesErrorKind::ConsumerDeleted
             }
         }
     }
 
     /// A batch of messages as the items to send: their events, then the
     /// checkpoint past them. `None` when every message was a redelivery.
+    ///
+    /// Each delivery has the next consumer sequence: a jump means one was
+    /// lost (in flight while the server restarted). The batch then stops
+    /// before it (`true`), and the caller consumes again from the first
+    /// message not passed on.
     fn read(
         &self,
         reader: &mut Reader,
         batch: Vec<Message>,
-    ) -> Result<Option<Vec<SourceItem>>, Error> {
+    ) -> Result<(Option<Vec<SourceItem>>, bool), Error> {
         let mut events = Vec::with_capacity(batch.len());
         let mut last = None;
+        let mut gap = false;
         for message in batch {
             let info = message
                 .info()
                 .map_err(|e| js_error("reading a message's metadata", e))?;
             let seq = info.stream_sequence;
+            let delivery = info.consumer_sequence;
             let published_us = (info.published.unix_timestamp_nanos() / 1000) as i64;
+            if reader.consumer_seq.is_some_and(|last| delivery > last + 1) {
+                gap = true;
+                break;
+            }
+            reader.consumer_seq = Some(delivery);
             if seq < reader.next {
                 if seq < reader.resumed {
                     // Durable before this session: acknowledge it now (a
@@ -424,7 +462,7 @@ impl NatsSource {
             last = Some((seq, published_us, message));
         }
         let Some((seq, published_us, message)) = last else {
-            return Ok(None);
+            return Ok((None, gap));
         };
         if let Some(letters) = reader.letters.as_mut() {
             letters.sync().map_err(|source| Error::DeadLetter {
@@ -449,7 +487,7 @@ impl NatsSource {
             items.push(SourceItem::Events(events));
         }
         items.push(SourceItem::Checkpoint(checkpoint));
-        Ok(Some(items))
+        Ok((Some(items), gap))
     }
 }
 
@@ -466,6 +504,8 @@ struct Reader {
     unacked: VecDeque<Unacked>,
     /// Redeliveries of messages durable before this session.
     stale: Vec<Message>,
+    /// The consumer sequence of the last delivery seen from the consumer.
+    consumer_seq: Option<u64>,
     health: SourceHealth,
 }
 

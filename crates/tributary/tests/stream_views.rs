@@ -375,3 +375,167 @@ fn events_on_nats_and_database_rows_feed_one_view_equal_to_postgresql() {
     }
     assert!(t.terminate().success(), "{}", t.log());
 }
+
+/// Per customer: (payments, their sum).
+type Totals = std::collections::BTreeMap<i32, (u64, i64)>;
+
+fn totals_config(dir: &std::path::Path, nats: &NatsServer, port: u16) -> String {
+    format!(
+        r#"state_dir = "{state}"
+
+[server]
+listen = "127.0.0.1:{port}"
+
+[[source]]
+name = "payments"
+type = "nats"
+url = "{url}"
+stream = "{STREAM}"
+subject = "payments.>"
+mode = "append"
+columns = ["customer_id integer not null", "amount bigint not null"]
+
+[[view]]
+name = "totals"
+sql = "SELECT customer_id, count(*) AS n, sum(amount) AS total FROM payments.public.payments GROUP BY customer_id"
+
+[[sink]]
+name = "archive"
+type = "file"
+path = "{events}"
+"#,
+        state = dir.join("state").display(),
+        url = nats.url(),
+        events = dir.join("events.jsonl").display(),
+    )
+}
+
+/// The view as totals, or `None` while the server is not up.
+fn read_totals(rt: &tokio::runtime::Runtime, port: u16) -> Option<Totals> {
+    let url = format!("host=127.0.0.1 port={port} user=app dbname=tributary");
+    let (client, conn) = rt
+        .block_on(tokio_postgres::connect(&url, tokio_postgres::NoTls))
+        .ok()?;
+    rt.spawn(async move {
+        let _ = conn.await;
+    });
+    let rows = rt
+        .block_on(client.simple_query("SELECT * FROM totals"))
+        .ok()?;
+    Some(
+        rows.into_iter()
+            .filter_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => Some((
+                    r.get(0).unwrap().parse().unwrap(),
+                    (
+                        r.get(1).unwrap().parse().unwrap(),
+                        r.get(2).unwrap().parse().unwrap(),
+                    ),
+                )),
+                _ => None,
+            })
+            .collect(),
+    )
+}
+
+#[test]
+fn kill_9_and_a_broker_restart_neither_lose_nor_repeat_an_event() {
+    const EVENTS: usize = 3000;
+    let mut nats = NatsServer::start();
+    let rt = runtime();
+    Publisher::connect(&rt, &nats).create_stream(&rt);
+    let dir = workdir();
+    let port = free_port();
+    let mut t = Tributary::start(dir.path(), &totals_config(dir.path(), &nats, port));
+
+    // Published by a client of its own while Tributary crashes and the
+    // server restarts; each message once (its id dedups a retry).
+    let url = nats.url();
+    let publisher = std::thread::spawn(move || {
+        let rt = runtime();
+        let js = rt.block_on(async {
+            let options = async_nats::ConnectOptions::new().retry_on_initial_connect();
+            jetstream::new(options.connect(url).await.unwrap())
+        });
+        let publisher = Publisher { js };
+        let mut rng = fastrand::Rng::with_seed(9);
+        let mut expected = Totals::new();
+        for i in 0..EVENTS {
+            let (customer, amount) = (rng.i32(1..=40), rng.i64(-1000..100_000));
+            let payload = format!(r#"{{"customer_id": {customer}, "amount": {amount}}}"#);
+            publisher.publish(&rt, "payments.made", &format!("p{i}"), &[], &payload);
+            let e = expected.entry(customer).or_default();
+            e.0 += 1;
+            e.1 += amount;
+            if i % 10 == 0 {
+                std::thread::sleep(Duration::from_millis(12));
+            }
+        }
+        expected
+    });
+    let seed = std::env::var("TRIBUTARY_FAULT_SEED").map_or(3, |s| s.parse().unwrap());
+    let mut rng = fastrand::Rng::with_seed(seed);
+    for round in 0..4 {
+        std::thread::sleep(Duration::from_millis(rng.u64(300..900)));
+        if round == 2 {
+            nats.restart();
+        } else {
+            t.kill9();
+            t.restart();
+        }
+    }
+    let expected = publisher.join().unwrap();
+    assert!(!t.log().contains("panicked"), "{}", t.log());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let got = read_totals(&rt, port);
+        if got.as_ref() == Some(&expected) {
+            break;
+        }
+        if let Some(got) = &got {
+            let n: u64 = got.values().map(|v| v.0).sum();
+            assert!(
+                n <= EVENTS as u64,
+                "an event was applied twice: {n} rows\n{}",
+                t.log()
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "view {got:?}\nwanted {expected:?}\n{}",
+            t.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Every message reached the file sink under its stable id.
+    let ids: std::collections::HashSet<String> = read_records(&dir.path().join("events.jsonl"))
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids.len(), EVENTS, "distinct event ids in the file sink");
+
+    // A clean stop acknowledges everything; the view comes back the same.
+    assert!(t.terminate().success(), "{}", t.log());
+    let acked = rt.block_on(async {
+        let client = async_nats::connect(nats.url()).await.unwrap();
+        let stream = jetstream::new(client).get_stream(STREAM).await.unwrap();
+        let mut consumer = stream
+            .get_consumer::<jetstream::consumer::pull::Config>("tributary_payments")
+            .await
+            .unwrap();
+        consumer.info().await.unwrap().ack_floor.stream_sequence
+    });
+    assert_eq!(
+        acked, EVENTS as u64,
+        "the consumer's ack floor after a clean stop"
+    );
+    t.restart();
+    let view = connect(&rt, &mut t, port);
+    drop(view);
+    assert_eq!(
+        read_totals(&rt, port).as_ref(),
+        Some(&expected),
+        "after the restart"
+    );
+    assert!(t.terminate().success(), "{}", t.log());
+}
