@@ -350,7 +350,7 @@ fn events_on_nats_and_database_rows_feed_one_view_equal_to_postgresql() {
                     .unwrap_or_default()
                     .lines(),
             )
-            .map(|l| serde_json::from_str(&l.to_owned()).unwrap())
+            .map(|l| serde_json::from_str(l).unwrap())
             .collect();
     assert!(
         poison > 10,
@@ -537,5 +537,255 @@ fn kill_9_and_a_broker_restart_neither_lose_nor_repeat_an_event() {
         Some(&expected),
         "after the restart"
     );
+    assert!(t.terminate().success(), "{}", t.log());
+}
+
+fn payments_to_file(dir: &std::path::Path, nats: &NatsServer, on_error: &str) -> String {
+    format!(
+        r#"state_dir = "{state}"
+
+[[source]]
+name = "payments"
+type = "nats"
+url = "{url}"
+stream = "{STREAM}"
+subject = "payments.>"
+mode = "append"
+columns = ["customer_id integer not null", "amount numeric(12,2) not null"]
+on_error = "{on_error}"
+
+[[sink]]
+name = "archive"
+type = "file"
+path = "{events}"
+"#,
+        state = dir.join("state").display(),
+        url = nats.url(),
+        events = dir.join("events.jsonl").display(),
+    )
+}
+
+#[test]
+fn a_message_that_is_not_a_row_stops_the_source_until_it_is_set_aside() {
+    let nats = NatsServer::start();
+    let rt = runtime();
+    let publisher = Publisher::connect(&rt, &nats);
+    let dir = workdir();
+    // Before the stream exists, check says so.
+    let out = cli(
+        "check",
+        dir.path(),
+        &payments_to_file(dir.path(), &nats, "stop"),
+        &[],
+    );
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    assert_contains_all(
+        &out.stdout,
+        &[
+            "JetStream stream \"EVENTS\" does not exist",
+            "hint: create the stream",
+        ],
+    );
+    publisher.create_stream(&rt);
+    let out = cli(
+        "check",
+        dir.path(),
+        &payments_to_file(dir.path(), &nats, "stop"),
+        &[],
+    );
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert_contains_all(
+        &out.stdout,
+        &[
+            "JetStream stream \"EVENTS\"",
+            "reading subject \"payments.>\"",
+            "durable consumer \"tributary_payments\" does not exist yet",
+        ],
+    );
+
+    publisher.publish(
+        &rt,
+        "payments.made",
+        "a",
+        &[],
+        r#"{"customer_id": 1, "amount": 5}"#,
+    );
+    publisher.publish(
+        &rt,
+        "payments.made",
+        "b",
+        &[],
+        r#"{"customer_id": 2, "amount": "secret-amount"}"#,
+    );
+    publisher.publish(
+        &rt,
+        "payments.made",
+        "c",
+        &[],
+        r#"{"customer_id": 3, "amount": 7.5}"#,
+    );
+    let mut t = Tributary::start(dir.path(), &payments_to_file(dir.path(), &nats, "stop"));
+    let status = t.wait_exit(Duration::from_secs(30));
+    let log = t.log();
+    assert_eq!(status.code(), Some(1), "{log}");
+    assert_contains_all(
+        &log,
+        &[
+            "message 2 on subject \"payments.made\" is not a row of public.payments: field \"amount\": not a decimal number",
+            "hint: fix the message's producer; to set such messages aside and go on, set on_error = \"dead_letter\"",
+        ],
+    );
+    assert!(!log.contains("secret-amount"), "a value was logged:\n{log}");
+    let records = read_records(&dir.path().join("events.jsonl"));
+    assert!(
+        records.iter().all(|r| r["id"] == "payments:0/1:0"),
+        "nothing past the refused message: {records:?}"
+    );
+
+    // Set aside: the source goes on, the message is in the dead-letter file.
+    std::fs::write(
+        dir.path().join("tributary.toml"),
+        payments_to_file(dir.path(), &nats, "dead_letter"),
+    )
+    .unwrap();
+    t.restart();
+    let records = t.wait_for(2, Duration::from_secs(30));
+    let ids: Vec<&str> = records.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["payments:0/1:0", "payments:0/3:0"], "{}", t.log());
+    let value = &records[1]["value"];
+    assert_eq!(value["after"]["_seq"], 3);
+    assert_eq!(value["after"]["amount"], "7.50");
+    assert_eq!(value["op"], "c");
+    assert_eq!(value["source"]["connector"], "nats");
+    assert_eq!(value["source"]["db"], STREAM);
+    assert_eq!(records[1]["key"]["_seq"], 3);
+    let letters =
+        std::fs::read_to_string(dir.path().join("state/dead-letter-payments.jsonl")).unwrap();
+    let letter: serde_json::Value = serde_json::from_str(letters.trim()).unwrap();
+    assert_eq!(letter["seq"], 2);
+    assert_eq!(letter["subject"], "payments.made");
+    assert_eq!(letter["reason"], "field \"amount\": not a decimal number");
+    assert!(letter["payload"]
+        .as_str()
+        .unwrap()
+        .contains("secret-amount"));
+    assert!(t.terminate().success(), "{}", t.log());
+}
+
+#[test]
+fn debezium_events_from_a_nats_sink_read_back_as_the_table_they_came_from() {
+    let pg = fast_cluster();
+    let nats = NatsServer::start();
+    let rt = runtime();
+    let cash = rt.block_on(pg.create_db("cash"));
+    rt.block_on(cash.batch_execute(&format!("CREATE TABLE accounts ({ACCOUNTS})")))
+        .unwrap();
+    let dir = workdir();
+    let port = free_port();
+    // The cash table goes to NATS as Debezium events and comes back as
+    // the table of a second source: a view over each must agree.
+    let per_customer = |table: &str| {
+        format!("SELECT customer_id, sum(balance) AS balance, count(*) AS n FROM {table} GROUP BY customer_id")
+    };
+    let text = format!(
+        r#"state_dir = "{state}"
+
+[server]
+listen = "127.0.0.1:{port}"
+
+[[source]]
+name = "cash"
+type = "postgres"
+url = "{pg}"
+tables = ["public.accounts"]
+
+[[sink]]
+name = "bus"
+type = "nats"
+url = "{url}"
+stream = "CDC"
+
+[[source]]
+name = "mirror"
+type = "nats"
+url = "{url}"
+stream = "CDC"
+subject = "cash.public.accounts"
+format = "debezium"
+table = "public.accounts"
+columns = ["id integer not null", "customer_id integer not null", "balance numeric(14,2) not null"]
+key = ["id"]
+
+[[view]]
+name = "direct"
+sql = "{direct}"
+
+[[view]]
+name = "mirrored"
+sql = "{mirrored}"
+"#,
+        state = dir.path().join("state").display(),
+        pg = pg.url("cash"),
+        url = nats.url(),
+        direct = per_customer("cash.public.accounts"),
+        mirrored = per_customer("mirror.public.accounts"),
+    );
+    let mut t = Tributary::start(dir.path(), &text);
+    let view = connect(&rt, &mut t, port);
+    let mut rng = fastrand::Rng::with_seed(18);
+    let mut ids: Vec<i32> = Vec::new();
+    let mut next = 1;
+    for step in 0..120 {
+        let customer = rng.i32(1..=12);
+        let sql = match (rng.u8(..6), ids.is_empty()) {
+            (0..=2, _) | (_, true) => {
+                ids.push(next);
+                next += 1;
+                format!(
+                    "INSERT INTO accounts VALUES ({}, {customer}, {}.{:02})",
+                    next - 1,
+                    rng.u32(..9000),
+                    rng.u32(..100)
+                )
+            }
+            (3, false) => {
+                let id = ids[rng.usize(..ids.len())];
+                format!("UPDATE accounts SET balance = balance * 2, customer_id = {customer} WHERE id = {id}")
+            }
+            (4, false) => {
+                // The key changes: a delete and a create downstream.
+                let i = rng.usize(..ids.len());
+                let (old, new) = (ids[i], next);
+                next += 1;
+                ids[i] = new;
+                format!("UPDATE accounts SET id = {new} WHERE id = {old}")
+            }
+            _ => {
+                let id = ids.remove(rng.usize(..ids.len()));
+                format!("DELETE FROM accounts WHERE id = {id}")
+            }
+        };
+        rt.block_on(cash.batch_execute(&sql)).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let direct = text_rows(&rt, &view, "SELECT * FROM direct ORDER BY customer_id");
+            let mirrored = text_rows(&rt, &view, "SELECT * FROM mirrored ORDER BY customer_id");
+            let want = text_rows(
+                &rt,
+                &cash,
+                &format!("{} ORDER BY customer_id", per_customer("accounts")),
+            );
+            if direct == want && mirrored == want {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "step {step}: {sql}\nwant     {want:?}\ndirect   {direct:?}\nmirrored {mirrored:?}\n{}",
+                t.log()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    assert!(text_rows(&rt, &view, "SELECT * FROM mirrored").len() > 5);
     assert!(t.terminate().success(), "{}", t.log());
 }

@@ -169,7 +169,7 @@ impl Config {
     }
 
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
-        let line = |at: usize| text[..at].lines().count().max(1);
+        let line = |at: usize| text[..at].matches('\n').count() + 1;
         let raw: RawConfig = toml::from_str(text).map_err(|e| {
             let msg = e.message().to_owned();
             let hint = unknown_key_hint(&msg).or_else(|| setting_error(&msg).map(str::to_owned));
@@ -573,6 +573,90 @@ path = "./events.jsonl"
             "{:?}",
             e.hint()
         );
+    }
+
+    const NATS_SOURCE: &str = r#"
+state_dir = "/tmp/x"
+[[source]]
+name = "coupons"
+type = "nats"
+url = "nats://127.0.0.1:4222"
+stream = "EVENTS"
+subject = "coupons.>"
+mode = "upsert"
+columns = ["id bigint not null", "customer_id integer not null", "amount numeric(12,2)"]
+key = ["id"]
+on_error = "dead_letter"
+[[view]]
+name = "v"
+sql = "SELECT * FROM coupons.public.coupons"
+"#;
+
+    #[test]
+    fn a_nats_source_declares_its_table() {
+        let c = Config::parse(NATS_SOURCE).unwrap();
+        let source = &c.sources[0];
+        let SourceKind::Nats(nats) = &source.kind else {
+            panic!("not a nats source")
+        };
+        assert_eq!(source.nats_table(nats), TableRef::new("public", "coupons"));
+        assert_eq!(source.nats_consumer(nats), "tributary_coupons");
+        assert_eq!(source.nats_key(nats).unwrap(), [0]);
+        let columns = source.nats_columns(nats).unwrap();
+        assert_eq!(columns[2].sql_type, "numeric(12,2)");
+        assert_eq!(
+            nats.dead_letter_path.as_deref(),
+            Some(Path::new("/tmp/x/dead-letter-coupons.jsonl"))
+        );
+        // Append mode: keyed by the stream sequence, `_seq`.
+        let append = NATS_SOURCE
+            .replace("mode = \"upsert\"", "mode = \"append\"")
+            .replace("key = [\"id\"]\n", "");
+        let c = Config::parse(&append).unwrap();
+        let SourceKind::Nats(nats) = &c.sources[0].kind else {
+            panic!()
+        };
+        let columns = c.sources[0].nats_columns(nats).unwrap();
+        assert_eq!((columns[0].name.as_str(), columns.len()), ("_seq", 4));
+        assert_eq!(c.sources[0].nats_key(nats).unwrap(), [0]);
+    }
+
+    #[test]
+    fn a_nats_source_refuses_what_it_cannot_read() {
+        let refused = |from: &str, to: &str, says: &str| {
+            let text = NATS_SOURCE.replace(from, to);
+            assert_ne!(text, NATS_SOURCE, "{from} is not in the example");
+            let e = Config::parse(&text)
+                .err()
+                .unwrap_or_else(|| panic!("{to} accepted"));
+            let all = format!("{e} {}", e.hint().unwrap_or(""));
+            assert!(all.contains(says), "{to}: {all}");
+        };
+        refused("mode = \"upsert\"\n", "", "needs a mode");
+        refused("key = [\"id\"]", "key = []", "needs a key");
+        refused("key = [\"id\"]", "key = [\"amount\"]", "may be null");
+        refused("key = [\"id\"]", "key = [\"nope\"]", "is not declared");
+        refused("mode = \"upsert\"", "mode = \"append\"", "takes no key");
+        refused("numeric(12,2)\"", "money\"", "cannot be declared");
+        refused(
+            "\"id bigint not null\",",
+            "\"_seq bigint not null\",",
+            "reserved",
+        );
+        refused("customer_id integer", "id integer", "declared twice");
+        refused("stream = ", "steam = ", "did you mean `stream`?");
+        refused("stream = ", "steam = ", "(line 3)");
+        refused(
+            "type = \"nats\"",
+            "type = \"nast\"",
+            "available source types: postgres, nats",
+        );
+        refused(
+            "mode = \"upsert\"",
+            "mode = \"append\"\nformat = \"debezium\"",
+            "cannot be mode = \"append\"",
+        );
+        refused("stream = \"EVENTS\"\n", "", "a nats source needs `stream`");
     }
 
     #[test]
