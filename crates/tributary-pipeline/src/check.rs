@@ -87,9 +87,8 @@ pub async fn check(config: &Config, kinds: &dyn SourceKinds) -> Vec<CheckLine> {
     for src in &config.sources {
         lines.extend(check_source(src, kinds).await);
     }
-    let sources: Vec<String> = config.sources.iter().map(|s| s.name.clone()).collect();
     for sink in &config.sinks {
-        lines.push(check_sink(sink, &sources).await);
+        lines.push(check_sink(sink, &config.feeding(sink)).await);
     }
     lines
 }

@@ -5,7 +5,11 @@
 //! source's checkpoint in the state store and only after that reports the
 //! position back to the source, which confirms it to the server. So the
 //! position a server forgets WAL up to is always durable everywhere.
+//!
+//! A view followed by sinks (`[[sink]] view = "…"`) is one more source
+//! (`changefeed`): its change events go through the same lanes.
 
+mod changefeed;
 pub mod check;
 pub mod config;
 mod confirm;

@@ -9,6 +9,7 @@ use tributary_core::source::{Source, SourceHealth, SourceItem, SourceLinks};
 use tributary_core::{ChangeEvent, Position};
 use tributary_state::{Checkpoint, StateStore};
 
+use crate::changefeed::ViewSource;
 use crate::config::OnErrorSetting;
 use crate::config::{Config, SinkConfig};
 use crate::confirm::Confirmer;
@@ -29,8 +30,7 @@ const MAX_BATCH_EVENTS: usize = 4_096;
 pub(crate) type Sources = std::collections::HashMap<String, Arc<dyn Source>>;
 
 async fn open_sink(cfg: &SinkConfig, config: &Config) -> Result<Box<dyn Sink>, PipelineError> {
-    let sources: Vec<String> = config.sources.iter().map(|s| s.name.clone()).collect();
-    cfg.connector(&sources)?
+    cfg.connector(&config.feeding(cfg))?
         .open()
         .await
         .map_err(|error| PipelineError::Sink {
@@ -52,9 +52,11 @@ pub async fn run(
     for src in &config.sources {
         sources.insert(src.name.clone(), kinds.open(src, &store)?);
     }
+    // Sinks of the sources, and those that follow a view (by view).
     let mut sinks: Vec<Arc<NamedSink>> = Vec::with_capacity(config.sinks.len());
+    let mut followers: Vec<(String, Option<Vec<String>>, Vec<Arc<NamedSink>>)> = Vec::new();
     for s in &config.sinks {
-        sinks.push(Arc::new(NamedSink {
+        let named = Arc::new(NamedSink {
             name: s.name.clone(),
             sink: Mutex::new(open_sink(s, &config).await?),
             retry: s.retry(),
@@ -77,10 +79,19 @@ pub async fn run(
                 }
             },
             topic: s.topic().to_owned(),
-        }));
-    }
-    for sink in &sinks {
-        board.add_sink(&sink.name);
+        });
+        board.add_sink(&named.name);
+        match s.view() {
+            None => sinks.push(named),
+            Some(view) => match followers.iter_mut().find(|(v, _, _)| v == view) {
+                Some((_, _, group)) => group.push(named),
+                None => followers.push((
+                    view.to_owned(),
+                    s.key().map(<[String]>::to_vec),
+                    vec![named],
+                )),
+            },
+        }
     }
     for src in &config.sources {
         preflight(&src.name, sources[&src.name].as_ref()).await?;
@@ -107,6 +118,25 @@ pub async fn run(
             SourceConsumers {
                 sinks: sinks.clone(),
                 views: feed,
+            },
+            store.clone(),
+            Arc::clone(&board),
+            shutdown.clone(),
+        ));
+    }
+    for (view, key, group) in followers {
+        // Validated when the config was loaded: the view is declared.
+        let Some(set) = views.as_ref().map(|v| Arc::clone(&v.set)) else {
+            continue;
+        };
+        let source: Arc<dyn Source> = Arc::new(ViewSource::new(&view, key, &set, &store));
+        preflight(&view, source.as_ref()).await?;
+        tasks.spawn(run_source(
+            view,
+            source,
+            SourceConsumers {
+                sinks: group,
+                views: None,
             },
             store.clone(),
             Arc::clone(&board),

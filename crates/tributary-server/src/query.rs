@@ -68,6 +68,7 @@ impl Context {
             let planned = PlannedView {
                 plan: Plan::Get(i),
                 columns: view.columns.clone(),
+                key: view.key.clone(),
             };
             catalog.add_view(&view.name, &planned);
         }

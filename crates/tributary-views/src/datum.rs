@@ -162,6 +162,39 @@ impl TryFrom<&Value> for Datum {
     }
 }
 
+impl From<&Datum> for Value {
+    /// The change model's value of a view's column (what a changefeed's
+    /// events carry).
+    fn from(datum: &Datum) -> Value {
+        match datum {
+            Datum::Null => Value::Null,
+            Datum::Bool(b) => Value::Bool(*b),
+            Datum::Int(i) => Value::Int(*i),
+            Datum::Float(f) => Value::Float(f.get()),
+            Datum::Numeric(n) => tributary_core::value::Decimal::parse(&numeric_text(n))
+                .map_or_else(|| Value::Text(numeric_text(n).into()), Value::Decimal),
+            Datum::Date(days) => Value::Date(Date::from_days(*days).unwrap_or(match *days {
+                i32::MAX => Date::INFINITY,
+                _ => Date::NEG_INFINITY,
+            })),
+            Datum::Time(t) => Value::Time(*t),
+            Datum::Timestamp(t) => Value::Timestamp(timestamp(*t)),
+            Datum::TimestampTz(t) => Value::TimestampTz(timestamp(*t)),
+            Datum::Uuid(bytes) => Value::Uuid(tributary_core::value::Uuid::from_bytes(*bytes)),
+            Datum::Text(t) => Value::Text(t.as_str().into()),
+            Datum::Bytes(b) => Value::Bytes(b.clone()),
+        }
+    }
+}
+
+fn timestamp(micros: i64) -> Timestamp {
+    Timestamp::from_micros(micros).unwrap_or(if micros == i64::MAX {
+        Timestamp::INFINITY
+    } else {
+        Timestamp::NEG_INFINITY
+    })
+}
+
 /// Microseconds since the epoch, the infinities as the extreme integers.
 fn instant(t: Timestamp) -> i64 {
     t.micros().unwrap_or(if t == Timestamp::INFINITY {

@@ -23,7 +23,7 @@ use crate::Time;
 
 /// A view's rows as of one logical time, ordered (the index pages are
 /// read from), each with its multiplicity.
-#[derive(Debug, Default, Clone)]
+#[derive(Default, Clone)]
 pub struct Snapshot {
     /// The transactions it reflects: every time below this one.
     pub time: Time,
@@ -32,6 +32,21 @@ pub struct Snapshot {
     pub count: i64,
     /// Rows whose expressions cannot be evaluated, by message.
     pub errors: BTreeMap<String, isize>,
+    /// For a changefeed: the row changes since it last took them,
+    /// consolidated (`None`: no changefeed follows the view).
+    pub(crate) changes: Option<BTreeMap<Row, isize>>,
+    /// Called once changes were added (the changefeed's wake-up).
+    pub(crate) wake: Option<Arc<dyn Fn() + Send + Sync>>,
+}
+
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("time", &self.time)
+            .field("count", &self.count)
+            .field("rows", &self.rows.len())
+            .finish_non_exhaustive()
+    }
 }
 
 /// One change of one input relation: the row, +1 inserted or -1 deleted.
@@ -95,6 +110,39 @@ impl Engine {
     pub fn read(&self, index: usize) -> RwLockReadGuard<'_, Snapshot> {
         self.views[index]
             .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Starts gathering view `index`'s changes for [`Engine::take`], and
+    /// returns its rows as of now: the changes taken later are exactly
+    /// those after these rows. `wake` is called whenever changes arrive.
+    pub(crate) fn follow(
+        &self,
+        index: usize,
+        wake: Arc<dyn Fn() + Send + Sync>,
+    ) -> (BTreeMap<Row, isize>, Time) {
+        let mut state = self.write(index);
+        state.changes = Some(BTreeMap::new());
+        state.wake = Some(wake);
+        (state.rows.clone(), state.time)
+    }
+
+    /// The changes gathered since the last take (or the follow), and the
+    /// time they bring the view to.
+    pub(crate) fn take(&self, index: usize) -> (Vec<(Row, isize)>, Time) {
+        let mut state = self.write(index);
+        let time = state.time;
+        let changes = state
+            .changes
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default();
+        (changes.into_iter().collect(), time)
+    }
+
+    fn write(&self, index: usize) -> std::sync::RwLockWriteGuard<'_, Snapshot> {
+        self.views[index]
+            .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
@@ -163,9 +211,23 @@ fn run_worker(
             worker.step_while(|| probe.less_than(&time));
             for ((rows, errors), state) in outputs.iter().zip(&states) {
                 let mut state = state.write().unwrap_or_else(|p| p.into_inner());
-                state.count += settle(&mut state.rows, &mut rows.borrow_mut());
+                let mut rows = rows.borrow_mut();
+                let mut woken = None;
+                if let Some(changes) = state.changes.as_mut() {
+                    if !rows.is_empty() {
+                        for (row, _, diff) in rows.iter() {
+                            changes.push_consolidated(row, *diff);
+                        }
+                        woken = state.wake.clone();
+                    }
+                }
+                state.count += settle(&mut state.rows, &mut rows);
                 settle(&mut state.errors, &mut errors.borrow_mut());
                 state.time = time;
+                drop(state);
+                if let Some(wake) = woken {
+                    wake();
+                }
             }
             let _ = done.send(time);
         }
@@ -191,4 +253,26 @@ fn settle<T: Ord>(state: &mut BTreeMap<T, isize>, changes: &mut Vec<(T, Time, is
         }
     }
     moved
+}
+
+/// Adding one change to consolidated changes: rows whose changes cancel
+/// out are gone.
+trait Consolidate {
+    fn push_consolidated(&mut self, row: &Row, diff: isize);
+}
+
+impl Consolidate for BTreeMap<Row, isize> {
+    fn push_consolidated(&mut self, row: &Row, diff: isize) {
+        match self.get_mut(row) {
+            Some(d) => {
+                *d += diff;
+                if *d == 0 {
+                    self.remove(row);
+                }
+            }
+            None => {
+                self.insert(row.clone(), diff);
+            }
+        }
+    }
 }

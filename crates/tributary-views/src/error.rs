@@ -21,6 +21,12 @@ pub enum ViewError {
     /// A changed row cannot enter the views.
     #[error("a change of {table} cannot enter the views: {reason}")]
     BadChange { table: String, reason: String },
+    /// A sink follows a view that is not declared.
+    #[error("no view is named \"{0}\"")]
+    UnknownView(String),
+    /// A changefeed cannot tell the view's rows apart.
+    #[error("view \"{view}\" cannot be followed by key: {reason}")]
+    ChangefeedKey { view: String, reason: String },
     /// The stored view rows cannot be read or written.
     #[error("the view rows in the state store cannot be used")]
     Store(#[from] tributary_state::StateError),
@@ -58,6 +64,14 @@ impl ViewError {
             ),
             ViewError::Corrupt { .. } => Some(
                 "reset the source (its views are then rebuilt from a new snapshot)".into(),
+            ),
+            ViewError::UnknownView(_) => {
+                Some("name a [[view]] of this config in the sink's `view`".into())
+            }
+            ViewError::ChangefeedKey { .. } => Some(
+                "give the sink key = [\"column\", ...]: columns whose values no two rows of the \
+                 view share (a GROUP BY view is keyed by its GROUP BY columns)"
+                    .into(),
             ),
             ViewError::Store(_) => None,
         }

@@ -15,7 +15,9 @@
 //! - [`ViewSet`]: the declared views, planned over the sources' tables.
 //! - [`SourceFeed`]: one source's changes into the views, kept durably
 //!   with the checkpoint they reflect, restored after a restart.
+//! - [`Changefeed`]: a view's changes as change events, for sinks.
 
+mod changefeed;
 pub mod dataflow;
 pub mod datum;
 pub mod engine;
@@ -29,6 +31,7 @@ pub mod sql;
 /// timeline of all sources.
 pub type Time = u64;
 
+pub use changefeed::{Changefeed, FeedBatch};
 pub use dataflow::{Aggregate, Plan};
 pub use datum::{Datum, Row};
 pub use engine::{Engine, Snapshot};

@@ -41,6 +41,8 @@ pub struct DeclaredView {
     pub columns: Vec<ColumnDesc>,
     /// The sources whose tables it reads, in name order.
     pub sources: Vec<String>,
+    /// Output columns that name a row, when its SQL gives them.
+    pub key: Option<Vec<usize>>,
 }
 
 /// One input relation of the engine: a source table's current rows.
@@ -123,6 +125,7 @@ impl ViewSet {
             views.push(DeclaredView {
                 name: decl.name.clone(),
                 sql: decl.sql.clone(),
+                key: planned.key.clone(),
                 columns: planned.columns,
                 sources: sources.into_iter().collect(),
             });

@@ -5,6 +5,7 @@ mod support;
 
 mod admin;
 mod capture;
+mod changefeeds;
 mod check;
 mod cli;
 mod faults;

@@ -14,7 +14,7 @@ use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
 use crate::support::*;
 
 /// The overview as a view: per customer, what each service holds.
-const OVERVIEW: &str = "SELECT customer_id, sum(cash) AS cash, sum(stocks) AS stocks, \
+pub(crate) const OVERVIEW: &str = "SELECT customer_id, sum(cash) AS cash, sum(stocks) AS stocks, \
      sum(deposits) AS deposits, sum(cash + stocks + deposits) AS total, count(*) AS holdings \
      FROM (SELECT customer_id, balance AS cash, 0 AS stocks, 0 AS deposits FROM cash.public.accounts \
      UNION ALL SELECT customer_id, 0, qty * price, 0 FROM stocks.public.positions \
@@ -50,8 +50,8 @@ pub(crate) fn fast_cluster() -> PgCluster {
 
 /// The databases: one per service and the oracle, which has each
 /// service's table in a schema named after it.
-struct Scenario {
-    rt: tokio::runtime::Runtime,
+pub(crate) struct Scenario {
+    pub(crate) rt: tokio::runtime::Runtime,
     services: Vec<Client>,
     oracle: Client,
     /// Per service, the ids its table holds.
@@ -61,7 +61,7 @@ struct Scenario {
 }
 
 impl Scenario {
-    fn start(pg: &PgCluster, seed: u64) -> Self {
+    pub(crate) fn start(pg: &PgCluster, seed: u64) -> Self {
         let rt = runtime();
         let oracle = rt.block_on(pg.create_db("oracle"));
         let mut services = Vec::new();
@@ -86,7 +86,7 @@ impl Scenario {
     }
 
     /// One random transaction on one service, run there and in the oracle.
-    fn step(&mut self) -> String {
+    pub(crate) fn step(&mut self) -> String {
         let service = self.rng.usize(..3);
         let statements = 1 + self.rng.usize(..3);
         let mut sql = Vec::new();
@@ -166,7 +166,7 @@ impl Scenario {
 
     /// The overview computed from scratch by PostgreSQL, as text rows in
     /// customer order.
-    fn expected(&self) -> Vec<Vec<Option<String>>> {
+    pub(crate) fn expected(&self) -> Vec<Vec<Option<String>>> {
         let sql = format!("{} ORDER BY customer_id", OVERVIEW.replace(".public.", "."));
         text_rows(&self.rt, &self.oracle, &sql)
     }
@@ -196,7 +196,7 @@ fn views_config(dir: &std::path::Path, pg: &PgCluster, port: u16) -> String {
 }
 
 /// A config with the three services as sources and these views.
-fn views_config_with(
+pub(crate) fn views_config_with(
     dir: &std::path::Path,
     pg: &PgCluster,
     port: u16,

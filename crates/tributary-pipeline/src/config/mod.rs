@@ -210,6 +210,15 @@ impl Config {
         Ok(config)
     }
 
+    /// The names of what feeds `sink` events: the view it follows, or
+    /// every source.
+    pub fn feeding(&self, sink: &SinkConfig) -> Vec<String> {
+        match sink.view() {
+            Some(view) => vec![view.to_owned()],
+            None => self.sources.iter().map(|s| s.name.clone()).collect(),
+        }
+    }
+
     /// What can be told of views without the sources: names, the server.
     fn validate_views(&self) -> Result<(), ConfigError> {
         let mut names = HashSet::new();
@@ -300,6 +309,23 @@ impl Config {
                     format!("duplicate sink name \"{}\"", k.name),
                     None,
                 ));
+            }
+            if let Some(view) = k.view() {
+                if !self.views.iter().any(|v| v.name == view) {
+                    return Err(ConfigError::new(
+                        format!(
+                            "sink \"{}\" follows view \"{view}\", which is not declared",
+                            k.name
+                        ),
+                        Some("name a [[view]] of this config in `view`".into()),
+                    ));
+                }
+                if names.contains(view) {
+                    return Err(ConfigError::new(
+                        format!("view \"{view}\" is followed by a sink and has the name of a source"),
+                        Some("a changefeed's events are named after its view: rename the view or the source".into()),
+                    ));
+                }
             }
         }
         Ok(())

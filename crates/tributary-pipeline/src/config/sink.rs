@@ -77,8 +77,11 @@ struct SinkCommon {
     retry_max: Option<Duration>,
     /// Give up (stop with an error) after this long; default: until shutdown.
     retry_max_elapsed: Option<Duration>,
-    /// Reserved for changefeeds of views.
+    /// A changefeed: the sink follows this view instead of the sources.
     view: Option<String>,
+    /// The view's columns its changefeed is keyed by (default: the key
+    /// its SQL gives, e.g. the GROUP BY columns).
+    key: Option<Vec<String>>,
 }
 
 /// The keys of [`SinkCommon`], which go to it when a table is split.
@@ -98,6 +101,7 @@ const COMMON_KEYS: &[&str] = &[
     "retry_max",
     "retry_max_elapsed",
     "view",
+    "key",
 ];
 
 /// The sink types, by their `type`; each variant is that sink's settings.
@@ -222,8 +226,13 @@ impl SinkConfig {
             .map_err(|Invalid { message, hint }| self.invalid(&message, hint.as_deref()))?;
         self.transform()?;
         self.routes()?;
-        if self.common.view.is_some() {
-            return Err(self.invalid("`view` is not available in this version", None));
+        if self.common.key.is_some() && self.common.view.is_none() {
+            return Err(self.invalid(
+                "`key` is for a sink that follows a view",
+                Some(
+                    "set view = \"...\" too, or remove key (a source's tables have their own keys)",
+                ),
+            ));
         }
         Ok(())
     }
@@ -243,6 +252,16 @@ impl SinkConfig {
     /// The topic (or subject) template, recorded with dead letters.
     pub fn topic(&self) -> &str {
         self.target.topic()
+    }
+
+    /// The view this sink follows (a changefeed), if any.
+    pub fn view(&self) -> Option<&str> {
+        self.common.view.as_deref()
+    }
+
+    /// The columns a changefeed is keyed by, when set.
+    pub fn key(&self) -> Option<&[String]> {
+        self.common.key.as_deref()
     }
 
     pub fn on_error(&self) -> OnErrorSetting {

@@ -181,6 +181,11 @@ impl Catalog {
 pub struct PlannedView {
     pub plan: Plan,
     pub columns: Vec<ColumnDesc>,
+    /// Output columns no two rows share the values of, when the SQL says
+    /// so: the GROUP BY columns (when each is selected), every column of
+    /// a DISTINCT or UNION, none of an ungrouped aggregate's one row.
+    /// What a changefeed keys its events by.
+    pub key: Option<Vec<usize>>,
 }
 
 /// Why a view's SQL is refused.
@@ -326,12 +331,15 @@ fn set_expr(body: &SetExpr, catalog: &Catalog) -> Result<PlannedView, PlanError>
             }
             let (columns, l_plan, r_plan) = union_kinds(l, r, body)?;
             let plan = Plan::Union(vec![l_plan, r_plan]);
-            let plan = match set_quantifier {
-                SetQuantifier::All => plan,
-                SetQuantifier::None | SetQuantifier::Distinct => Plan::Distinct(Box::new(plan)),
+            let (plan, key) = match set_quantifier {
+                SetQuantifier::All => (plan, None),
+                SetQuantifier::None | SetQuantifier::Distinct => (
+                    Plan::Distinct(Box::new(plan)),
+                    Some((0..columns.len()).collect()),
+                ),
                 _ => return Err(PlanError::unsupported("this UNION quantifier", body.span())),
             };
-            Ok(PlannedView { plan, columns })
+            Ok(PlannedView { plan, columns, key })
         }
         other => Err(PlanError::unsupported(
             match other {

@@ -51,7 +51,7 @@ pub(super) fn select(select: &Select, catalog: &Catalog) -> Result<PlannedView, 
     let grouped = !group.is_empty()
         || select.having.is_some()
         || items.iter().any(|(e, _)| Aggregates::contains(e));
-    let (plan, exprs, columns) = if grouped {
+    let (plan, exprs, columns, key) = if grouped {
         let mut aggregates = Aggregates::new(&scope);
         let mut group_columns = Vec::new();
         for g in group {
@@ -65,6 +65,18 @@ pub(super) fn select(select: &Select, catalog: &Catalog) -> Result<PlannedView, 
                 }
             }
         }
+        // The GROUP BY columns name a row of the result, if each is selected.
+        let selected: Vec<Option<usize>> = items
+            .iter()
+            .map(|(item, _)| match scope.expr(item) {
+                Ok((Expr::Column(i), _)) if group_columns.contains(&i) => Some(i),
+                _ => None,
+            })
+            .collect();
+        let key = group_columns
+            .iter()
+            .map(|g| selected.iter().position(|s| *s == Some(*g)))
+            .collect::<Option<Vec<usize>>>();
         let mut exprs = Vec::new();
         let mut columns = Vec::new();
         for (item, name) in &items {
@@ -103,7 +115,7 @@ pub(super) fn select(select: &Select, catalog: &Catalog) -> Result<PlannedView, 
                 predicate,
             };
         }
-        (plan, exprs, columns)
+        (plan, exprs, columns, key)
     } else {
         let mut exprs = Vec::new();
         let mut columns = Vec::new();
@@ -115,18 +127,22 @@ pub(super) fn select(select: &Select, catalog: &Catalog) -> Result<PlannedView, 
                 kind,
             });
         }
-        (plan, exprs, columns)
+        (plan, exprs, columns, None)
     };
     let mut plan = Plan::Map {
         input: Box::new(plan),
         exprs,
     };
+    let mut key = key;
     match &select.distinct {
         None | Some(Distinct::All) => {}
-        Some(Distinct::Distinct) => plan = Plan::Distinct(Box::new(plan)),
+        Some(Distinct::Distinct) => {
+            plan = Plan::Distinct(Box::new(plan));
+            key = Some((0..columns.len()).collect());
+        }
         Some(_) => return Err(PlanError::unsupported("DISTINCT ON", select.span())),
     }
-    Ok(PlannedView { plan, columns })
+    Ok(PlannedView { plan, columns, key })
 }
 
 /// The projection's expressions and their output names; `*` and `t.*`
