@@ -111,7 +111,7 @@ impl ViewSource {
                     links.health.send_replace(health.clone());
                 }
                 () = changed.notified() => {
-                    next = feed.next()?;
+                    next = feed.take()?;
                 }
             }
         }

@@ -39,6 +39,9 @@ pub struct FeedBatch {
     pub checkpoint: Checkpoint,
 }
 
+/// Encoded key → encoded row (`None`: deleted), to be kept.
+type ImageWrites = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
+
 /// The image's table name in the state store.
 const IMAGE: &str = "image";
 
@@ -59,7 +62,7 @@ pub struct Changefeed {
     /// Key → the row last sent.
     image: BTreeMap<Row, Row>,
     /// Image writes of the batches sent and not yet durable, by position.
-    unkept: VecDeque<(Position, BTreeMap<Vec<u8>, Option<Vec<u8>>>)>,
+    unkept: VecDeque<(Position, ImageWrites)>,
     epoch: u64,
     batch: u64,
     last_commit: Position,
@@ -166,7 +169,7 @@ impl Changefeed {
     }
 
     /// The view's changes since the last batch; `None` when there are none.
-    pub fn next(&mut self) -> Result<Option<FeedBatch>, ViewError> {
+    pub fn take(&mut self) -> Result<Option<FeedBatch>, ViewError> {
         let (changes, _) = self.set.engine().take(self.view);
         if changes.is_empty() {
             return Ok(None);
