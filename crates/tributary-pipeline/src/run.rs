@@ -26,6 +26,9 @@ const CHANNEL_ITEMS: usize = 8;
 /// At most this many events go to a sink in one durable write.
 const MAX_BATCH_EVENTS: usize = 4_096;
 
+/// A followed view, the key its changefeed is keyed by, and its sinks.
+type Followers = (String, Option<Vec<String>>, Vec<Arc<NamedSink>>);
+
 /// Every source, by name.
 pub(crate) type Sources = std::collections::HashMap<String, Arc<dyn Source>>;
 
@@ -54,7 +57,7 @@ pub async fn run(
     }
     // Sinks of the sources, and those that follow a view (by view).
     let mut sinks: Vec<Arc<NamedSink>> = Vec::with_capacity(config.sinks.len());
-    let mut followers: Vec<(String, Option<Vec<String>>, Vec<Arc<NamedSink>>)> = Vec::new();
+    let mut followers: Vec<Followers> = Vec::new();
     for s in &config.sinks {
         let named = Arc::new(NamedSink {
             name: s.name.clone(),
