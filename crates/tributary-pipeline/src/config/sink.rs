@@ -390,6 +390,34 @@ tables = ["public.accounts"]
     }
 
     #[test]
+    fn a_sink_follows_a_declared_view() {
+        let view = "[[view]]\nname = \"totals\"\nsql = \"SELECT 1 AS one\"\n";
+        let follows = |body: &str| {
+            Config::parse(&format!(
+                "{HEAD}{view}[[sink]]\nname = \"out\"\ntype = \"file\"\npath = \"x\"\n{body}"
+            ))
+        };
+        let c = follows("view = \"totals\"\nkey = [\"one\"]").unwrap();
+        assert_eq!(c.sinks[0].view(), Some("totals"));
+        assert_eq!(c.sinks[0].key(), Some(&["one".to_owned()][..]));
+        assert_eq!(c.feeding(&c.sinks[0]), ["totals"]);
+        let e = follows("view = \"nope\"").err().unwrap();
+        assert!(e.to_string().contains("which is not declared"), "{e}");
+        let e = follows("key = [\"one\"]").err().unwrap();
+        assert!(
+            e.to_string()
+                .contains("`key` is for a sink that follows a view"),
+            "{e}"
+        );
+        let e = Config::parse(&format!(
+            "{HEAD}[[view]]\nname = \"cash\"\nsql = \"SELECT 1\"\n[[sink]]\nname = \"out\"\ntype = \"file\"\npath = \"x\"\nview = \"cash\""
+        ))
+        .err()
+        .unwrap();
+        assert!(e.to_string().contains("has the name of a source"), "{e}");
+    }
+
+    #[test]
     fn settings_are_typed_once() {
         let c = sink("type = \"http\"\nurl = \"http://127.0.0.1:9/x\"\nretry_initial = \"50ms\"")
             .unwrap();
