@@ -12,12 +12,15 @@
 //!   filled instead of reaching a sink as a placeholder (see `row_images`);
 //! - per source, the current rows of the tables views read and the
 //!   checkpoint they reflect, so views restart without a re-snapshot
-//!   (see `view_inputs`).
+//!   (see `view_inputs`);
+//! - per source whose log has no one order (Kafka), what each of its
+//!   positions stands for (see `remap`).
 //!
 //! redb takes an exclusive lock on the file, so two processes can never share
 //! one `state_dir`.
 
 mod checkpoint;
+mod remap;
 mod row_images;
 mod view_inputs;
 
@@ -116,6 +119,7 @@ impl StateStore {
         tx.open_table(row_images::ROW_IMAGES)?;
         tx.open_table(view_inputs::VIEW_ROWS)?;
         tx.open_table(view_inputs::VIEW_POSITIONS)?;
+        tx.open_table(remap::REMAP)?;
         tx.commit()?;
         Ok(())
     }

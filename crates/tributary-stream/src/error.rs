@@ -37,6 +37,18 @@ pub enum Error {
         first: u64,
     },
 
+    #[error("could not reach Kafka at {brokers}: {reason}")]
+    KafkaUnreachable { brokers: String, reason: String },
+
+    #[error("Kafka topic \"{topic}\" does not exist")]
+    TopicMissing { topic: String },
+
+    #[error("Kafka request failed while {doing}: {reason}")]
+    Kafka { doing: &'static str, reason: String },
+
+    #[error("the state store failed")]
+    Store(#[from] tributary_state::StateError),
+
     #[error("JetStream request failed while {doing}: {reason}")]
     JetStream { doing: &'static str, reason: String },
 
@@ -65,6 +77,7 @@ impl Error {
         match self {
             Error::StreamMissing { source, .. } => Some(source.to_string()),
             Error::DeadLetter { source, .. } => Some(source.to_string()),
+            Error::Store(source) => Some(source.to_string()),
             _ => None,
         }
     }
@@ -99,6 +112,15 @@ impl Error {
                     .into()
             }
             Error::JetStream { .. } => "check the NATS server's log and JetStream status".into(),
+            Error::KafkaUnreachable { .. } => {
+                "check brokers, and TLS/SASL in properties (or tls_ca, user, sasl_password_env)"
+                    .into()
+            }
+            Error::TopicMissing { .. } => {
+                "create the topic, or name an existing one in `topics`".into()
+            }
+            Error::Kafka { .. } => "check the brokers' logs".into(),
+            Error::Store(_) => "check that state_dir is writable and not full".into(),
             Error::Poison { .. } => {
                 "fix the message's producer; to set such messages aside and go on, set on_error \
                  = \"dead_letter\" on this source (they go to its dead-letter file)"

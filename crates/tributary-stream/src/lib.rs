@@ -1,5 +1,5 @@
-//! Message streams as sources: a NATS JetStream subject whose messages are
-//! the rows of one declared table, so external events (a coupon paid, a
+//! Message streams as sources: a NATS JetStream subject or Kafka topics
+//! whose messages are the rows of one declared table, so external events (a coupon paid, a
 //! savings period started) feed the same views as database tables do.
 //!
 //! A stream source is a [`tributary_core::source::Source`] like the
@@ -14,14 +14,18 @@
 //!   `upsert`) → the change a message makes;
 //! - `field`: one JSON field as its column's typed value;
 //! - [`nats`]: the durable JetStream consumer;
+//! - [`kafka`]: every partition of some topics, its batches recorded
+//!   (reclocked) so that a replay after a crash is the same;
 //! - `dead_letter`: messages refused under `on_error = "dead_letter"`.
 
 mod dead_letter;
 mod error;
 mod field;
+pub mod kafka;
 pub mod message;
 pub mod nats;
 
 pub use error::Error;
+pub use kafka::{KafkaSource, KafkaSourceSettings};
 pub use message::{Format, Mode};
 pub use nats::{NatsSource, NatsSourceSettings};

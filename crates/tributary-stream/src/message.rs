@@ -37,7 +37,7 @@ pub enum Format {
 #[derive(Debug, PartialEq)]
 pub(crate) enum Change {
     /// The row's values, one per column of the table (in append mode the
-    /// first, `_seq`, is the caller's to fill).
+    /// position columns are the caller's to fill).
     Upsert(Vec<Value>),
     /// The key's values of the row deleted.
     Delete(Vec<Value>),
@@ -60,19 +60,21 @@ pub(crate) struct Decoder {
 type Fields<'a> = BTreeMap<String, &'a RawValue>;
 
 impl Decoder {
-    /// `schema`'s columns must be declarable types; in append mode its first
-    /// column is the sequence the source fills in.
+    /// `schema`'s columns must be declarable types; in append mode its
+    /// first `positions` columns are where the message is in the stream,
+    /// which the source fills in.
     pub(crate) fn new(
         schema: Arc<TableSchema>,
         mode: Mode,
         format: Format,
+        positions: usize,
     ) -> Result<Self, String> {
         let fields = schema
             .columns()
             .iter()
             .enumerate()
             .map(|(i, c)| {
-                if mode == Mode::Append && i == 0 {
+                if mode == Mode::Append && i < positions {
                     return Ok(None);
                 }
                 FieldType::of(&c.sql_type).map(Some).ok_or_else(|| {
@@ -233,7 +235,14 @@ mod tests {
 
     fn decoder(columns: &[&str], key: Vec<usize>, mode: Mode, format: Format) -> Decoder {
         let columns = columns.iter().map(|c| declare_column(c).unwrap()).collect();
-        Decoder::new(Arc::new(TableSchema::new(columns, key)), mode, format).unwrap()
+        let positions = usize::from(mode == Mode::Append);
+        Decoder::new(
+            Arc::new(TableSchema::new(columns, key)),
+            mode,
+            format,
+            positions,
+        )
+        .unwrap()
     }
 
     fn coupons(format: Format) -> Decoder {

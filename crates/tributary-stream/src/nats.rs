@@ -90,8 +90,13 @@ pub struct NatsSource {
 
 impl NatsSource {
     pub fn new(settings: NatsSourceSettings) -> Result<Self, Error> {
-        let decoder = Decoder::new(Arc::clone(&settings.schema), settings.mode, settings.format)
-            .map_err(Error::Declaration)?;
+        let decoder = Decoder::new(
+            Arc::clone(&settings.schema),
+            settings.mode,
+            settings.format,
+            1,
+        )
+        .map_err(Error::Declaration)?;
         if decoder.key().is_empty() {
             return Err(Error::Declaration("the table has no key".into()));
         }

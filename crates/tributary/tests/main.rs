@@ -10,6 +10,7 @@ mod check;
 mod cli;
 mod faults;
 mod kafka;
+mod kafka_source;
 mod nats;
 mod pgsink;
 mod random_faults;

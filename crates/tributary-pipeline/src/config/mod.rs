@@ -15,8 +15,8 @@ mod sink;
 mod source;
 pub use sink::{OnErrorSetting, SinkConfig};
 pub use source::{
-    DecimalSetting, IntervalSetting, MessageFormat, NatsSourceConfig, PostgresSourceConfig,
-    SlotLostSetting, SnapshotSetting, SourceConfig, SourceKind, StreamMode,
+    DecimalSetting, IntervalSetting, MessageFormat, PostgresSourceConfig, SlotLostSetting,
+    SnapshotSetting, SourceConfig, SourceKind, StreamMode, StreamSourceConfig,
 };
 
 /// An unusable configuration (exit code 2).
@@ -625,10 +625,13 @@ sql = "SELECT * FROM coupons.public.coupons"
         let SourceKind::Nats(nats) = &source.kind else {
             panic!("not a nats source")
         };
-        assert_eq!(source.nats_table(nats), TableRef::new("public", "coupons"));
+        assert_eq!(
+            source.stream_table(nats),
+            TableRef::new("public", "coupons")
+        );
         assert_eq!(source.nats_consumer(nats), "tributary_coupons");
-        assert_eq!(source.nats_key(nats).unwrap(), [0]);
-        let columns = source.nats_columns(nats).unwrap();
+        assert_eq!(source.stream_key(nats).unwrap(), [0]);
+        let columns = source.stream_columns(nats).unwrap();
         assert_eq!(columns[2].sql_type, "numeric(12,2)");
         assert_eq!(
             nats.dead_letter_path.as_deref(),
@@ -642,9 +645,9 @@ sql = "SELECT * FROM coupons.public.coupons"
         let SourceKind::Nats(nats) = &c.sources[0].kind else {
             panic!()
         };
-        let columns = c.sources[0].nats_columns(nats).unwrap();
+        let columns = c.sources[0].stream_columns(nats).unwrap();
         assert_eq!((columns[0].name.as_str(), columns.len()), ("_seq", 4));
-        assert_eq!(c.sources[0].nats_key(nats).unwrap(), [0]);
+        assert_eq!(c.sources[0].stream_key(nats).unwrap(), [0]);
     }
 
     #[test]
@@ -682,7 +685,17 @@ sql = "SELECT * FROM coupons.public.coupons"
             "mode = \"append\"\nformat = \"debezium\"",
             "cannot be mode = \"append\"",
         );
-        refused("stream = \"EVENTS\"\n", "", "a nats source needs `stream`");
+        refused("stream = \"EVENTS\"\n", "", "needs a stream");
+        refused(
+            "stream = \"EVENTS\"\n",
+            "stream = \"EVENTS\"\ntopics = [\"t\"]\n",
+            "`topics` is a key of a kafka source",
+        );
+        refused(
+            "type = \"nats\"",
+            "type = \"kafka\"\nbrokers = \"b:9092\"\ntopics = [\"t\"]",
+            "`url` is a key of a nats source",
+        );
     }
 
     #[test]

@@ -26,10 +26,11 @@ pub struct SourceConfig {
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum SourceKind {
     Postgres(PostgresSourceConfig),
-    Nats(NatsSourceConfig),
+    Nats(StreamSourceConfig),
+    Kafka(StreamSourceConfig),
 }
 
-const SOURCE_TYPES: &str = "postgres, nats";
+const SOURCE_TYPES: &str = "postgres, nats, kafka";
 
 /// `type = "postgres"`: logical replication of listed tables.
 #[derive(Debug, Deserialize)]
@@ -57,17 +58,34 @@ pub struct PostgresSourceConfig {
     pub interval_handling: IntervalSetting,
 }
 
-/// `type = "nats"`: a durable JetStream consumer whose messages are the
-/// rows of one declared table.
+/// `type = "nats"` (a durable JetStream consumer) or `type = "kafka"`
+/// (partitions assigned, offsets committed under a consumer group): the
+/// messages are the rows of one declared table. One settings struct for
+/// both, as the table is declared alike; each transport refuses the
+/// other's keys ([`SourceConfig::validate_stream`]).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct NatsSourceConfig {
-    pub url: String,
-    pub stream: String,
-    /// Only the stream's messages on these subjects (default: all of it).
+pub struct StreamSourceConfig {
+    /// NATS: the server.
+    pub url: Option<String>,
+    /// NATS: the JetStream stream.
+    pub stream: Option<String>,
+    /// NATS: only the stream's messages on these subjects (default: all).
     pub subject: Option<String>,
-    /// The durable consumer's name (default `tributary_<source>`).
+    /// NATS: the durable consumer's name (default `tributary_<source>`).
     pub consumer: Option<String>,
+    /// Kafka: bootstrap servers, `host:port[,host:port…]`.
+    pub brokers: Option<String>,
+    /// Kafka: the topics read, every partition of each.
+    pub topics: Option<Vec<String>>,
+    /// Kafka: the consumer group offsets are committed under (default
+    /// `tributary_<source>`).
+    pub group: Option<String>,
+    /// Kafka: librdkafka properties passed through (SASL, TLS, tuning).
+    #[serde(default)]
+    pub properties: std::collections::BTreeMap<String, String>,
+    /// Kafka: `sasl.password`, from this environment variable.
+    pub sasl_password_env: Option<String>,
     /// The table the messages feed (default `public.<source>`).
     pub table: Option<String>,
     /// `name type [not null]`, in order.
@@ -84,11 +102,17 @@ pub struct NatsSourceConfig {
     pub on_error: OnErrorSetting,
     /// Where refused messages go (default `<state_dir>/dead-letter-<source>.jsonl`).
     pub dead_letter_path: Option<PathBuf>,
+    /// NATS: user (with `password_env`); Kafka: `sasl.username`.
     pub user: Option<String>,
+    /// NATS: the password, from this environment variable.
     pub password_env: Option<String>,
+    /// NATS: a token, from this environment variable.
     pub token_env: Option<String>,
+    /// NATS: a `.creds` file.
     pub credentials_file: Option<PathBuf>,
+    /// A CA file: TLS to the server.
     pub tls_ca: Option<PathBuf>,
+    /// NATS: require TLS.
     #[serde(default)]
     pub require_tls: bool,
 }
@@ -153,9 +177,15 @@ const MAX_SNAPSHOT_PARALLELISM: usize = 64;
 /// Lower bound of `snapshot_chunk_size`.
 const MIN_SNAPSHOT_CHUNK: u64 = 1 << 20;
 
-/// The column a stream source's append-mode table is keyed by: the
+/// The columns an append-mode table of a NATS source is keyed by: the
 /// message's sequence in its stream.
-pub const SEQUENCE_COLUMN: &str = "_seq";
+pub const NATS_POSITION_COLUMNS: &[(&str, &str)] = &[("_seq", "bigint")];
+/// Those of a Kafka source: where the message is in its topic.
+pub const KAFKA_POSITION_COLUMNS: &[(&str, &str)] = &[
+    ("_topic", "text"),
+    ("_partition", "integer"),
+    ("_offset", "bigint"),
+];
 
 impl SourceConfig {
     /// One `[[source]]` table (starting at `line`), read and validated.
@@ -202,9 +232,9 @@ impl SourceConfig {
 
     /// Paths left to their defaults, under `state_dir`.
     pub(super) fn default_paths(&mut self, state_dir: &std::path::Path) {
-        if let SourceKind::Nats(nats) = &mut self.kind {
-            if nats.on_error == OnErrorSetting::DeadLetter && nats.dead_letter_path.is_none() {
-                nats.dead_letter_path =
+        if let SourceKind::Nats(stream) | SourceKind::Kafka(stream) = &mut self.kind {
+            if stream.on_error == OnErrorSetting::DeadLetter && stream.dead_letter_path.is_none() {
+                stream.dead_letter_path =
                     Some(state_dir.join(format!("dead-letter-{}.jsonl", self.name)));
             }
         }
@@ -220,7 +250,7 @@ impl SourceConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         match &self.kind {
             SourceKind::Postgres(pg) => self.validate_postgres(pg),
-            SourceKind::Nats(nats) => self.validate_nats(nats),
+            SourceKind::Nats(stream) | SourceKind::Kafka(stream) => self.validate_stream(stream),
         }
     }
 
@@ -253,23 +283,92 @@ impl SourceConfig {
         Ok(())
     }
 
-    fn validate_nats(&self, nats: &NatsSourceConfig) -> Result<(), ConfigError> {
-        if nats.url.trim().is_empty() {
-            return Err(self.invalid("url is empty", "url = \"nats://127.0.0.1:4222\""));
+    fn validate_stream(&self, stream: &StreamSourceConfig) -> Result<(), ConfigError> {
+        let nats = matches!(self.kind, SourceKind::Nats(_));
+        let present = |set: bool, key: &str| set.then(|| key.to_owned());
+        let foreign: Vec<String> = if nats {
+            [
+                present(stream.brokers.is_some(), "brokers"),
+                present(stream.topics.is_some(), "topics"),
+                present(stream.group.is_some(), "group"),
+                present(!stream.properties.is_empty(), "properties"),
+                present(stream.sasl_password_env.is_some(), "sasl_password_env"),
+            ]
+            .into_iter()
+            .flatten()
+            .collect()
+        } else {
+            [
+                present(stream.url.is_some(), "url"),
+                present(stream.stream.is_some(), "stream"),
+                present(stream.subject.is_some(), "subject"),
+                present(stream.consumer.is_some(), "consumer"),
+                present(stream.password_env.is_some(), "password_env"),
+                present(stream.token_env.is_some(), "token_env"),
+                present(stream.credentials_file.is_some(), "credentials_file"),
+                present(stream.require_tls, "require_tls"),
+            ]
+            .into_iter()
+            .flatten()
+            .collect()
+        };
+        let (kind, other) = if nats {
+            ("nats", "kafka")
+        } else {
+            ("kafka", "nats")
+        };
+        if let Some(key) = foreign.first() {
+            return Err(self.invalid(
+                format!("`{key}` is a key of a {other} source, not of a {kind} source"),
+                if nats {
+                    "a nats source takes url, stream, subject, consumer"
+                } else {
+                    "a kafka source takes brokers, topics, group, properties"
+                },
+            ));
         }
-        if nats.stream.is_empty() {
-            return Err(self.invalid("stream is empty", "stream = \"EVENTS\""));
+        if nats {
+            if stream.url.as_deref().is_none_or(|u| u.trim().is_empty()) {
+                return Err(self.invalid("needs a url", "url = \"nats://127.0.0.1:4222\""));
+            }
+            if stream.stream.as_deref().is_none_or(str::is_empty) {
+                return Err(self.invalid("needs a stream", "stream = \"EVENTS\""));
+            }
+        } else {
+            if stream
+                .brokers
+                .as_deref()
+                .is_none_or(|b| b.trim().is_empty())
+            {
+                return Err(self.invalid("needs brokers", "brokers = \"127.0.0.1:9092\""));
+            }
+            if stream
+                .topics
+                .as_ref()
+                .is_none_or(|t| t.is_empty() || t.iter().any(String::is_empty))
+            {
+                return Err(self.invalid("needs topics", "topics = [\"coupons\"]"));
+            }
         }
-        if let Some(table) = &nats.table {
+        if let Some(table) = &stream.table {
             parse_table(table)?;
         }
-        self.nats_columns(nats)?;
-        self.nats_key(nats)?;
+        self.stream_columns(stream)?;
+        self.stream_key(stream)?;
         Ok(())
     }
 
-    /// A NATS source's declared columns (append mode adds `_seq` first).
-    pub fn nats_columns(&self, nats: &NatsSourceConfig) -> Result<Vec<Column>, ConfigError> {
+    /// The columns an append-mode table of this source is keyed by.
+    fn position_columns(&self) -> &'static [(&'static str, &'static str)] {
+        match self.kind {
+            SourceKind::Kafka(_) => KAFKA_POSITION_COLUMNS,
+            _ => NATS_POSITION_COLUMNS,
+        }
+    }
+
+    /// A stream source's declared columns (append mode adds the message's
+    /// position first: `_seq`, or `_topic`, `_partition`, `_offset`).
+    pub fn stream_columns(&self, nats: &StreamSourceConfig) -> Result<Vec<Column>, ConfigError> {
         if nats.columns.is_empty() {
             return Err(self.invalid(
                 "declares no columns",
@@ -277,12 +376,16 @@ impl SourceConfig {
             ));
         }
         let mut columns = Vec::new();
-        if self.nats_mode(nats)? == StreamMode::Append {
-            columns.push(Column {
-                name: SEQUENCE_COLUMN.to_owned(),
-                sql_type: "bigint".to_owned(),
-                nullable: false,
-            });
+        if self.stream_mode(nats)? == StreamMode::Append {
+            columns.extend(
+                self.position_columns()
+                    .iter()
+                    .map(|(name, sql_type)| Column {
+                        name: (*name).to_owned(),
+                        sql_type: (*sql_type).to_owned(),
+                        nullable: false,
+                    }),
+            );
         }
         let mut names = HashSet::new();
         for text in &nats.columns {
@@ -294,10 +397,14 @@ impl SourceConfig {
                     ),
                 )
             })?;
-            if column.name == SEQUENCE_COLUMN {
+            if self
+                .position_columns()
+                .iter()
+                .any(|(name, _)| *name == column.name)
+            {
                 return Err(self.invalid(
-                    format!("column \"{SEQUENCE_COLUMN}\" is reserved"),
-                    "an append-mode table has it: the message's stream sequence",
+                    format!("column \"{}\" is reserved", column.name),
+                    "an append-mode table has it: where the message is in the stream",
                 ));
             }
             if !names.insert(column.name.clone()) {
@@ -310,8 +417,8 @@ impl SourceConfig {
         Ok(columns)
     }
 
-    /// The mode of a NATS source: as set, or upsert for Debezium events.
-    pub fn nats_mode(&self, nats: &NatsSourceConfig) -> Result<StreamMode, ConfigError> {
+    /// The mode of a stream source: as set, or upsert for Debezium events.
+    pub fn stream_mode(&self, nats: &StreamSourceConfig) -> Result<StreamMode, ConfigError> {
         match (nats.mode, nats.format) {
             (Some(StreamMode::Append), MessageFormat::Debezium) => Err(self.invalid(
                 "a debezium source cannot be mode = \"append\"",
@@ -327,15 +434,17 @@ impl SourceConfig {
         }
     }
 
-    /// The key of a NATS source's table, as indices into its columns.
-    pub fn nats_key(&self, nats: &NatsSourceConfig) -> Result<Vec<usize>, ConfigError> {
-        let columns = self.nats_columns(nats)?;
-        match self.nats_mode(nats)? {
-            StreamMode::Append if nats.key.is_empty() => Ok(vec![0]),
+    /// The key of a stream source's table, as indices into its columns.
+    pub fn stream_key(&self, nats: &StreamSourceConfig) -> Result<Vec<usize>, ConfigError> {
+        let columns = self.stream_columns(nats)?;
+        match self.stream_mode(nats)? {
+            StreamMode::Append if nats.key.is_empty() => {
+                Ok((0..self.position_columns().len()).collect())
+            }
             StreamMode::Append => Err(self.invalid(
                 "an append-mode source takes no key",
-                "every message is a new row, keyed by its stream sequence (_seq); use mode = \
-                 \"upsert\" for the latest message per key",
+                "every message is a new row, keyed by where it is in the stream (_seq; for Kafka \
+                 _topic, _partition, _offset); use mode = \"upsert\" for the latest message per key",
             )),
             StreamMode::Upsert if nats.key.is_empty() => Err(self.invalid(
                 "an upsert source needs a key",
@@ -363,8 +472,8 @@ impl SourceConfig {
         }
     }
 
-    /// The table a NATS source's messages feed.
-    pub fn nats_table(&self, nats: &NatsSourceConfig) -> TableRef {
+    /// The table a stream source's messages feed.
+    pub fn stream_table(&self, nats: &StreamSourceConfig) -> TableRef {
         // Validated when loaded.
         nats.table
             .as_deref()
@@ -373,8 +482,16 @@ impl SourceConfig {
     }
 
     /// A NATS source's durable consumer.
-    pub fn nats_consumer(&self, nats: &NatsSourceConfig) -> String {
+    pub fn nats_consumer(&self, nats: &StreamSourceConfig) -> String {
         nats.consumer
+            .clone()
+            .unwrap_or_else(|| format!("tributary_{}", self.name))
+    }
+
+    /// A Kafka source's consumer group.
+    pub fn kafka_group(&self, kafka: &StreamSourceConfig) -> String {
+        kafka
+            .group
             .clone()
             .unwrap_or_else(|| format!("tributary_{}", self.name))
     }
@@ -450,9 +567,9 @@ impl PostgresSourceConfig {
     }
 }
 
-impl NatsSourceConfig {
-    /// The password (`password_env`) and token (`token_env`) of source
-    /// `source`, read from the environment.
+impl StreamSourceConfig {
+    /// The password (`password_env`, or Kafka's `sasl_password_env`) and
+    /// token (`token_env`) of source `source`, read from the environment.
     pub fn secrets(&self, source: &str) -> Result<(Option<String>, Option<String>), ConfigError> {
         let read = |var: &Option<String>, key: &str| -> Result<Option<String>, ConfigError> {
             let Some(var) = var else { return Ok(None) };
@@ -463,9 +580,10 @@ impl NatsSourceConfig {
                 )
             })
         };
-        Ok((
-            read(&self.password_env, "password_env")?,
-            read(&self.token_env, "token_env")?,
-        ))
+        let password = match &self.sasl_password_env {
+            Some(_) => read(&self.sasl_password_env, "sasl_password_env")?,
+            None => read(&self.password_env, "password_env")?,
+        };
+        Ok((password, read(&self.token_env, "token_env")?))
     }
 }

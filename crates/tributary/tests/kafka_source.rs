@@ -1,0 +1,186 @@
+//! Kafka topics as sources, against a real Kafka-compatible broker (`tansu`,
+//! written to by librdkafka like any Kafka): messages spread over three
+//! partitions become a table's rows, and a view over them equals what was
+//! produced, through `kill -9` mid-stream. The batches formed before a
+//! crash are formed again the same after it (same messages under the same
+//! ids), so no message is applied twice.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::ClientConfig;
+use tributary_testkit::{free_port, KafkaBroker};
+
+use crate::support::*;
+
+/// Per customer: (payments, their sum).
+type Totals = BTreeMap<i32, (u64, i64)>;
+
+fn config(dir: &std::path::Path, broker: &KafkaBroker, port: u16) -> String {
+    format!(
+        r#"state_dir = "{state}"
+
+[server]
+listen = "127.0.0.1:{port}"
+
+[[source]]
+name = "payments"
+type = "kafka"
+brokers = "{brokers}"
+topics = ["payments"]
+mode = "append"
+columns = ["customer_id integer not null", "amount bigint not null"]
+
+[[view]]
+name = "totals"
+sql = "SELECT customer_id, count(*) AS n, sum(amount) AS total FROM payments.public.payments GROUP BY customer_id"
+
+[[sink]]
+name = "archive"
+type = "file"
+path = "{events}"
+"#,
+        state = dir.join("state").display(),
+        brokers = broker.brokers(),
+        events = dir.join("events.jsonl").display(),
+    )
+}
+
+fn read_totals(rt: &tokio::runtime::Runtime, port: u16) -> Option<Totals> {
+    let url = format!("host=127.0.0.1 port={port} user=app dbname=tributary");
+    let (client, conn) = rt
+        .block_on(tokio_postgres::connect(&url, tokio_postgres::NoTls))
+        .ok()?;
+    rt.spawn(async move {
+        let _ = conn.await;
+    });
+    let rows = rt
+        .block_on(client.simple_query("SELECT * FROM totals"))
+        .ok()?;
+    Some(
+        rows.into_iter()
+            .filter_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => Some((
+                    r.get(0).unwrap().parse().unwrap(),
+                    (
+                        r.get(1).unwrap().parse().unwrap(),
+                        r.get(2).unwrap().parse().unwrap(),
+                    ),
+                )),
+                _ => None,
+            })
+            .collect(),
+    )
+}
+
+#[test]
+fn messages_on_three_partitions_are_applied_once_through_kill_9() {
+    const MESSAGES: usize = 2000;
+    let broker = KafkaBroker::start();
+    let rt = runtime();
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", broker.brokers())
+        .create()
+        .unwrap();
+    let created = rt.block_on(admin.create_topics(
+        &[NewTopic::new("payments", 3, TopicReplication::Fixed(1))],
+        &AdminOptions::new(),
+    ));
+    assert!(created.unwrap().iter().all(Result::is_ok));
+    let dir = workdir();
+    let port = free_port();
+    let mut t = Tributary::start(dir.path(), &config(dir.path(), &broker, port));
+
+    let brokers = broker.brokers();
+    let producer = std::thread::spawn(move || {
+        let rt = runtime();
+        let producer: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .create()
+            .unwrap();
+        let mut rng = fastrand::Rng::with_seed(12);
+        let mut expected = Totals::new();
+        for i in 0..MESSAGES {
+            let (customer, amount) = (rng.i32(1..=30), rng.i64(-500..50_000));
+            let key = format!(r#"{{"customer_id": {customer}}}"#);
+            let payload = format!(r#"{{"customer_id": {customer}, "amount": {amount}}}"#);
+            rt.block_on(producer.send(
+                FutureRecord::to("payments").key(&key).payload(&payload),
+                Duration::from_secs(30),
+            ))
+            .unwrap_or_else(|(e, _)| panic!("produce {i}: {e}"));
+            let e = expected.entry(customer).or_default();
+            e.0 += 1;
+            e.1 += amount;
+            if i % 20 == 0 {
+                std::thread::sleep(Duration::from_millis(15));
+            }
+        }
+        expected
+    });
+    let mut rng = fastrand::Rng::with_seed(5);
+    for _ in 0..3 {
+        std::thread::sleep(Duration::from_millis(rng.u64(300..900)));
+        t.kill9();
+        t.restart();
+    }
+    let expected = producer.join().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let got = read_totals(&rt, port);
+        if got.as_ref() == Some(&expected) {
+            break;
+        }
+        if let Some(got) = &got {
+            let n: u64 = got.values().map(|v| v.0).sum();
+            assert!(
+                n <= MESSAGES as u64,
+                "a message was applied twice: {n} rows\n{}",
+                t.log()
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "view {got:?}\nwanted {expected:?}\n{}",
+            t.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Each id stands for one message, however often a crash made it go out.
+    let mut by_id: HashMap<String, serde_json::Value> = HashMap::new();
+    for record in read_records(&dir.path().join("events.jsonl")) {
+        let id = record["id"].as_str().unwrap().to_owned();
+        let after = record["value"]["after"].clone();
+        if let Some(earlier) = by_id.insert(id.clone(), after.clone()) {
+            assert_eq!(earlier, after, "id {id} named two different messages");
+        }
+    }
+    assert_eq!(by_id.len(), MESSAGES, "distinct event ids in the file sink");
+    let mut positions: Vec<(String, i64, i64)> = by_id
+        .values()
+        .map(|a| {
+            (
+                a["_topic"].as_str().unwrap().to_owned(),
+                a["_partition"].as_i64().unwrap(),
+                a["_offset"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    positions.sort();
+    positions.dedup();
+    assert_eq!(
+        positions.len(),
+        MESSAGES,
+        "each message once, by topic, partition and offset"
+    );
+    assert!(
+        positions.iter().any(|p| p.1 == 2),
+        "all three partitions were read"
+    );
+    assert!(t.terminate().success(), "{}", t.log());
+}
