@@ -138,43 +138,11 @@ until view_rows > "$W/got.txt" && cmp -s "$W/got.txt" "$W/expected.txt"; do
   [ "$(date +%s)" -lt "$deadline" ] || verify; sleep 0.2
 done
 curl -s "127.0.0.1:$APORT/metrics" > "$W/after.metrics"
-cat > "$W/freshness.py" <<'PY'
-import re, sys
-def histogram(path, name):
-    buckets, total = {}, 0.0
-    for l in open(path):
-        if "_view_keep_" in name or "_view_apply_" in name:
-            if 'source="cash"' not in l:
-                continue
-        m = re.match(name + r'_bucket\{.*le="([^"]+)"\} (\S+)', l)
-        if m and m.group(1) != "+Inf":
-            buckets[float(m.group(1))] = float(m.group(2))
-        m = re.match(name + r'_count\{.*\} (\S+)', l)
-        if m:
-            total = float(m.group(1))
-    return buckets, total
-name = "tributary_view_freshness_seconds"
-(b0, n0), (b1, n1) = histogram(sys.argv[1], name), histogram(sys.argv[2], name)
-buckets = sorted((le, n - b0.get(le, 0.0)) for le, n in b1.items())  # this workload only
-total = n1 - n0
-def q(p):
-    want, lo, below = p * total, 0.0, 0.0
-    for le, n in buckets:
-        if n >= want:  # linear interpolation inside the bucket
-            return (lo + (le - lo) * (want - below) / max(n - below, 1)) * 1000
-        lo, below = le, n
-    return float("inf")
-print(f"p50 {q(0.5):.1f} ms, p99 {q(0.99):.1f} ms over {int(total)} transactions")
-if len(sys.argv) > 3:  # freshness only
-    sys.exit(0)
-for part, what in (("keep", "keeping the rows (state-store commit)"), ("apply", "the engine's step")):
-    (b0, n0), (b1, n1) = (histogram(sys.argv[i], f"tributary_view_{part}_seconds") for i in (1, 2))
-    buckets = sorted((le, n - b0.get(le, 0.0)) for le, n in b1.items())
-    total = n1 - n0
-    print(f"; {what} p50 {q(0.5):.1f} ms, p99 {q(0.99):.1f} ms over {int(total)} group commits")
-PY
-FRESH=$(python3 "$W/freshness.py" "$W/before.metrics" "$W/after.metrics" | tr -d '\n')
-WARM=$(python3 "$W/freshness.py" "$W/warm.metrics" "$W/before.metrics" only)
+hist() { python3 bench/histogram.py "$@"; } # BEFORE AFTER NAME [LABEL]
+FRESH="$(hist "$W/before.metrics" "$W/after.metrics" tributary_view_freshness_seconds) transactions\
+; keeping the rows (state-store commit) $(hist "$W/before.metrics" "$W/after.metrics" tributary_view_keep_seconds 'source="cash"') group commits\
+; the engine's step $(hist "$W/before.metrics" "$W/after.metrics" tributary_view_apply_seconds 'source="cash"') group commits"
+WARM="$(hist "$W/warm.metrics" "$W/before.metrics" tributary_view_freshness_seconds) transactions"
 line "(b/warm-up) the first 5 s at 1k tx/s right after the build (not in (b)) | tributary $WARM"
 line "(b) freshness commit→visible at $(printf %.0f "$TPS") tx/s (pgbench -R 1000, 20 s, single-row updates) | one REFRESH MATERIALIZED VIEW ${refresh} s: a refreshed view is at least that stale | tributary $FRESH | ratio $(python3 -c "import re,sys; p=float(re.search(r'p99 (\S+) ms', sys.argv[1]).group(1)); print(f'{float(sys.argv[2])*1000/p:.0f}')" "$FRESH" "$refresh")× fresher at p99 | the view equals the refreshed peer after the run"
 

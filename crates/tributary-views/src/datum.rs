@@ -57,15 +57,15 @@ impl Datum {
 
 /// `numeric` kept as its exact decimal text: BigDecimal's own serde form
 /// needs a self-describing format, and the state store's (postcard) is not.
-mod exact_text {
+pub(crate) mod exact_text {
     use bigdecimal::BigDecimal;
     use serde::{de::Error, Deserialize, Deserializer, Serializer};
 
-    pub(super) fn serialize<S: Serializer>(n: &BigDecimal, s: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(n: &BigDecimal, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(n)
     }
 
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<BigDecimal, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<BigDecimal, D::Error> {
         String::deserialize(d)?.parse().map_err(D::Error::custom)
     }
 }

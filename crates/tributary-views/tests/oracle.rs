@@ -67,6 +67,12 @@ const VIEWS: &[&str] = &[
     "SELECT grp, avg(amt), count(DISTINCT amt), sum(DISTINCT id % 3), avg(id) \
      FROM oracle.public.a GROUP BY grp",
     "SELECT avg(amt), count(DISTINCT grp) FROM oracle.public.a",
+    // Accumulated COUNT/SUM (numeric scales that vary by value: the sum
+    // prints with the largest scale present), and the same sums recomputed
+    // beside a MIN (which is not accumulable).
+    "SELECT grp, sum(amt / 3), sum(id), count(*), count(amt) FROM oracle.public.a GROUP BY grp",
+    "SELECT count(*), sum(amt), sum(amt / 7), sum(id * 1000000000000) FROM oracle.public.a",
+    "SELECT grp, sum(amt / 3), min(amt / 3) FROM oracle.public.a GROUP BY grp",
     // Time: date_trunc, casts between timestamp and date.
     "SELECT m, count(*), sum(amt) FROM (SELECT date_trunc('month', ts) AS m, amt \
      FROM oracle.public.a) t GROUP BY m",

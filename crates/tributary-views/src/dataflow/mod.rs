@@ -1,5 +1,6 @@
 //! Rendering plans into a timely dataflow, and the plans themselves.
 
+mod accumulate;
 mod plan;
 mod reduce;
 mod render;

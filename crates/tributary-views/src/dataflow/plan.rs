@@ -72,8 +72,10 @@ pub enum Aggregate {
     Count(usize),
     /// Distinct non-NULL values.
     CountDistinct(usize),
-    /// NULL when no value is non-NULL.
+    /// Of integers or numerics; NULL when no value is non-NULL.
     Sum(usize),
+    /// Of floats (their sum depends on the order of addition).
+    SumFloat(usize),
     /// Of the distinct non-NULL values.
     SumDistinct(usize),
     Min(usize),

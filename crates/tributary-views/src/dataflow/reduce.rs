@@ -1,11 +1,23 @@
-//! `GROUP BY` and aggregates on differential dataflow's `reduce`, which
-//! recomputes a group from its current rows whenever they change, so
-//! MIN/MAX stay right when the extreme row is deleted.
+//! `GROUP BY` and aggregates, two ways, both differential dataflow's own
+//! operators:
+//!
+//! - COUNT and exact SUM only (`accumulate`): each row's contribution is
+//!   the *difference* of a collection (`explode`), which `count_total`
+//!   accumulates per group; a change costs what the change is, whatever
+//!   the group's size. This is how Materialize reduces "accumulable"
+//!   aggregates. A group of a million rows (an ungrouped `count(*)`)
+//!   would otherwise be recomputed from all its rows at every change.
+//! - anything else (`recompute`): `reduce`, which recomputes a group from
+//!   its current rows whenever they change, so MIN/MAX stay right when the
+//!   extreme row is deleted, DISTINCT aggregates see each value once, and
+//!   a float sum adds in one order.
 
 use bigdecimal::BigDecimal;
+use differential_dataflow::operators::CountTotal;
 use differential_dataflow::AsCollection;
 use timely::dataflow::operators::vec::ToStream;
 
+use super::accumulate::Accum;
 use super::plan::Aggregate;
 use super::render::Rows;
 use crate::datum::{Datum, Float, Row};
@@ -16,24 +28,11 @@ pub(super) fn reduce<'s>(
     aggregates: Vec<Aggregate>,
 ) -> Rows<'s> {
     let scope = rows.scope();
-    let columns = group.clone();
-    let aggs = aggregates.clone();
-    let reduced = rows
-        .map(move |row| {
-            (
-                columns.iter().map(|&i| row[i].clone()).collect::<Row>(),
-                row,
-            )
-        })
-        .reduce(
-            move |_group, rows: &[(&Row, isize)], out: &mut Vec<(Row, isize)>| {
-                out.push((aggs.iter().map(|a| aggregate(*a, rows)).collect(), 1));
-            },
-        )
-        .map(|(mut group, values)| {
-            group.extend(values);
-            group
-        });
+    let reduced = if aggregates.iter().all(|a| Accum::accumulates(*a)) {
+        accumulate(rows, group.clone(), aggregates.clone())
+    } else {
+        recompute(rows, group.clone(), aggregates.clone())
+    };
     if !group.is_empty() {
         return reduced;
     }
@@ -56,6 +55,41 @@ pub(super) fn reduce<'s>(
         .concat(reduced)
 }
 
+/// Each group's row from the accumulated contributions of its rows.
+fn accumulate<'s>(rows: Rows<'s>, group: Vec<usize>, aggregates: Vec<Aggregate>) -> Rows<'s> {
+    let aggs = aggregates.clone();
+    rows.explode(move |row: Row| {
+        let key: Row = group.iter().map(|&i| row[i].clone()).collect();
+        Some((key, Accum::of(&row, &aggs)))
+    })
+    .count_total()
+    .map(move |(mut group, accum)| {
+        group.extend(accum.values(&aggregates));
+        group
+    })
+}
+
+/// Each group's row recomputed from its current rows.
+fn recompute<'s>(rows: Rows<'s>, group: Vec<usize>, aggregates: Vec<Aggregate>) -> Rows<'s> {
+    let columns = group;
+    let aggs = aggregates;
+    rows.map(move |row| {
+        (
+            columns.iter().map(|&i| row[i].clone()).collect::<Row>(),
+            row,
+        )
+    })
+    .reduce(
+        move |_group, rows: &[(&Row, isize)], out: &mut Vec<(Row, isize)>| {
+            out.push((aggs.iter().map(|a| aggregate(*a, rows)).collect(), 1));
+        },
+    )
+    .map(|(mut group, values)| {
+        group.extend(values);
+        group
+    })
+}
+
 /// One aggregate over a group's rows (each with its multiplicity).
 fn aggregate(aggregate: Aggregate, rows: &[(&Row, isize)]) -> Datum {
     let present = |column: usize| {
@@ -66,7 +100,7 @@ fn aggregate(aggregate: Aggregate, rows: &[(&Row, isize)]) -> Datum {
     match aggregate {
         Aggregate::CountRows => Datum::Int(rows.iter().map(|(_, n)| *n as i64).sum()),
         Aggregate::Count(c) => Datum::Int(present(c).map(|(_, n)| n as i64).sum()),
-        Aggregate::Sum(c) => sum(present(c)),
+        Aggregate::Sum(c) | Aggregate::SumFloat(c) => sum(present(c)),
         Aggregate::CountDistinct(c) => Datum::Int(distinct(present(c)).count() as i64),
         Aggregate::SumDistinct(c) => sum(distinct(present(c))),
         Aggregate::Min(c) => present(c)
@@ -97,7 +131,7 @@ fn distinct<'a>(
 
 /// SUM: exact for integers (widened, as PostgreSQL's `sum(bigint)` returns
 /// numeric) and numerics; NULL over no values.
-fn sum<'a>(mut values: impl Iterator<Item = (&'a Datum, isize)>) -> Datum {
+pub(super) fn sum<'a>(mut values: impl Iterator<Item = (&'a Datum, isize)>) -> Datum {
     let Some((first, n)) = values.next() else {
         return Datum::Null;
     };

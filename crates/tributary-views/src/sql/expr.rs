@@ -280,10 +280,11 @@ impl<'a> Aggregates<'a> {
         } else {
             Aggregate::Count(column)
         };
-        let sum = if distinct {
-            Aggregate::SumDistinct(column)
-        } else {
-            Aggregate::Sum(column)
+        let sum = match (distinct, kind) {
+            (true, _) => Aggregate::SumDistinct(column),
+            // Float addition depends on its order: recomputed, not accumulated.
+            (false, Kind::Float) => Aggregate::SumFloat(column),
+            (false, _) => Aggregate::Sum(column),
         };
         let no_such = || {
             Err(PlanError::new(format!(
