@@ -43,6 +43,16 @@ pub enum Error {
     #[error("Kafka topic \"{topic}\" does not exist")]
     TopicMissing { topic: String },
 
+    #[error(
+        "batch {batch} cannot be read again: partition {partition} of topic \"{topic}\" no \
+         longer holds its messages"
+    )]
+    BatchGone {
+        topic: String,
+        partition: i32,
+        batch: u64,
+    },
+
     #[error("Kafka request failed while {doing}: {reason}")]
     Kafka { doing: &'static str, reason: String },
 
@@ -120,6 +130,12 @@ impl Error {
                 "create the topic, or name an existing one in `topics`".into()
             }
             Error::Kafka { .. } => "check the brokers' logs".into(),
+            Error::BatchGone { .. } => {
+                "the topic's retention removed messages this source had read but not yet made \
+                 durable everywhere: raise retention.ms; to accept the loss, start with a new \
+                 state_dir (the topics are read again from their start)"
+                    .into()
+            }
             Error::Store(_) => "check that state_dir is writable and not full".into(),
             Error::Poison { .. } => {
                 "fix the message's producer; to set such messages aside and go on, set on_error \

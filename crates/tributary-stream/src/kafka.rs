@@ -290,6 +290,7 @@ impl KafkaSource {
             replay,
             buffered: BTreeMap::new(),
             letters: self.settings.dead_letters.as_deref().map(DeadLetters::new),
+            unformable: None,
             health: SourceHealth {
                 slot: format!("group {}", self.settings.group),
                 position: Position::new(next_batch),
@@ -396,7 +397,16 @@ impl KafkaSource {
                         reader.replay.pop_front();
                         (messages, uppers)
                     }
-                    None => return Ok(None),
+                    None => {
+                        if let Some((topic, partition)) = reader.unformable.take() {
+                            return Err(Error::BatchGone {
+                                topic,
+                                partition,
+                                batch,
+                            });
+                        }
+                        return Ok(None);
+                    }
                 }
             }
             _ => {
@@ -486,6 +496,8 @@ struct Reader {
     buffered: BTreeMap<Partition, VecDeque<OwnedMessage>>,
     letters: Option<DeadLetters>,
     health: SourceHealth,
+    /// A partition whose part of a recorded batch can no longer be read.
+    unformable: Option<Partition>,
 }
 
 impl Reader {
@@ -533,11 +545,14 @@ impl Reader {
             if upper <= from {
                 continue;
             }
-            let reached = self
-                .buffered
-                .get(partition)
-                .and_then(|q| q.iter().map(|m| m.offset()).filter(|&o| o < upper).max());
+            let queue = self.buffered.get(partition);
+            let reached = queue.and_then(|q| q.iter().map(|m| m.offset()).filter(|&o| o < upper).max());
             if reached != Some(upper - 1) {
+                let past = queue.is_some_and(|q| q.iter().any(|m| m.offset() >= upper));
+                if past {
+                    // Its last message is gone (retention, compaction).
+                    self.unformable = Some(partition.clone());
+                }
                 return None;
             }
         }
