@@ -546,7 +546,8 @@ impl Reader {
                 continue;
             }
             let queue = self.buffered.get(partition);
-            let reached = queue.and_then(|q| q.iter().map(|m| m.offset()).filter(|&o| o < upper).max());
+            let reached =
+                queue.and_then(|q| q.iter().map(|m| m.offset()).filter(|&o| o < upper).max());
             if reached != Some(upper - 1) {
                 let past = queue.is_some_and(|q| q.iter().any(|m| m.offset() >= upper));
                 if past {
