@@ -24,6 +24,9 @@ pub const SINK_WRITTEN: &str = "sink.after_write";
 /// to the source.
 pub const CHECKPOINT_COMMITTED: &str = "checkpoint.after_commit";
 
+/// The crash point after the views made a step's transactions visible,
+/// before their rows are kept in the state store.
+pub const VIEW_APPLIED: &str = "views.after_apply";
 /// The failure point where the file sink's fsync of a batch fails.
 pub const FILE_SYNC_FAILS: &str = "file.sync_fails";
 

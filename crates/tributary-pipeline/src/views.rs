@@ -182,6 +182,9 @@ pub(crate) async fn lane(
             let keep = match reached {
                 Some((applied, keep)) => {
                     if applied.transactions > 0 {
+                        tributary_core::fault::point(tributary_core::fault::VIEW_APPLIED);
+                    }
+                    if applied.transactions > 0 {
                         metrics::histogram!("tributary_view_apply_seconds", "source" => source.clone())
                             .record(applied.stepped.as_secs_f64());
                         if applied.stepped > SLOW {
