@@ -6,7 +6,10 @@
 //! nats_load publish URL STREAM SUBJECT COUNT [RATE]   # RATE msg/s, 0: as fast as acks allow
 //! nats_load drain   URL STREAM SUBJECT COUNT NAME     # a durable consumer NAME, from the start
 //! nats_load follow  URL STREAM SUBJECT COUNT NAME     # a new consumer NAME, new messages only
+//! nats_load send    URL STREAM SUBJECT - JSON         # one message (the demo's coupon events)
 //! ```
+//! `publish` and `send` create STREAM (capturing `<first token of SUBJECT>.>`)
+//! if it is missing.
 //! `drain` and `follow` print the rate and, per message, the time from the
 //! server's publish timestamp to its receipt (p50/p99).
 
@@ -18,12 +21,17 @@ use futures_util::StreamExt;
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let usage = "usage: nats_load publish|drain|follow URL STREAM SUBJECT COUNT [RATE|NAME]";
+    let usage =
+        "usage: nats_load publish|drain|follow|send URL STREAM SUBJECT COUNT|- [RATE|NAME|JSON]";
     let [_, command, url, stream, subject, count, rest @ ..] = args.as_slice() else {
         eprintln!("{usage}");
         std::process::exit(2);
     };
-    let count: usize = count.parse().expect("COUNT is a number");
+    let count: usize = if command == "send" {
+        1
+    } else {
+        count.parse().expect("COUNT is a number")
+    };
     let client = async_nats::connect(url.as_str()).await.expect("connect");
     let js = jetstream::new(client.clone());
     match command.as_str() {
@@ -31,14 +39,18 @@ async fn main() {
             let rate: f64 = rest
                 .first()
                 .map_or(0.0, |r| r.parse().expect("RATE is a number"));
-            js.get_or_create_stream(jetstream::stream::Config {
-                name: stream.clone(),
-                subjects: vec![format!("{subject}")],
-                ..Default::default()
-            })
-            .await
-            .expect("stream");
+            ensure_stream(&js, stream, subject).await;
             publish(&js, subject, count, rate).await;
+        }
+        "send" => {
+            let json = rest.first().expect(usage);
+            ensure_stream(&js, stream, subject).await;
+            let ack = js
+                .publish(subject.clone(), json.clone().into())
+                .await
+                .expect("publish");
+            let stored = ack.await.expect("stored");
+            println!("published to {subject}: sequence {}", stored.sequence);
         }
         "drain" | "follow" => {
             let name = rest.first().expect(usage);
@@ -67,6 +79,18 @@ async fn main() {
         }
     }
     client.flush().await.expect("flush");
+}
+
+/// The stream, created to capture `<first token of subject>.>` if missing.
+async fn ensure_stream(js: &jetstream::Context, stream: &str, subject: &str) {
+    let token = subject.split('.').next().unwrap_or(subject);
+    js.get_or_create_stream(jetstream::stream::Config {
+        name: stream.to_owned(),
+        subjects: vec![format!("{token}.>")],
+        ..Default::default()
+    })
+    .await
+    .expect("stream");
 }
 
 async fn publish(js: &jetstream::Context, subject: &str, count: usize, rate: f64) {
