@@ -25,19 +25,16 @@ use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use tributary_core::check::Finding;
-use tributary_core::debezium::Encoding;
 use tributary_core::source::{
     BoxFuture, Checkpoint, Source, SourceError, SourceHealth, SourceItem, SourceLinks, TableShapes,
 };
-use tributary_core::{
-    ChangeEvent, EventId, Op, Position, Row, SnapshotMarker, SourceInfo, TableRef, TableSchema,
-    Value,
-};
+use tributary_core::{Position, TableRef, TableSchema, Value};
 use tributary_state::StateStore;
 
 use crate::dead_letter::{DeadLetters, Letter};
 use crate::error::Error;
-use crate::message::{Change, Decoder, Format, Mode};
+use crate::message::{Format, Mode};
+use crate::table::{DeclaredTable, Origin};
 
 /// The settings of one Kafka source.
 #[derive(Debug, Clone)]
@@ -71,12 +68,8 @@ const POSITION_COLUMNS: usize = 3;
 
 pub struct KafkaSource {
     settings: KafkaSourceSettings,
-    decoder: Decoder,
+    table: DeclaredTable,
     store: StateStore,
-    name: Arc<str>,
-    table: Arc<TableRef>,
-    columns: Arc<[String]>,
-    key_columns: Arc<[String]>,
 }
 
 /// librdkafka's own log lines at debug level: every reconnect attempt while
@@ -106,29 +99,16 @@ fn kafka(doing: &'static str, e: impl std::fmt::Display) -> Error {
 
 impl KafkaSource {
     pub fn new(settings: KafkaSourceSettings, store: StateStore) -> Result<Self, Error> {
-        let decoder = Decoder::new(
+        let table = DeclaredTable::new(
+            &settings.name,
+            &settings.table,
             Arc::clone(&settings.schema),
             settings.mode,
             settings.format,
             POSITION_COLUMNS,
-        )
-        .map_err(Error::Declaration)?;
-        if decoder.key().is_empty() {
-            return Err(Error::Declaration("the table has no key".into()));
-        }
-        let columns: Arc<[String]> = settings
-            .schema
-            .columns()
-            .iter()
-            .map(|c| c.name.clone())
-            .collect();
-        let key_columns = decoder.key().iter().map(|&k| columns[k].clone()).collect();
+        )?;
         Ok(Self {
-            name: settings.name.as_str().into(),
-            table: Arc::new(settings.table.clone()),
-            columns,
-            key_columns,
-            decoder,
+            table,
             store,
             settings,
         })
@@ -182,72 +162,6 @@ impl KafkaSource {
             }
         }
         Ok(all)
-    }
-
-    /// The event of one message's change.
-    fn event(
-        &self,
-        batch: u64,
-        ordinal: u64,
-        message: &OwnedMessage,
-        change: Change,
-    ) -> ChangeEvent {
-        let key_of = |values: &[Value]| {
-            Row::from_values(
-                Arc::clone(&self.key_columns),
-                self.decoder.key().iter().map(|&k| values[k].clone()),
-            )
-        };
-        let (op, key, after) = match change {
-            Change::Upsert(mut values) => {
-                if self.settings.mode == Mode::Append {
-                    values[0] = Value::Text(message.topic().into());
-                    values[1] = Value::Int(message.partition().into());
-                    values[2] = Value::Int(message.offset());
-                }
-                let key = key_of(&values);
-                (
-                    Op::Create,
-                    Some(key),
-                    Some(Row::new(Arc::clone(&self.columns), values)),
-                )
-            }
-            Change::Delete(key) => (
-                Op::Delete,
-                Some(Row::new(Arc::clone(&self.key_columns), key)),
-                None,
-            ),
-            Change::Truncate => (Op::Truncate, None, None),
-        };
-        let ts_us = message
-            .timestamp()
-            .to_millis()
-            .map_or_else(tributary_core::clock::now_us, |ms| ms * 1000);
-        ChangeEvent {
-            id: EventId {
-                source: Arc::clone(&self.name),
-                commit: Position::new(batch),
-                ordinal,
-            },
-            table: Arc::clone(&self.table),
-            schema: Arc::clone(self.decoder.schema()),
-            op,
-            key,
-            before: None,
-            after,
-            source: SourceInfo {
-                name: Arc::clone(&self.name),
-                connector: "kafka",
-                db: message.topic().into(),
-                ts_us,
-                snapshot: SnapshotMarker::False,
-                tx_id: None,
-                lsn: Some(message.offset().max(0) as u64),
-                sequence: None,
-                unchanged_toast: Vec::new(),
-                encoding: Encoding::default(),
-            },
-        }
     }
 
     async fn consume(
@@ -431,8 +345,25 @@ impl KafkaSource {
         let mut events = Vec::with_capacity(messages.len());
         for message in &messages {
             let payload = message.payload().unwrap_or_default();
-            match self.decoder.decode(payload, message.key()) {
-                Ok(change) => events.push(self.event(batch, events.len() as u64, message, change)),
+            match self.table.decode(payload, message.key()) {
+                Ok(change) => {
+                    let origin = Origin {
+                        commit: Position::new(batch),
+                        ordinal: events.len() as u64,
+                        connector: "kafka",
+                        db: message.topic().into(),
+                        ts_us: message
+                            .timestamp()
+                            .to_millis()
+                            .map_or_else(tributary_core::clock::now_us, |ms| ms * 1000),
+                        lsn: message.offset().max(0) as u64,
+                    };
+                    events.push(self.table.event(origin, change, |row| {
+                        row[0] = Value::Text(message.topic().into());
+                        row[1] = Value::Int(message.partition().into());
+                        row[2] = Value::Int(message.offset());
+                    }));
+                }
                 Err(reason) => {
                     let subject = format!(
                         "{}[{}]@{}",
@@ -440,25 +371,15 @@ impl KafkaSource {
                         message.partition(),
                         message.offset()
                     );
-                    let Some(letters) = reader.letters.as_mut() else {
-                        return Err(Error::Poison {
-                            seq: message.offset().max(0) as u64,
-                            subject,
-                            table: self.settings.table.to_string(),
-                            reason,
-                        });
-                    };
-                    letters.add(
-                        &self.settings.name,
+                    self.table.refuse(
+                        reader.letters.as_mut(),
                         &Letter {
                             subject: &subject,
                             seq: message.offset().max(0) as u64,
                             reason: &reason,
                             payload,
                         },
-                    );
-                    metrics::counter!("tributary_source_dead_letters_total", "source" => self.settings.name.clone())
-                        .increment(1);
+                    )?;
                 }
             }
         }

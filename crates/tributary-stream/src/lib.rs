@@ -16,6 +16,8 @@
 //! - [`nats`]: the durable JetStream consumer;
 //! - [`kafka`]: every partition of some topics, its batches recorded
 //!   (reclocked) so that a replay after a crash is the same;
+//! - `table`: the declared table, shared by both: a message's change as
+//!   an event, a refused message set aside or stopping the source;
 //! - `dead_letter`: messages refused under `on_error = "dead_letter"`.
 
 mod dead_letter;
@@ -24,6 +26,7 @@ mod field;
 pub mod kafka;
 pub mod message;
 pub mod nats;
+mod table;
 
 pub use error::Error;
 pub use kafka::{KafkaSource, KafkaSourceSettings};

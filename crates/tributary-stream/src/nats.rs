@@ -31,19 +31,16 @@ use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
 use async_nats::jetstream::{self, Message};
 use futures_util::{FutureExt, StreamExt};
 use tributary_core::check::Finding;
-use tributary_core::debezium::Encoding;
 use tributary_core::source::{
     BoxFuture, Checkpoint, Source, SourceError, SourceHealth, SourceItem, SourceLinks, TableShapes,
 };
-use tributary_core::{
-    ChangeEvent, EventId, Op, Position, Row, SnapshotMarker, SourceInfo, TableRef, TableSchema,
-    Value,
-};
+use tributary_core::{Position, TableRef, TableSchema, Value};
 use tributary_nats::NatsLogin;
 
 use crate::dead_letter::{DeadLetters, Letter};
 use crate::error::{jetstream as js_error, Error};
-use crate::message::{Change, Decoder, Format, Mode};
+use crate::message::{Format, Mode};
+use crate::table::{DeclaredTable, Origin};
 
 /// The settings of one NATS source.
 #[derive(Debug, Clone)]
@@ -80,41 +77,23 @@ pub const KEY_HEADER: &str = "Tributary-Key";
 
 pub struct NatsSource {
     settings: NatsSourceSettings,
-    decoder: Decoder,
-    name: Arc<str>,
+    table: DeclaredTable,
     db: Arc<str>,
-    table: Arc<TableRef>,
-    columns: Arc<[String]>,
-    key_columns: Arc<[String]>,
 }
 
 impl NatsSource {
     pub fn new(settings: NatsSourceSettings) -> Result<Self, Error> {
-        let decoder = Decoder::new(
+        let table = DeclaredTable::new(
+            &settings.name,
+            &settings.table,
             Arc::clone(&settings.schema),
             settings.mode,
             settings.format,
             1,
-        )
-        .map_err(Error::Declaration)?;
-        if decoder.key().is_empty() {
-            return Err(Error::Declaration("the table has no key".into()));
-        }
-        let columns: Arc<[String]> = settings
-            .schema
-            .columns()
-            .iter()
-            .map(|c| c.name.clone())
-            .collect();
-        let key_columns: Arc<[String]> =
-            decoder.key().iter().map(|&k| columns[k].clone()).collect();
+        )?;
         Ok(Self {
-            name: settings.name.as_str().into(),
             db: settings.stream.as_str().into(),
-            table: Arc::new(settings.table.clone()),
-            columns,
-            key_columns,
-            decoder,
+            table,
             settings,
         })
     }
@@ -217,61 +196,6 @@ impl NatsSource {
             .messages()
             .await
             .map_err(|e| js_error("starting to consume", e))
-    }
-
-    /// The event of one message's change.
-    fn event(&self, seq: u64, published_us: i64, change: Change) -> ChangeEvent {
-        let key_of = |values: &[Value]| {
-            Row::from_values(
-                Arc::clone(&self.key_columns),
-                self.decoder.key().iter().map(|&k| values[k].clone()),
-            )
-        };
-        let (op, key, after) = match change {
-            Change::Upsert(mut values) => {
-                if self.settings.mode == Mode::Append {
-                    // Sequences fit: JetStream's are far below 2^63.
-                    values[0] = Value::Int(seq as i64);
-                }
-                let key = key_of(&values);
-                (
-                    Op::Create,
-                    Some(key),
-                    Some(Row::new(Arc::clone(&self.columns), values)),
-                )
-            }
-            Change::Delete(key) => (
-                Op::Delete,
-                Some(Row::new(Arc::clone(&self.key_columns), key)),
-                None,
-            ),
-            Change::Truncate => (Op::Truncate, None, None),
-        };
-        ChangeEvent {
-            id: EventId {
-                source: Arc::clone(&self.name),
-                commit: Position::new(seq),
-                ordinal: 0,
-            },
-            table: Arc::clone(&self.table),
-            schema: Arc::clone(self.decoder.schema()),
-            op,
-            key,
-            before: None,
-            after,
-            source: SourceInfo {
-                name: Arc::clone(&self.name),
-                connector: "nats",
-                db: Arc::clone(&self.db),
-                ts_us: published_us,
-                snapshot: SnapshotMarker::False,
-                tx_id: None,
-                lsn: Some(seq),
-                sequence: None,
-                unchanged_toast: Vec::new(),
-                encoding: Encoding::default(),
-            },
-        }
     }
 
     async fn stream_messages(
@@ -438,30 +362,31 @@ impl NatsSource {
                 .as_ref()
                 .and_then(|h| h.get(KEY_HEADER))
                 .map(|v| v.as_str().as_bytes().to_vec());
-            match self.decoder.decode(&message.payload, key.as_deref()) {
-                Ok(change) => events.push(self.event(seq, published_us, change)),
-                Err(reason) => {
-                    let Some(letters) = reader.letters.as_mut() else {
-                        return Err(Error::Poison {
-                            seq,
-                            subject: message.subject.to_string(),
-                            table: self.settings.table.to_string(),
-                            reason,
-                        });
+            match self.table.decode(&message.payload, key.as_deref()) {
+                Ok(change) => {
+                    let origin = Origin {
+                        commit: Position::new(seq),
+                        ordinal: 0,
+                        connector: "nats",
+                        db: Arc::clone(&self.db),
+                        ts_us: published_us,
+                        lsn: seq,
                     };
-                    letters.add(
-                        &self.settings.name,
-                        &Letter {
-                            subject: message.subject.as_str(),
-                            seq,
-                            reason: &reason,
-                            payload: &message.payload,
-                        },
-                    );
-                    metrics::counter!("tributary_source_dead_letters_total", "source" => self.settings.name.clone())
-                        .increment(1);
-                    tracing::warn!(source = %self.settings.name, seq, "message refused, kept in the dead-letter file");
+                    // Sequences fit: JetStream's are far below 2^63.
+                    let event = self
+                        .table
+                        .event(origin, change, |row| row[0] = Value::Int(seq as i64));
+                    events.push(event);
                 }
+                Err(reason) => self.table.refuse(
+                    reader.letters.as_mut(),
+                    &Letter {
+                        subject: message.subject.as_str(),
+                        seq,
+                        reason: &reason,
+                        payload: &message.payload,
+                    },
+                )?,
             }
             reader.next = seq + 1;
             last = Some((seq, published_us, message));

@@ -14,10 +14,8 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 use tributary_testkit::{free_port, KafkaBroker};
 
+use crate::stream_views::{read_totals, Totals};
 use crate::support::*;
-
-/// Per customer: (payments, their sum).
-type Totals = BTreeMap<i32, (u64, i64)>;
 
 fn config(dir: &std::path::Path, broker: &KafkaBroker, port: u16) -> String {
     format!(
@@ -46,33 +44,6 @@ path = "{events}"
         state = dir.join("state").display(),
         brokers = broker.brokers(),
         events = dir.join("events.jsonl").display(),
-    )
-}
-
-fn read_totals(rt: &tokio::runtime::Runtime, port: u16) -> Option<Totals> {
-    let url = format!("host=127.0.0.1 port={port} user=app dbname=tributary");
-    let (client, conn) = rt
-        .block_on(tokio_postgres::connect(&url, tokio_postgres::NoTls))
-        .ok()?;
-    rt.spawn(async move {
-        let _ = conn.await;
-    });
-    let rows = rt
-        .block_on(client.simple_query("SELECT * FROM totals"))
-        .ok()?;
-    Some(
-        rows.into_iter()
-            .filter_map(|m| match m {
-                tokio_postgres::SimpleQueryMessage::Row(r) => Some((
-                    r.get(0).unwrap().parse().unwrap(),
-                    (
-                        r.get(1).unwrap().parse().unwrap(),
-                        r.get(2).unwrap().parse().unwrap(),
-                    ),
-                )),
-                _ => None,
-            })
-            .collect(),
     )
 }
 

@@ -377,7 +377,7 @@ fn events_on_nats_and_database_rows_feed_one_view_equal_to_postgresql() {
 }
 
 /// Per customer: (payments, their sum).
-type Totals = std::collections::BTreeMap<i32, (u64, i64)>;
+pub(crate) type Totals = std::collections::BTreeMap<i32, (u64, i64)>;
 
 fn totals_config(dir: &std::path::Path, nats: &NatsServer, port: u16) -> String {
     format!(
@@ -410,8 +410,8 @@ path = "{events}"
     )
 }
 
-/// The view as totals, or `None` while the server is not up.
-fn read_totals(rt: &tokio::runtime::Runtime, port: u16) -> Option<Totals> {
+/// The view `totals` as totals, or `None` while the server is not up.
+pub(crate) fn read_totals(rt: &tokio::runtime::Runtime, port: u16) -> Option<Totals> {
     let url = format!("host=127.0.0.1 port={port} user=app dbname=tributary");
     let (client, conn) = rt
         .block_on(tokio_postgres::connect(&url, tokio_postgres::NoTls))

@@ -395,6 +395,40 @@ pub(crate) fn identifiers(text: &str) -> Option<Vec<String>> {
     }
 }
 
+/// A `[[sink]]` or `[[source]]` table's `name` (taken out) and `type`
+/// (left in, for the tagged enum of its settings); `section` is `sink` or
+/// `source`, `example` a name for the hint.
+pub(crate) fn section_head(
+    table: &mut toml::Table,
+    section: &str,
+    example: &str,
+    types: &str,
+    at: impl Fn(String, Option<String>) -> ConfigError,
+) -> Result<(String, String), ConfigError> {
+    let name = match table.remove("name") {
+        Some(toml::Value::String(name)) if !name.is_empty() => name,
+        _ => {
+            return Err(at(
+                format!("a [[{section}]] needs a name"),
+                Some(format!("name = \"{example}\"")),
+            ))
+        }
+    };
+    let kind = match table.get("type") {
+        Some(toml::Value::String(kind)) => kind.clone(),
+        _ => {
+            let first = types.split(", ").next().unwrap_or_default();
+            return Err(at(
+                format!("{section} \"{name}\" needs a type"),
+                Some(format!(
+                    "type = \"{first}\"; available {section} types: {types}"
+                )),
+            ));
+        }
+    };
+    Ok((name, kind))
+}
+
 /// A `[[sink]]` or `[[source]]` whose keys serde refused, for [`explain`].
 pub(crate) struct Section<'a> {
     /// `sink` or `source`.

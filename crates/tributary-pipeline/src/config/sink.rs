@@ -20,7 +20,7 @@ use tributary_sink::{
     SinkContext, StdoutSettings,
 };
 
-use super::{explain, identifiers, parse_table, ConfigError, Section};
+use super::{explain, identifiers, parse_table, section_head, ConfigError, Section};
 use crate::retry::RetryPolicy;
 use crate::transform::{ColumnRule, Transform};
 
@@ -173,26 +173,7 @@ impl SinkConfig {
         let at = |message: String, hint: Option<String>| {
             ConfigError::new(format!("invalid config (line {line}): {message}"), hint)
         };
-        let name = match table.remove("name") {
-            Some(toml::Value::String(name)) if !name.is_empty() => name,
-            _ => {
-                return Err(at(
-                    "a [[sink]] needs a name".into(),
-                    Some("name = \"archive\"".into()),
-                ))
-            }
-        };
-        let kind = match table.get("type") {
-            Some(toml::Value::String(kind)) => kind.clone(),
-            _ => {
-                return Err(at(
-                    format!("sink \"{name}\" needs a type"),
-                    Some(format!(
-                        "type = \"file\"; available sink types: {SINK_TYPES}"
-                    )),
-                ))
-            }
-        };
+        let (name, kind) = section_head(&mut table, "sink", "archive", SINK_TYPES, at)?;
         let (common, own): (toml::Table, toml::Table) = table
             .into_iter()
             .partition(|(key, _)| COMMON_KEYS.contains(&key.as_str()));

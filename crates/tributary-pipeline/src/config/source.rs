@@ -13,7 +13,7 @@ use tributary_core::schema::{declare_column, DECLARABLE_TYPES};
 use tributary_core::setting::{Duration, Size};
 use tributary_core::{Column, TableRef};
 
-use super::{explain, parse_table, ConfigError, OnErrorSetting, Section};
+use super::{explain, parse_table, section_head, ConfigError, OnErrorSetting, Section};
 
 /// One `[[source]]`: its name and its typed settings.
 pub struct SourceConfig {
@@ -193,26 +193,7 @@ impl SourceConfig {
         let at = |message: String, hint: Option<String>| {
             ConfigError::new(format!("invalid config (line {line}): {message}"), hint)
         };
-        let name = match table.remove("name") {
-            Some(toml::Value::String(name)) if !name.is_empty() => name,
-            _ => {
-                return Err(at(
-                    "a [[source]] needs a name".into(),
-                    Some("name = \"cash\"".into()),
-                ))
-            }
-        };
-        let kind = match table.get("type") {
-            Some(toml::Value::String(kind)) => kind.clone(),
-            _ => {
-                return Err(at(
-                    format!("source \"{name}\" needs a type"),
-                    Some(format!(
-                        "type = \"postgres\"; available source types: {SOURCE_TYPES}"
-                    )),
-                ))
-            }
-        };
+        let (name, kind) = section_head(&mut table, "source", "cash", SOURCE_TYPES, at)?;
         let kind: SourceKind = table.try_into().map_err(|e: toml::de::Error| {
             let (message, hint) = explain(
                 e.message(),
