@@ -14,8 +14,20 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 use tributary_testkit::{free_port, KafkaBroker};
 
-use crate::stream_views::{read_totals, Totals};
+use crate::stream_views::{wait_for_totals, Totals};
 use crate::support::*;
+
+fn create_topic(rt: &tokio::runtime::Runtime, broker: &KafkaBroker, topic: &str, partitions: i32) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", broker.brokers())
+        .create()
+        .unwrap();
+    let created = rt.block_on(admin.create_topics(
+        &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+        &AdminOptions::new(),
+    ));
+    assert!(created.unwrap().iter().all(Result::is_ok), "topic {topic}");
+}
 
 fn config(dir: &std::path::Path, broker: &KafkaBroker, port: u16) -> String {
     format!(
@@ -52,15 +64,7 @@ fn messages_on_three_partitions_are_applied_once_through_kill_9() {
     const MESSAGES: usize = 2000;
     let broker = KafkaBroker::start();
     let rt = runtime();
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", broker.brokers())
-        .create()
-        .unwrap();
-    let created = rt.block_on(admin.create_topics(
-        &[NewTopic::new("payments", 3, TopicReplication::Fixed(1))],
-        &AdminOptions::new(),
-    ));
-    assert!(created.unwrap().iter().all(Result::is_ok));
+    create_topic(&rt, &broker, "payments", 3);
     let dir = workdir();
     let port = free_port();
     // The first run dies after the file sink wrote its 3rd batch, before
@@ -110,27 +114,7 @@ fn messages_on_three_partitions_are_applied_once_through_kill_9() {
         t.restart();
     }
     let expected = producer.join().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let got = read_totals(&rt, port);
-        if got.as_ref() == Some(&expected) {
-            break;
-        }
-        if let Some(got) = &got {
-            let n: u64 = got.values().map(|v| v.0).sum();
-            assert!(
-                n <= MESSAGES as u64,
-                "a message was applied twice: {n} rows\n{}",
-                t.log()
-            );
-        }
-        assert!(
-            Instant::now() < deadline,
-            "view {got:?}\nwanted {expected:?}\n{}",
-            t.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_totals(&rt, port, &expected, &t);
     // Each id stands for one message, however often a crash made it go out.
     let mut by_id: HashMap<String, serde_json::Value> = HashMap::new();
     for record in read_records(&dir.path().join("events.jsonl")) {
@@ -176,15 +160,7 @@ fn messages_on_three_partitions_are_applied_once_through_kill_9() {
 fn keyed_messages_upsert_and_tombstones_delete() {
     let broker = KafkaBroker::start();
     let rt = runtime();
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", broker.brokers())
-        .create()
-        .unwrap();
-    let created = rt.block_on(admin.create_topics(
-        &[NewTopic::new("coupons", 2, TopicReplication::Fixed(1))],
-        &AdminOptions::new(),
-    ));
-    assert!(created.unwrap().iter().all(Result::is_ok));
+    create_topic(&rt, &broker, "coupons", 2);
     let dir = workdir();
     let port = free_port();
     let text = format!(

@@ -410,6 +410,38 @@ path = "{events}"
     )
 }
 
+/// Waits until the view `totals` equals `expected`, failing as soon as it
+/// holds more rows than were sent (a message applied twice).
+pub(crate) fn wait_for_totals(
+    rt: &tokio::runtime::Runtime,
+    port: u16,
+    expected: &Totals,
+    t: &Tributary,
+) {
+    let sent: u64 = expected.values().map(|v| v.0).sum();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let got = read_totals(rt, port);
+        if got.as_ref() == Some(expected) {
+            return;
+        }
+        if let Some(got) = &got {
+            let n: u64 = got.values().map(|v| v.0).sum();
+            assert!(
+                n <= sent,
+                "a message was applied twice: {n} rows of {sent}\n{}",
+                t.log()
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "view {got:?}\nwanted {expected:?}\n{}",
+            t.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// The view `totals` as totals, or `None` while the server is not up.
 pub(crate) fn read_totals(rt: &tokio::runtime::Runtime, port: u16) -> Option<Totals> {
     let url = format!("host=127.0.0.1 port={port} user=app dbname=tributary");
@@ -486,27 +518,7 @@ fn kill_9_and_a_broker_restart_neither_lose_nor_repeat_an_event() {
     }
     let expected = publisher.join().unwrap();
     assert!(!t.log().contains("panicked"), "{}", t.log());
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let got = read_totals(&rt, port);
-        if got.as_ref() == Some(&expected) {
-            break;
-        }
-        if let Some(got) = &got {
-            let n: u64 = got.values().map(|v| v.0).sum();
-            assert!(
-                n <= EVENTS as u64,
-                "an event was applied twice: {n} rows\n{}",
-                t.log()
-            );
-        }
-        assert!(
-            Instant::now() < deadline,
-            "view {got:?}\nwanted {expected:?}\n{}",
-            t.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_totals(&rt, port, &expected, &t);
     // Every message reached the file sink under its stable id.
     let ids: std::collections::HashSet<String> = read_records(&dir.path().join("events.jsonl"))
         .iter()
