@@ -120,7 +120,10 @@ impl KafkaSource {
             .set("bootstrap.servers", &self.settings.brokers)
             .set("client.id", format!("tributary-{}", self.settings.name))
             .set("group.id", &self.settings.group)
-            .set("isolation.level", "read_committed");
+            .set("isolation.level", "read_committed")
+            // librdkafka waits up to 500 ms for a fetch to fill: a view
+            // would be that stale. Overridable in `properties`.
+            .set("fetch.wait.max.ms", "10");
         for (key, value) in &self.settings.properties {
             config.set(key, value);
         }
