@@ -593,3 +593,62 @@ fn a_failed_fsync_with_a_batch_behind_it_is_written_again_in_order() {
     assert_eq!(records[rows]["value"]["op"], "c");
     assert!(t.terminate().success());
 }
+
+/// A sink that takes nothing (an HTTP endpoint that accepts connections and
+/// never answers) fills the pipeline, and the source waits to hand over its
+/// events. A fast shutdown of the source's server must still go through:
+/// the source watches its connections while it waits. It once did not, and
+/// held the replication session until pg_ctl gave up after 60 s.
+#[test]
+fn a_full_pipeline_does_not_hold_the_servers_fast_shutdown() {
+    let pg = PgCluster::start();
+    let rt = runtime();
+    let db = rt.block_on(pg.create_db("app"));
+    create_table_t(&rt, &db, 50);
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for connection in silent.incoming() {
+            held.push(connection);
+        }
+    });
+    let dir = workdir();
+    let text = retarget_sink(
+        &config(
+            dir.path(),
+            &pg.url("app"),
+            &["public.t"],
+            "snapshot = \"never\"\n",
+        ),
+        &format!(
+            "type = \"http\"\nurl = \"http://127.0.0.1:{port}/events\"\ntimeout = \"300s\"\n\
+             batch_size = 10"
+        ),
+    );
+    let mut t = Tributary::start(dir.path(), &text);
+    wait_until(&t, Duration::from_secs(30), || {
+        let active = rt.block_on(db.query_opt(
+            "SELECT 1 FROM pg_replication_slots WHERE slot_name = 'tributary_src' AND active",
+            &[],
+        ));
+        matches!(active, Ok(Some(_)))
+    });
+    // Far more than the pipeline holds: the source ends up waiting in its
+    // hand-over.
+    for _ in 0..300 {
+        rt.block_on(db.batch_execute("UPDATE t SET n = n + 1"))
+            .unwrap();
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(t.try_exit().is_none(), "{}", t.log());
+    // pg_ctl waits at most 60 s and the kit's stop asserts it succeeded.
+    pg.stop();
+    pg.restart();
+    assert!(
+        t.try_exit().is_none(),
+        "a lost server is retried, not fatal:\n{}",
+        t.log()
+    );
+    t.kill9();
+}
