@@ -801,3 +801,52 @@ sql = "{mirrored}"
     assert!(text_rows(&rt, &view, "SELECT * FROM mirrored").len() > 5);
     assert!(t.terminate().success(), "{}", t.log());
 }
+
+#[test]
+fn a_nats_source_reads_over_verified_tls() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let nats = NatsServer::start_tls();
+    let rt = runtime();
+    let js = rt.block_on(async {
+        let client = async_nats::ConnectOptions::new()
+            .add_root_certificates(nats.ca_file())
+            .require_tls(true)
+            .connect(nats.url())
+            .await
+            .unwrap();
+        jetstream::new(client)
+    });
+    let publisher = Publisher { js };
+    publisher.create_stream(&rt);
+    publisher.publish(
+        &rt,
+        "payments.made",
+        "a",
+        &[],
+        r#"{"customer_id": 1, "amount": 5}"#,
+    );
+    let dir = workdir();
+    let base = payments_to_file(dir.path(), &nats, "stop");
+    // The server's certificate is not trusted without its CA.
+    let untrusted = base.replace("mode = \"append\"", "mode = \"append\"\nrequire_tls = true");
+    let out = cli("check", dir.path(), &untrusted, &[]);
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("FAIL  source \"payments\""),
+        "{}",
+        out.stdout
+    );
+    let trusted = base.replace(
+        "mode = \"append\"",
+        &format!(
+            "mode = \"append\"\ntls_ca = \"{}\"",
+            nats.ca_file().display()
+        ),
+    );
+    let out = cli("check", dir.path(), &trusted, &[]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let mut t = Tributary::start(dir.path(), &trusted);
+    let records = t.wait_for(1, Duration::from_secs(30));
+    assert_eq!(records[0]["value"]["after"]["amount"], "5.00");
+    assert!(t.terminate().success(), "{}", t.log());
+}
