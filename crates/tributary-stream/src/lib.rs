@@ -13,6 +13,8 @@
 //! - [`message`]: payload formats (`json`, `debezium`) and modes (`append`,
 //!   `upsert`) → the change a message makes;
 //! - `field`: one JSON field as its column's typed value;
+//! - `connect_schema`: a Debezium event's Kafka Connect schema, which says
+//!   what its integers and byte strings mean;
 //! - [`nats`]: the durable JetStream consumer;
 //! - [`kafka`]: every partition of some topics, its batches recorded
 //!   (reclocked) so that a replay after a crash is the same;
@@ -20,6 +22,7 @@
 //!   an event, a refused message set aside or stopping the source;
 //! - `dead_letter`: messages refused under `on_error = "dead_letter"`.
 
+mod connect_schema;
 mod dead_letter;
 mod error;
 mod field;

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use serde_json::value::RawValue;
 use tributary_core::{TableSchema, Value};
 
+use crate::connect_schema::{semantics, Semantics};
 use crate::field::FieldType;
 
 /// How a message becomes a row.
@@ -116,7 +117,7 @@ impl Decoder {
         }
         let fields = object(trimmed, "the payload")?;
         match self.format {
-            Format::Json => self.upsert(&fields),
+            Format::Json => self.upsert(&fields, &Semantics::new()),
             Format::Debezium => self.debezium(&fields, key),
         }
     }
@@ -130,24 +131,29 @@ impl Decoder {
         })?;
         let text =
             std::str::from_utf8(key).map_err(|_| "the message key is not UTF-8".to_owned())?;
-        let fields = unwrap_payload(object(text, "the message key")?, "the message key")?;
-        Ok(Change::Delete(self.key_values(&fields)?))
+        let fields = object(text, "the message key")?;
+        let key_semantics = match fields.get("schema") {
+            Some(schema) if fields.len() == 2 => key_schema_semantics(schema),
+            _ => Semantics::new(),
+        };
+        let fields = unwrap_payload(fields, "the message key")?;
+        Ok(Change::Delete(self.key_values(&fields, &key_semantics)?))
     }
 
     /// A row from an object's fields: every declared column must be there.
-    fn upsert(&self, fields: &Fields<'_>) -> Result<Change, String> {
+    fn upsert(&self, fields: &Fields<'_>, semantics: &Semantics) -> Result<Change, String> {
         let mut values = Vec::with_capacity(self.fields.len());
         for (column, field) in self.schema.columns().iter().zip(&self.fields) {
             let Some(field) = field else {
                 values.push(Value::Null);
                 continue;
             };
-            values.push(self.read(fields, &column.name, column.nullable, field)?);
+            values.push(self.read(fields, semantics, &column.name, column.nullable, field)?);
         }
         Ok(Change::Upsert(values))
     }
 
-    fn key_values(&self, fields: &Fields<'_>) -> Result<Vec<Value>, String> {
+    fn key_values(&self, fields: &Fields<'_>, semantics: &Semantics) -> Result<Vec<Value>, String> {
         self.key
             .iter()
             .map(|&k| {
@@ -155,7 +161,7 @@ impl Decoder {
                 let field = self.fields[k]
                     .as_ref()
                     .expect("an upsert key is a declared column");
-                self.read(fields, &column.name, false, field)
+                self.read(fields, semantics, &column.name, false, field)
             })
             .collect()
     }
@@ -163,6 +169,7 @@ impl Decoder {
     fn read(
         &self,
         fields: &Fields<'_>,
+        semantics: &Semantics,
         name: &str,
         nullable: bool,
         field: &FieldType,
@@ -170,7 +177,11 @@ impl Decoder {
         let raw = fields
             .get(name)
             .ok_or_else(|| format!("field \"{name}\" is missing"))?;
-        match field.read(raw) {
+        let read = match semantics.get(name) {
+            Some(semantic) => semantic.normalize(raw).and_then(|r| field.read(&r)),
+            None => field.read(raw),
+        };
+        match read {
             Ok(Value::Null) if !nullable => Err(format!(
                 "field \"{name}\" is null, but the column is not null"
             )),
@@ -182,6 +193,8 @@ impl Decoder {
     /// A Debezium change event: `c`/`r`/`u` upsert `after`, `d` deletes
     /// the row `before` (or the message key) names, `t` empties the table.
     fn debezium(&self, fields: &Fields<'_>, key: Option<&[u8]>) -> Result<Change, String> {
+        let schema = fields.get("schema").filter(|_| fields.len() == 2).copied();
+        let of_image = |image: &str| schema.map(|s| semantics(s, image)).unwrap_or_default();
         let event = unwrap_payload(fields.clone(), "the event")?;
         let op: String = match event.get("op") {
             Some(raw) => serde_json::from_str(raw.get())
@@ -199,16 +212,34 @@ impl Decoder {
             "c" | "r" | "u" => {
                 let after = image("after")?
                     .ok_or_else(|| format!("its op is \"{op}\" but \"after\" is null"))?;
-                self.upsert(&after)
+                self.upsert(&after, &of_image("after"))
             }
             "d" => match image("before")? {
-                Some(before) => Ok(Change::Delete(self.key_values(&before)?)),
+                Some(before) => Ok(Change::Delete(
+                    self.key_values(&before, &of_image("before"))?,
+                )),
                 None => self.tombstone(key),
             },
             "t" => Ok(Change::Truncate),
             other => Err(format!("its op \"{other}\" is not one of c, r, u, d, t")),
         }
     }
+}
+
+/// A key's schema is the struct of its columns itself.
+fn key_schema_semantics(schema: &RawValue) -> Semantics {
+    let wrapped = format!(
+        r#"{{"fields": [{{"field": "key", "fields": {}}}]}}"#,
+        fields_of(schema)
+    );
+    RawValue::from_string(wrapped).map_or_else(|_| Semantics::new(), |w| semantics(&w, "key"))
+}
+
+fn fields_of(schema: &RawValue) -> String {
+    serde_json::from_str::<serde_json::Value>(schema.get())
+        .ok()
+        .and_then(|s| s.get("fields").cloned())
+        .map_or_else(|| "[]".to_owned(), |f| f.to_string())
 }
 
 /// `text` as a JSON object's fields.
@@ -316,6 +347,42 @@ mod tests {
             .decode(b"null", Some(b"{}"))
             .unwrap_err()
             .contains("append"));
+    }
+
+    #[test]
+    fn a_connect_schema_says_what_integers_and_bytes_mean() {
+        let d = decoder(
+            &["id bigint not null", "at timestamp", "amount numeric(10,2)"],
+            vec![0],
+            Mode::Upsert,
+            Format::Debezium,
+        );
+        // at: timestamp(3) in adaptive mode, milliseconds; amount: precise
+        // decimal 123.45 (0x3039 = "MDk=").
+        let event = br#"{"schema": {"type": "struct", "fields": [
+              {"type": "struct", "field": "after", "fields": [
+                {"type": "int64", "field": "id"},
+                {"type": "int64", "name": "io.debezium.time.Timestamp", "field": "at"},
+                {"type": "bytes", "name": "org.apache.kafka.connect.data.Decimal",
+                 "parameters": {"scale": "2"}, "field": "amount"}]}]},
+            "payload": {"before": null, "after": {"id": 1, "at": 1500, "amount": "MDk="}, "op": "c"}}"#;
+        let Ok(Change::Upsert(values)) = d.decode(event, None) else {
+            panic!("{:?}", d.decode(event, None))
+        };
+        assert_eq!(
+            values[1],
+            Value::Timestamp(tributary_core::value::Timestamp::from_micros(1_500_000).unwrap())
+        );
+        assert_eq!(values[2], amount("123.45"));
+        // Without a schema, integers are microseconds.
+        let bare = br#"{"after": {"id": 1, "at": 1500, "amount": "123.45"}, "op": "c"}"#;
+        let Ok(Change::Upsert(values)) = d.decode(bare, None) else {
+            panic!()
+        };
+        assert_eq!(
+            values[1],
+            Value::Timestamp(tributary_core::value::Timestamp::from_micros(1500).unwrap())
+        );
     }
 
     #[test]
