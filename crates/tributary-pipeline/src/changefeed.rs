@@ -66,7 +66,9 @@ impl ViewSource {
             snapshot_done: true,
             ..SourceHealth::default()
         };
-        let mut next = Some(feed.start(wake)?);
+        let (back, first) = off_thread(feed, move |f| f.start(wake)).await?;
+        feed = back;
+        let mut next = Some(first?);
         loop {
             if let Some(batch) = next.take() {
                 health.position = batch.checkpoint.position;
@@ -99,23 +101,38 @@ impl ViewSource {
                         return Ok(());
                     }
                     let durable: Position = *links.durable.borrow_and_update();
-                    let (feed_back, kept) = tokio::task::spawn_blocking(move || {
-                        let kept = feed.durable(durable);
-                        (feed, kept)
-                    })
-                    .await
-                    .map_err(|e| ViewError::BadChange { table: self.view.clone(), reason: e.to_string() })?;
-                    feed = feed_back;
+                    let (back, kept) = off_thread(feed, move |f| f.durable(durable)).await?;
+                    feed = back;
                     kept?;
                     health.confirmed = durable;
                     links.health.send_replace(health.clone());
                 }
                 () = changed.notified() => {
-                    next = feed.take()?;
+                    let (back, taken) = off_thread(feed, Changefeed::take).await?;
+                    feed = back;
+                    next = taken?;
                 }
             }
         }
     }
+}
+
+/// Runs `work` on the changefeed off the async threads: a batch is the
+/// view's changes turned into events (the first, the whole view), and
+/// keeping the image is a state-store commit.
+async fn off_thread<T: Send + 'static>(
+    mut feed: Changefeed,
+    work: impl FnOnce(&mut Changefeed) -> T + Send + 'static,
+) -> Result<(Changefeed, T), ViewError> {
+    tokio::task::spawn_blocking(move || {
+        let done = work(&mut feed);
+        (feed, done)
+    })
+    .await
+    .map_err(|e| ViewError::BadChange {
+        table: "a changefeed".into(),
+        reason: e.to_string(),
+    })
 }
 
 /// A changefeed's error behind the source face.
