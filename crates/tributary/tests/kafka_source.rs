@@ -186,6 +186,29 @@ sql = "SELECT customer_id, count(*) AS n, sum(amount) AS total FROM coupons.publ
         state = dir.path().join("state").display(),
         brokers = broker.brokers(),
     );
+    let out = cli("check", dir.path(), &text, &[]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert_contains_all(
+        &out.stdout,
+        &[
+            "topics coupons (2 partitions)",
+            "group \"tributary_coupons\"",
+        ],
+    );
+    let missing = cli(
+        "check",
+        dir.path(),
+        &text.replace("[\"coupons\"]", "[\"nope\"]"),
+        &[],
+    );
+    assert_eq!(missing.code, 1, "{}{}", missing.stdout, missing.stderr);
+    assert_contains_all(
+        &missing.stdout,
+        &[
+            "Kafka topic \"nope\" does not exist",
+            "hint: create the topic",
+        ],
+    );
     let mut t = Tributary::start(dir.path(), &text);
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", broker.brokers())
