@@ -44,6 +44,22 @@ OUT=$W/results.txt
 line() { printf '%s\n' "$*" | tee -a "$OUT"; }
 MESSAGES=${MESSAGES:-300000}
 
+# Starts tributary on CONFIG (log LOG), waits until the view `total` counts
+# MESSAGES and checks its sum; sets TPID, took and rate.
+run_until_complete() {
+  local start; start=$(now)
+  "$TRIB" run --config "$1" >"$2" 2>&1 &
+  TPID=$!
+  until [ "$("${VIEW[@]}" -c 'SELECT n FROM total' 2>/dev/null || true)" = "$MESSAGES" ]; do
+    kill -0 $TPID 2>/dev/null || { tail -20 "$2"; exit 1; }
+    sleep 0.02
+  done
+  took=$(since "$start")
+  rate=$(python3 -c "print(round($MESSAGES / $took))")
+  local got_sum; got_sum=$("${VIEW[@]}" -c 'SELECT amount FROM total')
+  [ "$got_sum" = "$expected_sum" ] || { echo "view sum $got_sum, expected $expected_sum" >&2; exit 1; }
+}
+
 "$LOAD" publish "$URL" EVENTS payments.made "$MESSAGES" 0 | sed 's/^/load: /'
 
 # --- (a) throughput
@@ -67,18 +83,8 @@ columns = ["customer_id integer not null", "amount numeric(12,2) not null"]
 name = "total"
 sql = "SELECT count(*) AS n, sum(amount) AS amount FROM payments.public.payments"
 TOML
-start=$(now)
-"$TRIB" run --config "$W/tributary.toml" >"$W/tributary.log" 2>&1 &
-TPID=$!
-until [ "$("${VIEW[@]}" -c 'SELECT n FROM total' 2>/dev/null || true)" = "$MESSAGES" ]; do
-  kill -0 $TPID 2>/dev/null || { tail -20 "$W/tributary.log"; exit 1; }
-  sleep 0.02
-done
-took=$(since "$start")
-rate=$(python3 -c "print(round($MESSAGES / $took))")
 expected_sum=$(python3 -c "print(f'{sum((i % 5000) * 100 + i % 100 for i in range($MESSAGES)) / 100:.2f}')")
-got_sum=$("${VIEW[@]}" -c 'SELECT amount FROM total')
-[ "$got_sum" = "$expected_sum" ] || { echo "view sum $got_sum, expected $expected_sum" >&2; exit 1; }
+run_until_complete "$W/tributary.toml" "$W/tributary.log"
 line "(a) $MESSAGES messages in the stream into a view (count, sum) | peer: a durable pull consumer: $peer | tributary: $took s from start to the view complete: $rate msg/s (sum checked) | ratio $(python3 -c "print(f'{$rate / $peer_rate:.2f}')")×"
 
 # --- (b) freshness at 1000 msg/s
@@ -126,17 +132,7 @@ columns = ["customer_id integer not null", "amount numeric(12,2) not null"]
 name = "total"
 sql = "SELECT count(*) AS n, sum(amount) AS amount FROM payments.public.payments"
 TOML
-  start=$(now)
-  "$TRIB" run --config "$W/kafka.toml" >"$W/kafka-tributary.log" 2>&1 &
-  TPID=$!
-  until [ "$("${VIEW[@]}" -c 'SELECT n FROM total' 2>/dev/null || true)" = "$MESSAGES" ]; do
-    kill -0 $TPID 2>/dev/null || { tail -20 "$W/kafka-tributary.log"; exit 1; }
-    sleep 0.02
-  done
-  took=$(since "$start")
-  rate=$(python3 -c "print(round($MESSAGES / $took))")
-  got_sum=$("${VIEW[@]}" -c 'SELECT amount FROM total')
-  [ "$got_sum" = "$expected_sum" ] || { echo "view sum $got_sum, expected $expected_sum" >&2; exit 1; }
+  run_until_complete "$W/kafka.toml" "$W/kafka-tributary.log"
   line "(c) $MESSAGES messages on 3 Kafka partitions (tansu, in memory) into the view | peer: a librdkafka consumer of every partition: $kpeer | tributary: $took s from start to the view complete: $rate msg/s (sum checked) | ratio $(python3 -c "print(f'{$rate / $kpeer_rate:.2f}')")×"
   curl -s "127.0.0.1:$APORT/metrics" > "$W/kbefore.metrics"
   "$KLOAD" follow "$BROKERS" payments 20000 > "$W/kfollow.txt" &
