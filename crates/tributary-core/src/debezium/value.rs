@@ -69,7 +69,10 @@ pub fn write_json_value(out: &mut Vec<u8>, value: &Value, encoding: Encoding) {
         Value::Time(micros) => write_int(out, *micros),
         Value::TimeTz(t) => {
             out.push(b'"');
-            calendar::push_clock(out, t.utc_micros());
+            // PostgreSQL's end of day, 24:00:00 in UTC, stays 24:00:00
+            // (as Debezium keeps it) rather than wrapping to midnight.
+            let end_of_day = t.micros == calendar::DAY_MICROS && t.offset_secs == 0;
+            calendar::push_clock(out, if end_of_day { t.micros } else { t.utc_micros() });
             out.extend_from_slice(b"Z\"");
         }
         Value::Timestamp(t) => match t.micros() {
@@ -150,6 +153,24 @@ mod tests {
         let mut out = Vec::new();
         write_json_value(&mut out, &value, encoding);
         String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn timetz_end_of_day_stays_24_00() {
+        let tz = |micros, offset_secs| {
+            Value::TimeTz(TimeTz {
+                micros,
+                offset_secs,
+            })
+        };
+        let day = calendar::DAY_MICROS;
+        assert_eq!(json(tz(day, 0), Encoding::default()), "\"24:00:00Z\"");
+        assert_eq!(json(tz(day, 7200), Encoding::default()), "\"22:00:00Z\"");
+        assert_eq!(json(tz(0, 0), Encoding::default()), "\"00:00:00Z\"");
+        assert_eq!(
+            json(tz(3_600_000_000, 7200), Encoding::default()),
+            "\"23:00:00Z\""
+        );
     }
 
     #[test]
