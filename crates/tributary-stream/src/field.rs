@@ -131,7 +131,17 @@ impl FieldType {
                 } else {
                     number()?.to_owned()
                 };
-                Value::Decimal(numeric(&written, *modifier)?)
+                // NaN and the infinities, as PostgreSQL and Debezium spell them.
+                let special = match written.as_str() {
+                    "NaN" | "NAN" => Some("NaN"),
+                    "Infinity" | "POSITIVE_INFINITY" => Some("Infinity"),
+                    "-Infinity" | "NEGATIVE_INFINITY" => Some("-Infinity"),
+                    _ => None,
+                };
+                match special {
+                    Some(text) => Value::Decimal(Decimal::parse(text).expect("a special numeric")),
+                    None => Value::Decimal(numeric(&written, *modifier)?),
+                }
             }
             Self::Double => Value::Float(if json.starts_with('"') {
                 match string()?.as_str() {
@@ -348,6 +358,9 @@ mod tests {
             .unwrap_err()
             .contains("overflow"));
         assert_eq!(decimal("numeric(4,2)", "99.994"), "99.99");
+        assert_eq!(decimal("numeric", "\"NAN\""), "NaN");
+        assert_eq!(decimal("numeric", "\"POSITIVE_INFINITY\""), "Infinity");
+        assert_eq!(decimal("numeric", "\"-Infinity\""), "-Infinity");
         for bad in [
             "\"\"",
             "\"1.2.3\"",

@@ -15,11 +15,15 @@ use crate::Value;
 /// `decimal.handling.mode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum DecimalHandling {
-    /// The exact decimal as a string.
+    /// The exact decimal as a string; `NaN` and the infinities as Debezium
+    /// names them: `"NAN"`, `"POSITIVE_INFINITY"`, `"NEGATIVE_INFINITY"`.
     #[default]
     String,
     /// A JSON number (may lose precision).
     Double,
+    /// PostgreSQL's own text, `NaN` and `Infinity` included: for sinks
+    /// that write the value into a database (not a Debezium mode).
+    Exact,
 }
 
 /// How `interval` is written (Debezium's `interval.handling.mode`).
@@ -45,7 +49,7 @@ impl Encoding {
     /// database (the PostgreSQL sink) rather than hand them to Debezium
     /// readers.
     pub const EXACT: Encoding = Encoding {
-        decimal: DecimalHandling::String,
+        decimal: DecimalHandling::Exact,
         interval: IntervalHandling::String,
     };
 }
@@ -59,7 +63,16 @@ pub fn write_json_value(out: &mut Vec<u8>, value: &Value, encoding: Encoding) {
         Value::Int(i) => write_int(out, *i),
         Value::Float(f) => write_float(out, *f),
         Value::Decimal(d) => match encoding.decimal {
-            DecimalHandling::String => write_str(out, d.as_str()),
+            DecimalHandling::String => write_str(
+                out,
+                match d.as_str() {
+                    "NaN" => "NAN",
+                    "Infinity" => "POSITIVE_INFINITY",
+                    "-Infinity" => "NEGATIVE_INFINITY",
+                    exact => exact,
+                },
+            ),
+            DecimalHandling::Exact => write_str(out, d.as_str()),
             DecimalHandling::Double => write_float(out, d.to_f64()),
         },
         Value::Date(d) => match d.days() {
@@ -229,6 +242,14 @@ mod tests {
             ..Encoding::default()
         };
         assert_eq!(json(num(), double), "-1234.5");
+        let special = |t: &str| Value::Decimal(Decimal::parse(t).unwrap());
+        let string = Encoding::default();
+        assert_eq!(json(special("NaN"), string), "\"NAN\"");
+        assert_eq!(json(special("Infinity"), string), "\"POSITIVE_INFINITY\"");
+        assert_eq!(json(special("-Infinity"), string), "\"NEGATIVE_INFINITY\"");
+        assert_eq!(json(special("-1.50"), string), "\"-1.50\"");
+        assert_eq!(json(special("NaN"), Encoding::EXACT), "\"NaN\"");
+        assert_eq!(json(special("-Infinity"), Encoding::EXACT), "\"-Infinity\"");
         assert_eq!(
             json(Value::Decimal(Decimal::parse("NaN").unwrap()), double),
             "\"NaN\""
