@@ -14,7 +14,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 use tributary_testkit::{free_port, KafkaBroker};
 
-use crate::stream_views::{wait_for_totals, Totals};
+use crate::stream_support::{totals_config, wait_for_totals, Totals};
 use crate::support::*;
 
 fn create_topic(rt: &tokio::runtime::Runtime, broker: &KafkaBroker, topic: &str, partitions: i32) {
@@ -30,33 +30,11 @@ fn create_topic(rt: &tokio::runtime::Runtime, broker: &KafkaBroker, topic: &str,
 }
 
 fn config(dir: &std::path::Path, broker: &KafkaBroker, port: u16) -> String {
-    format!(
-        r#"state_dir = "{state}"
-
-[server]
-listen = "127.0.0.1:{port}"
-
-[[source]]
-name = "payments"
-type = "kafka"
-brokers = "{brokers}"
-topics = ["payments"]
-mode = "append"
-columns = ["customer_id integer not null", "amount bigint not null"]
-
-[[view]]
-name = "totals"
-sql = "SELECT customer_id, count(*) AS n, sum(amount) AS total FROM payments.public.payments GROUP BY customer_id"
-
-[[sink]]
-name = "archive"
-type = "file"
-path = "{events}"
-"#,
-        state = dir.join("state").display(),
-        brokers = broker.brokers(),
-        events = dir.join("events.jsonl").display(),
-    )
+    let transport = format!(
+        "type = \"kafka\"\nbrokers = \"{}\"\ntopics = [\"payments\"]",
+        broker.brokers()
+    );
+    totals_config(dir, &transport, port)
 }
 
 #[test]
