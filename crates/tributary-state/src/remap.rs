@@ -42,9 +42,14 @@ impl StateStore {
         Ok(entries)
     }
 
-    /// Forgets the entries of `source` below `below`.
+    /// Forgets the entries of `source` below `below`. Not fsynced: an
+    /// entry below the durable checkpoint is never read again, so a prune
+    /// lost in a crash only leaves it to the next one (a later durable
+    /// commit makes it durable too).
     pub fn prune_remaps(&self, source: &str, below: u64) -> Result<(), StateError> {
-        let tx = self.db.begin_write()?;
+        let mut tx = self.db.begin_write()?;
+        tx.set_durability(redb::Durability::None)
+            .map_err(|e| StateError::Storage(e.into()))?;
         {
             let mut table = tx.open_table(REMAP)?;
             let old: Vec<u64> = table

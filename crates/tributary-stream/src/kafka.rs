@@ -205,6 +205,7 @@ impl KafkaSource {
             batch: next_batch,
             at,
             replay,
+            sent: VecDeque::new(),
             buffered: BTreeMap::new(),
             letters: self.settings.dead_letters.as_deref().map(DeadLetters::new),
             unformable: None,
@@ -229,7 +230,7 @@ impl KafkaSource {
                         return Ok(());
                     }
                     let durable = *links.durable.borrow_and_update();
-                    self.confirm(&consumer, durable)?;
+                    self.confirm(&consumer, &mut reader.sent, durable)?;
                     reader.health.confirmed = durable;
                     links.health.send_replace(reader.health.clone());
                 }
@@ -276,12 +277,27 @@ impl KafkaSource {
 
     /// Every sink has made everything before batch `durable` durable:
     /// commit the offsets after it to the group, forget older batches.
-    fn confirm(&self, consumer: &KafkaConsumer, durable: Position) -> Result<(), Error> {
+    /// The batches formed in this session are at hand in `sent`; the state
+    /// store is read only for a checkpoint from before it.
+    fn confirm(
+        &self,
+        consumer: &KafkaConsumer,
+        sent: &mut VecDeque<(u64, Offsets)>,
+        durable: Position,
+    ) -> Result<(), Error> {
         let Some(last) = durable.get().checked_sub(1) else {
             return Ok(());
         };
-        let Some((_, offsets)) = self.remaps(last)?.into_iter().find(|(b, _)| *b == last) else {
-            return Ok(());
+        let mut offsets = None;
+        while sent.front().is_some_and(|(b, _)| *b <= last) {
+            offsets = sent.pop_front().filter(|(b, _)| *b == last).map(|(_, o)| o);
+        }
+        let offsets = match offsets {
+            Some(offsets) => offsets,
+            None => match self.remaps(last)?.into_iter().find(|(b, _)| *b == last) {
+                Some((_, offsets)) => offsets,
+                None => return Ok(()),
+            },
         };
         let mut list = TopicPartitionList::new();
         for ((topic, partition), offset) in &offsets {
@@ -392,6 +408,7 @@ impl KafkaSource {
                 source,
             })?;
         }
+        reader.sent.push_back((batch, uppers.clone()));
         reader.at = uppers;
         reader.batch += 1;
         reader.health.position = Position::new(reader.batch);
@@ -416,6 +433,8 @@ struct Reader {
     at: Offsets,
     /// Batches recorded before a restart and not yet formed again.
     replay: VecDeque<(u64, Offsets)>,
+    /// Batches sent and not yet durable, with their offsets.
+    sent: VecDeque<(u64, Offsets)>,
     /// Messages received and not yet in a batch, per partition in order.
     buffered: BTreeMap<Partition, VecDeque<OwnedMessage>>,
     letters: Option<DeadLetters>,
