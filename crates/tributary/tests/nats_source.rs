@@ -282,3 +282,101 @@ fn a_nats_source_reads_over_verified_tls() {
     assert_eq!(records[0]["value"]["after"]["amount"], "5.00");
     assert!(t.terminate().success(), "{}", t.log());
 }
+
+/// A stream with interest retention drops messages no consumer wants, and
+/// this source recreates its consumer after a crash: refused by `check`
+/// and `run`, with the reason.
+#[test]
+fn a_stream_with_interest_retention_is_refused() {
+    let nats = NatsServer::start();
+    let rt = runtime();
+    let publisher = Publisher::connect(&rt, &nats);
+    rt.block_on(publisher.js.create_stream(jetstream::stream::Config {
+        name: STREAM.into(),
+        subjects: vec!["payments.>".into()],
+        retention: jetstream::stream::RetentionPolicy::Interest,
+        ..Default::default()
+    }))
+    .unwrap();
+    let dir = workdir();
+    let text = payments_to_file(dir.path(), &nats, "stop");
+    let out = cli("check", dir.path(), &text, &[]);
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    assert_contains_all(
+        &out.stdout,
+        &[
+            "has interest retention",
+            "hint: a stream with interest retention",
+        ],
+    );
+    let (code, stderr) = run_config(&text);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("has interest retention"), "{stderr}");
+}
+
+/// Without a subject filter, messages the stream dropped after this
+/// source's checkpoint (its limits, here a purge) stop the source rather
+/// than leave a silent gap.
+#[test]
+fn messages_gone_from_the_stream_stop_the_source() {
+    let nats = NatsServer::start();
+    let rt = runtime();
+    let publisher = Publisher::connect(&rt, &nats);
+    publisher.create_stream(&rt);
+    let dir = workdir();
+    let text =
+        payments_to_file(dir.path(), &nats, "stop").replace("subject = \"payments.>\"\n", "");
+    assert!(!text.contains("subject ="), "{text}");
+    publisher.publish(
+        &rt,
+        "payments.made",
+        "a",
+        &[],
+        r#"{"customer_id": 1, "amount": 5}"#,
+    );
+    let mut t = Tributary::start(dir.path(), &text);
+    t.wait_for(1, Duration::from_secs(30));
+    assert!(t.terminate().success(), "{}", t.log());
+    // Two more while it is down, then dropped before it reads them.
+    publisher.publish(
+        &rt,
+        "payments.made",
+        "b",
+        &[],
+        r#"{"customer_id": 2, "amount": 6}"#,
+    );
+    publisher.publish(
+        &rt,
+        "payments.made",
+        "c",
+        &[],
+        r#"{"customer_id": 3, "amount": 7}"#,
+    );
+    rt.block_on(async {
+        let mut stream = publisher.js.get_stream(STREAM).await.unwrap();
+        stream.purge().await.unwrap();
+    });
+    publisher.publish(
+        &rt,
+        "payments.made",
+        "d",
+        &[],
+        r#"{"customer_id": 4, "amount": 8}"#,
+    );
+    t.restart();
+    let status = t.wait_exit(Duration::from_secs(30));
+    let log = t.log();
+    assert_eq!(status.code(), Some(1), "{log}");
+    assert_contains_all(
+        &log,
+        &[
+            "no longer holds the messages from sequence 2: its first message is 4",
+            "hint: the stream's limits",
+        ],
+    );
+    assert_eq!(
+        read_records(&dir.path().join("events.jsonl")).len(),
+        1,
+        "nothing past the gap"
+    );
+}
