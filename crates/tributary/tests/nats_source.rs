@@ -353,7 +353,7 @@ fn messages_gone_from_the_stream_stop_the_source() {
         r#"{"customer_id": 3, "amount": 7}"#,
     );
     rt.block_on(async {
-        let mut stream = publisher.js.get_stream(STREAM).await.unwrap();
+        let stream = publisher.js.get_stream(STREAM).await.unwrap();
         stream.purge().await.unwrap();
     });
     publisher.publish(
